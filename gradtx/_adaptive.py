@@ -1,0 +1,313 @@
+"""Per-coordinate adaptive scaling: RMS, root-sum-of-squares, Adadelta; their recipes."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Transform, check_range, static
+from ._combine import Chain, named_recipe
+from ._momentum import trace
+from ._regularize import add_decayed_weights
+from ._scale import scale_by_learning_rate
+from ._tree import (
+    bias_correction,
+    debias,
+    ema,
+    hp,
+    safe_increment,
+    tree_full_like,
+    tree_map_unzip,
+    tree_zeros_like,
+    up,
+    zero_count,
+)
+
+
+class ScaleByRmsState(NamedTuple):
+    count: jax.Array
+    nu: Any
+    mu: Any  # None unless centered
+
+
+class ScaleByRms(Transform):
+    """Divides by the root of a moving average of squared updates (optionally centered)."""
+
+    decay: float = 0.9
+    eps: float = 1e-8
+    initial_scale: float = 0.0
+    eps_in_sqrt: bool = static(True)
+    bias_correction: bool = static(False)
+    centered: bool = static(False)
+
+    def __post_init__(self):
+        check_range(self, "decay", low=0.0, high=1.0)
+        check_range(self, "eps", low=0.0)
+        check_range(self, "initial_scale", low=0.0)
+
+    def init(self, params):
+        nu = tree_full_like(params, self.initial_scale)
+        mu = tree_zeros_like(params) if self.centered else None
+        return ScaleByRmsState(zero_count(), nu, mu)
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc = bias_correction(self.decay, count)
+        mus = state.mu if self.centered else state.nu  # unused when not centered
+
+        def leaf(g, nu, mu):
+            nu = ema(g, nu, self.decay, 2)
+            nu_hat = debias(nu, bc) if self.bias_correction else up(nu)
+            if self.centered:
+                mu = ema(g, mu, self.decay, 1)
+                mu_hat = debias(mu, bc) if self.bias_correction else up(mu)
+                nu_hat = nu_hat - jnp.abs(mu_hat) ** 2
+            eps = hp(self.eps, nu_hat)
+            if self.eps_in_sqrt:
+                scaling = jax.lax.rsqrt(nu_hat + eps)
+            else:
+                scaling = 1 / (jnp.sqrt(nu_hat) + eps)
+            return (scaling * up(g)).astype(g.dtype), nu, mu
+
+        updates, nu, mu = tree_map_unzip(leaf, updates, state.nu, mus)
+        return updates, ScaleByRmsState(count, nu, mu if self.centered else None)
+
+
+def scale_by_rms(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+    *,
+    centered: bool = False,
+) -> ScaleByRms:
+    """Scales by the root mean square of past updates, as ``optax.scale_by_rms``.
+
+    Update rule::
+
+        v_t = decay * v_{t-1} + (1 - decay) * u_t**2          (v_0 = initial_scale)
+        u_t <- u_t / sqrt(v_t + eps)          eps_in_sqrt (Keras, optax)
+        u_t <- u_t / (sqrt(v_t) + eps)        not eps_in_sqrt (PyTorch)
+
+    ``centered=True`` subtracts the squared mean (Graves 2013):
+    ``v_t - m_t**2`` with ``m_t`` the moving average of ``u_t``. With
+    ``bias_correction`` both averages are divided by ``1 - decay**t``.
+
+    Reference: Hinton, *Neural Networks for Machine Learning*, lecture 6e (2012).
+    """
+    return ScaleByRms(
+        decay=decay,
+        eps=eps,
+        initial_scale=initial_scale,
+        eps_in_sqrt=eps_in_sqrt,
+        bias_correction=bias_correction,
+        centered=centered,
+    )
+
+
+def scale_by_stddev(
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    bias_correction: bool = False,
+) -> ScaleByRms:
+    """The centered :func:`scale_by_rms`, under optax's name ``scale_by_stddev``."""
+    return scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=True)
+
+
+class ScaleByRssState(NamedTuple):
+    sum_of_squares: Any
+
+
+class ScaleByRss(Transform):
+    """Divides by the root of the running sum of squared updates (Adagrad)."""
+
+    initial_accumulator_value: float = 0.1
+    eps: float = 1e-7
+    eps_in_sqrt: bool = static(True)
+
+    def __post_init__(self):
+        check_range(self, "initial_accumulator_value", low=0.0)
+        check_range(self, "eps", low=0.0)
+
+    def init(self, params):
+        return ScaleByRssState(tree_full_like(params, self.initial_accumulator_value))
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(g, s):
+            g32 = up(g)
+            total = up(s) + jnp.abs(g32) ** 2
+            eps = hp(self.eps, total)
+            if self.eps_in_sqrt:
+                scaling = jnp.where(total > 0, jax.lax.rsqrt(total + eps), 0.0)
+            else:
+                scaling = 1 / (jnp.sqrt(total) + eps)
+            return (scaling * g32).astype(g.dtype), total.astype(s.dtype)
+
+        updates, sums = tree_map_unzip(leaf, updates, state.sum_of_squares)
+        return updates, ScaleByRssState(sums)
+
+
+def scale_by_rss(
+    initial_accumulator_value: float = 0.1, eps: float = 1e-7, *, eps_in_sqrt: bool = True
+) -> ScaleByRss:
+    """Scales by the root of the sum of all past squared updates, as ``optax.scale_by_rss``.
+
+    Update rule::
+
+        s_t = s_{t-1} + u_t**2                  (s_0 = initial_accumulator_value)
+        u_t <- u_t / sqrt(s_t + eps)            eps_in_sqrt (Keras, optax; 0 where s_t = 0)
+        u_t <- u_t / (sqrt(s_t) + eps)          not eps_in_sqrt (PyTorch)
+
+    Reference: Duchi, Hazan, Singer, *Adaptive Subgradient Methods*, JMLR 2011.
+    """
+    return ScaleByRss(
+        initial_accumulator_value=initial_accumulator_value, eps=eps, eps_in_sqrt=eps_in_sqrt
+    )
+
+
+class ScaleByAdadeltaState(NamedTuple):
+    e_g: Any
+    e_x: Any
+
+
+class ScaleByAdadelta(Transform):
+    """Adadelta's ratio of RMS of past steps to RMS of gradients."""
+
+    rho: float = 0.9
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        check_range(self, "rho", low=0.0, high=1.0)
+        check_range(self, "eps", low=0.0)
+
+    def init(self, params):
+        return ScaleByAdadeltaState(tree_zeros_like(params), tree_zeros_like(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(g, e_g, e_x):
+            e_g = ema(g, e_g, self.rho, 2)
+            eps = hp(self.eps, up(g))
+            step = jnp.sqrt(up(e_x) + eps) / jnp.sqrt(up(e_g) + eps) * up(g)
+            e_x = ema(step, e_x, self.rho, 2)
+            return step.astype(g.dtype), e_g, e_x
+
+        updates, e_g, e_x = tree_map_unzip(leaf, updates, state.e_g, state.e_x)
+        return updates, ScaleByAdadeltaState(e_g, e_x)
+
+
+def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> ScaleByAdadelta:
+    """Adadelta's unit-correcting scaling, as ``optax.scale_by_adadelta``.
+
+    Update rule::
+
+        E[g2]_t = rho * E[g2]_{t-1} + (1 - rho) * u_t**2
+        d_t = sqrt(E[dx2]_{t-1} + eps) / sqrt(E[g2]_t + eps) * u_t
+        E[dx2]_t = rho * E[dx2]_{t-1} + (1 - rho) * d_t**2
+        u_t <- d_t
+
+    Reference: Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012 (arXiv:1212.5701).
+    """
+    return ScaleByAdadelta(rho=rho, eps=eps)
+
+
+def adagrad(
+    learning_rate: Any, initial_accumulator_value: float = 0.1, eps: float = 1e-7
+) -> Chain:
+    """Adagrad, as ``optax.adagrad`` (and Keras 3's ``Adagrad``).
+
+    Update rule::
+
+        s_t = s_{t-1} + g_t**2               (s_0 = initial_accumulator_value)
+        p_t = p_{t-1} - lr_t * g_t / sqrt(s_t + eps)
+
+    Defaults: optax's (initial 0.1, eps 1e-7, inside the root). PyTorch's
+    ``Adagrad`` puts eps=1e-10 outside the root, starts at 0 and has lr_decay
+    (``gradtx.compat.pytorch.adagrad``).
+
+    Reference: Duchi, Hazan, Singer, JMLR 2011.
+    """
+    return named_recipe(
+        "adagrad",
+        scale_by_rss(initial_accumulator_value, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def rmsprop(
+    learning_rate: Any,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    initial_scale: float = 0.0,
+    eps_in_sqrt: bool = True,
+    centered: bool = False,
+    momentum: float | None = None,
+    nesterov: bool = False,
+    bias_correction: bool = False,
+) -> Chain:
+    """RMSprop, as ``optax.rmsprop``.
+
+    Update rule::
+
+        v_t = decay * v_{t-1} + (1 - decay) * g_t**2
+        d_t = lr_t * g_t / sqrt(v_t + eps)     (centered: v_t - m_t**2)
+        m_t = momentum * m_{t-1} + d_t         (when momentum is given)
+        p_t = p_{t-1} - m_t
+
+    The learning rate sits inside the momentum buffer, as in Keras; PyTorch
+    keeps it outside and puts eps outside the root with decay 0.99
+    (``gradtx.compat.pytorch.rmsprop``).
+
+    Reference: Hinton, lecture 6e (2012); centered: Graves, arXiv:1308.0850.
+    """
+    if nesterov and momentum is None:
+        raise ValueError("rmsprop(nesterov=True): Nesterov momentum requires a momentum value")
+    transforms = [
+        scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered),
+        scale_by_learning_rate(learning_rate),
+    ]
+    if momentum is not None:
+        transforms.append(trace(decay=momentum, nesterov=nesterov))
+    return named_recipe("rmsprop", *transforms)
+
+
+def adadelta(
+    learning_rate: Any = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    weight_decay_mask: Any = None,
+) -> Chain:
+    """Adadelta, as ``optax.adadelta``, but descending with its default learning rate.
+
+    Update rule::
+
+        g_t <- g_t + weight_decay * p_{t-1}
+        E[g2]_t = rho * E[g2]_{t-1} + (1 - rho) * g_t**2
+        d_t = sqrt(E[dx2]_{t-1} + eps) / sqrt(E[g2]_t + eps) * g_t
+        E[dx2]_t = rho * E[dx2]_{t-1} + (1 - rho) * d_t**2
+        p_t = p_{t-1} - lr_t * d_t
+
+    Fix: optax 0.2.x defaults ``learning_rate=None`` and then skips the sign
+    flip, so its default *ascends*. Here the default (and ``None``) is the
+    paper's 1.0, and the step descends. PyTorch's defaults are the same
+    (lr 1.0, rho 0.9, eps 1e-6); Keras's are lr 0.001, rho 0.95, eps 1e-7.
+
+    Reference: Zeiler, arXiv:1212.5701 (2012).
+    """
+    if learning_rate is None:
+        learning_rate = 1.0
+    decay = add_decayed_weights(weight_decay, weight_decay_mask)
+    return named_recipe(
+        "adadelta", decay, scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate)
+    )
+

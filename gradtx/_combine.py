@@ -1,0 +1,203 @@
+"""Combinators: chains of transforms, optax interoperability, masks."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, NamedTuple
+
+import jax
+
+from ._base import Struct, Transform, static
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transform."""
+
+
+class Identity(Transform):
+    """Leaves updates unchanged: ``u <- u``."""
+
+    def init(self, params):
+        del params
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+
+def identity() -> Identity:
+    """The transform that changes nothing.
+
+    >>> import gradtx
+    >>> gradtx.identity().update({"w": 1.0}, ())[0]
+    {'w': 1.0}
+    """
+    return Identity()
+
+
+class FromOptax(Transform):
+    """An optax ``GradientTransformation`` (a pair of closures) used inside a gradtx chain.
+
+    Its hyperparameters are hidden inside closures, so they are not leaves.
+    """
+
+    inner: Any = static()
+
+    def init(self, params):
+        return self.inner.init(params)
+
+    def update(self, updates, state, params=None, **extra_args):
+        # optax's GradientTransformationExtraArgs takes extra arguments; a plain one does not.
+        kinds = {p.kind for p in inspect.signature(self.inner.update).parameters.values()}
+        if inspect.Parameter.VAR_KEYWORD not in kinds:
+            extra_args = {}
+        return self.inner.update(updates, state, params, **extra_args)
+
+
+def as_transform(tx: Any) -> Transform:
+    """A gradtx transform as is; an optax transform wrapped in :class:`FromOptax`."""
+    if isinstance(tx, Transform):
+        return tx
+    if hasattr(tx, "init") and hasattr(tx, "update"):
+        return FromOptax(inner=tx)
+    raise TypeError(f"chain: expected a transform with init and update, got {tx!r}")
+
+
+class Chain(Transform):
+    """Applies transforms in order; the state is the tuple of their states.
+
+    ``label`` names a recipe (``"adam"``) in ``repr``; it is static.
+    """
+
+    transforms: tuple[Transform, ...] = ()
+    label: str | None = static(None)
+
+    def __post_init__(self):
+        object.__setattr__(self, "transforms", tuple(as_transform(t) for t in self.transforms))
+
+    def init(self, params):
+        return tuple(t.init(params) for t in self.transforms)
+
+    def update(self, updates, state, params=None, **extra_args):
+        if not isinstance(state, tuple) or len(state) != len(self.transforms):
+            raise ValueError(
+                f"chain: the state has {len(state) if isinstance(state, tuple) else 'no'} "
+                f"entries for {len(self.transforms)} transforms; was it made by this "
+                "chain's init?"
+            )
+        new_state = []
+        for transform, inner_state in zip(self.transforms, state):
+            updates, inner_state = transform.update(updates, inner_state, params, **extra_args)
+            new_state.append(inner_state)
+        return updates, tuple(new_state)
+
+    def __repr__(self) -> str:
+        head = self.label or "chain"
+        body = "".join(f"\n    {_indent(repr(t))}," for t in self.transforms)
+        return f"{head}({body}\n)" if body else f"{head}()"
+
+
+def _indent(text: str) -> str:
+    return text.replace("\n", "\n    ")
+
+
+def chain(*transforms: Any) -> Chain:
+    """Applies ``transforms`` one after the other, like ``optax.chain``.
+
+    Accepts gradtx transforms and optax ``GradientTransformation`` objects alike.
+
+    >>> import gradtx
+    >>> tx = gradtx.chain(gradtx.clip(1.0), gradtx.scale(-0.1))
+    >>> tx.update({"w": 5.0}, tx.init({"w": 0.0}))[0]
+    {'w': Array(-0.1, dtype=float32, weak_type=True)}
+    """
+    return Chain(transforms=transforms)
+
+
+def named_recipe(label: str, *transforms: Any) -> Chain:
+    """A chain that prints under a recipe's name (``adam(...)``)."""
+    return Chain(transforms=transforms, label=label)
+
+
+class _FrozenTree(Struct):
+    """A pytree of Python values kept static and hashable (a mask, labels)."""
+
+    leaves: tuple = static()
+    treedef: Any = static()
+
+    def unfreeze(self) -> Any:
+        return jax.tree.unflatten(self.treedef, self.leaves)
+
+
+def freeze_tree(tree: Any) -> Any:
+    """A callable stays as it is; a pytree of Python values becomes hashable."""
+    if tree is None or callable(tree):
+        return tree
+    leaves, treedef = jax.tree.flatten(tree)
+    return _FrozenTree(leaves=tuple(leaves), treedef=treedef)
+
+
+def resolve_tree(frozen: Any, params: Any) -> Any:
+    """The mask or label tree for ``params``: call the function or unfreeze."""
+    if isinstance(frozen, _FrozenTree):
+        return frozen.unfreeze()
+    return frozen(params)
+
+
+class MaskedNode(NamedTuple):
+    """Stands in for a leaf that a mask excludes: an empty subtree."""
+
+
+class MaskedState(NamedTuple):
+    inner_state: Any
+
+
+def _mask_tree(tree: Any, mask_tree: Any) -> Any:
+    return jax.tree.map(lambda m, x: x if m else MaskedNode(), mask_tree, tree)
+
+
+class Masked(Transform):
+    """Applies ``inner`` only where ``mask`` is true; other updates pass unchanged.
+
+    ``mask`` is a tree of booleans (a prefix of the params' structure) or a
+    function of the params that returns one; it is static. The inner state holds
+    memory only for the masked-in leaves.
+    """
+
+    inner: Transform
+    mask: Any = static()
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        object.__setattr__(self, "mask", freeze_tree(self.mask))
+
+    def init(self, params):
+        mask_tree = resolve_tree(self.mask, params)
+        return MaskedState(self.inner.init(_mask_tree(params, mask_tree)))
+
+    def update(self, updates, state, params=None, **extra_args):
+        mask_tree = resolve_tree(self.mask, updates)
+        masked_params = None if params is None else _mask_tree(params, mask_tree)
+        new, inner_state = self.inner.update(
+            _mask_tree(updates, mask_tree), state.inner_state, masked_params, **extra_args
+        )
+        merged = jax.tree.map(
+            lambda m, n, u: n if m else u,
+            mask_tree,
+            new,
+            updates,
+            is_leaf=lambda x: isinstance(x, MaskedNode),
+        )
+        return merged, MaskedState(inner_state)
+
+
+def masked(inner: Any, mask: Any) -> Masked:
+    """Applies ``inner`` where ``mask`` is true, as ``optax.masked``.
+
+    >>> import gradtx
+    >>> tx = gradtx.masked(gradtx.scale(0.0), {"w": True, "b": False})
+    >>> tx.update({"w": 1.0, "b": 1.0}, tx.init({"w": 0.0, "b": 0.0}))[0]["b"]
+    1.0
+    """
+    return Masked(inner=inner, mask=mask)

@@ -1,0 +1,79 @@
+"""Annealed Gaussian gradient noise; noisy SGD."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Transform, check_range
+from ._combine import Chain, named_recipe
+from ._scale import scale_by_learning_rate
+from ._tree import default_float, safe_increment, up, zero_count
+
+
+class AddNoiseState(NamedTuple):
+    count: jax.Array
+    rng_key: jax.Array
+
+
+class AddNoise(Transform):
+    """Adds Gaussian noise whose variance decays as ``eta / (1 + t)**gamma``."""
+
+    eta: float = 0.01
+    gamma: float = 0.55
+    key: Any = 0
+
+    def __post_init__(self):
+        check_range(self, "eta", low=0.0)
+        check_range(self, "gamma", low=0.0)
+
+    def init(self, params):
+        del params
+        key = self.key
+        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+            key = jax.random.key(key)
+        return AddNoiseState(zero_count(), key)
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        t = count.astype(default_float())
+        std = jnp.sqrt(jnp.asarray(self.eta, default_float()) / t ** jnp.asarray(self.gamma, default_float()))
+        rng_key, sample_key = jax.random.split(state.rng_key)
+        leaves, treedef = jax.tree.flatten(updates)
+        keys = jax.random.split(sample_key, len(leaves))
+        noisy = [
+            (up(u) + std.astype(up(u).dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(u.dtype)
+            for u, k in zip(leaves, keys)
+        ]
+        return treedef.unflatten(noisy), AddNoiseState(count, rng_key)
+
+
+def add_noise(eta: float, gamma: float, key: Any = 0) -> AddNoise:
+    """Annealed Gaussian gradient noise, as ``optax.add_noise``.
+
+    Update rule::
+
+        u_t <- u_t + N(0, eta / t**gamma)        t = 1, 2, ...
+
+    ``key`` is a JAX PRNG key or an integer seed; the same key gives the same
+    noise as optax. Noise helps escape saddle points and poor local minima.
+
+    Reference: Neelakantan et al., *Adding Gradient Noise Improves Learning
+    for Very Deep Networks*, arXiv:1511.06807.
+    """
+    return AddNoise(eta=eta, gamma=gamma, key=key)
+
+
+def noisy_sgd(learning_rate: Any, eta: float = 0.01, gamma: float = 0.55, key: Any = 0) -> Chain:
+    """SGD with annealed gradient noise, as ``optax.noisy_sgd``.
+
+    Update rule::
+
+        p_t = p_{t-1} - lr_t * (g_t + N(0, eta / t**gamma))
+
+    Reference: Neelakantan et al., arXiv:1511.06807.
+    """
+    return named_recipe("noisy_sgd", add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate))

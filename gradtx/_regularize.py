@@ -1,0 +1,146 @@
+"""Weight decay and L1 penalties."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Transform, check_range
+from ._combine import masked
+from ._scale import value_at
+from ._tree import hp, safe_increment, up, zero_count
+
+NO_PARAMS = "{name} needs the params: call update(updates, state, params)"
+
+
+class CountState(NamedTuple):
+    """A step counter, for hyperparameters that may be schedules."""
+
+    count: jax.Array
+
+
+def _require_params(transform: Transform, params: Any) -> None:
+    if params is None:
+        raise ValueError(NO_PARAMS.format(name=transform.name))
+
+
+class AddDecayedWeights(Transform):
+    """Adds ``weight_decay * params`` to the updates."""
+
+    weight_decay: Any = 0.0
+
+    def __post_init__(self):
+        check_range(self, "weight_decay", low=0.0)
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        wd = value_at(self.weight_decay, state.count)
+        updates = jax.tree.map(
+            lambda u, p: (up(u) + hp(wd, u) * up(p)).astype(u.dtype), updates, params
+        )
+        return updates, CountState(safe_increment(state.count))
+
+
+def add_decayed_weights(weight_decay: Any = 0.0, mask: Any = None) -> Transform:
+    """Adds weight decay to the updates, as ``optax.add_decayed_weights``.
+
+    Update rule::
+
+        u_t <- u_t + wd_t * p_{t-1}
+
+    Placed *before* an adaptive scaling (``scale_by_adam``) this is coupled L2
+    regularisation (PyTorch ``Adam(weight_decay=...)``); placed after it and
+    before ``scale_by_learning_rate`` it is decoupled weight decay, AdamW
+    (Loshchilov & Hutter, arXiv:1711.05101). ``weight_decay`` may be a
+    schedule; ``mask`` (a tree of booleans or a function of the params)
+    limits it to some parameters.
+    """
+    transform = AddDecayedWeights(weight_decay=weight_decay)
+    return transform if mask is None else masked(transform, mask)
+
+
+class AddL1Penalty(Transform):
+    """Adds the subgradient ``l1 * sign(params)`` of an L1 penalty."""
+
+    l1: Any = 0.0
+
+    def __post_init__(self):
+        check_range(self, "l1", low=0.0)
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        l1 = value_at(self.l1, state.count)
+        updates = jax.tree.map(
+            lambda u, p: (up(u) + hp(l1, u) * jnp.sign(up(p))).astype(u.dtype), updates, params
+        )
+        return updates, CountState(safe_increment(state.count))
+
+
+def add_l1_penalty(l1: Any, mask: Any = None) -> Transform:
+    """Adds the subgradient of ``l1 * sum|p|`` to the updates.
+
+    Update rule::
+
+        u_t <- u_t + l1_t * sign(p_{t-1})
+
+    Like :func:`add_decayed_weights`, its place in the chain decides whether
+    the penalty is scaled by an adaptive method. The subgradient never makes a
+    weight exactly zero; :func:`soft_threshold` does.
+    """
+    transform = AddL1Penalty(l1=l1)
+    return transform if mask is None else masked(transform, mask)
+
+
+class SoftThreshold(Transform):
+    """The proximal step of an L1 penalty, applied after the descent step."""
+
+    threshold: Any = 0.0
+
+    def __post_init__(self):
+        check_range(self, "threshold", low=0.0)
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        tau = value_at(self.threshold, state.count)
+
+        def leaf(u, p):
+            target = up(p) + up(u)
+            shrunk = jnp.sign(target) * jnp.maximum(jnp.abs(target) - hp(tau, target), 0)
+            return (shrunk - up(p)).astype(u.dtype)
+
+        return jax.tree.map(leaf, updates, params), CountState(safe_increment(state.count))
+
+
+def soft_threshold(threshold: Any, mask: Any = None) -> Transform:
+    """Proximal L1 (ISTA): shrinks the stepped parameters towards zero.
+
+    Update rule, with ``threshold = lr * l1`` (a number or schedule)::
+
+        q = p_{t-1} + u_t
+        u_t <- sign(q) * max(|q| - threshold_t, 0) - p_{t-1}
+
+    Place it last in the chain, after ``scale_by_learning_rate``. Weights whose
+    stepped value lies within the threshold become exactly zero.
+
+    Reference: Beck & Teboulle, *A Fast Iterative Shrinkage-Thresholding
+    Algorithm*, SIAM J. Imaging Sciences 2009.
+    """
+    transform = SoftThreshold(threshold=threshold)
+    return transform if mask is None else masked(transform, mask)

@@ -1,0 +1,106 @@
+"""Reading and writing optimizer state and hyperparameters by name; applying updates."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ._base import Struct
+
+
+def apply_updates(params: Any, updates: Any) -> Any:
+    """``params + updates``, each result in its parameter's dtype, as ``optax.apply_updates``.
+
+    The sum is computed at the wider of the two dtypes, then cast back, so a
+    bfloat16 parameter receives a float32 update without a silent upcast.
+    """
+    return jax.tree.map(
+        lambda p, u: None if p is None else (jnp.asarray(p) + u).astype(jnp.result_type(p)),
+        params,
+        updates,
+        is_leaf=lambda x: x is None,
+    )
+
+
+def _children(node: Any) -> list[tuple[str | int, Any]]:
+    """Named children of the containers state and transforms are made of."""
+    if isinstance(node, Struct):
+        return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return list(zip(node._fields, node))
+    if isinstance(node, (tuple, list)):
+        return list(enumerate(node))
+    if isinstance(node, dict):
+        return list(node.items())
+    return []
+
+
+def tree_get_all_with_path(tree: Any, key: str) -> list[tuple[tuple, Any]]:
+    """Every ``(path, value)`` whose field, attribute or dict key is ``key``.
+
+    Looks through named tuples (optimizer states), gradtx objects
+    (transforms, schedules), tuples, lists and dicts.
+    """
+    found: list[tuple[tuple, Any]] = []
+
+    def visit(node: Any, path: tuple) -> None:
+        for name, child in _children(node):
+            if name == key:
+                found.append(((*path, name), child))
+            else:
+                visit(child, (*path, name))
+
+    visit(tree, ())
+    return found
+
+
+def tree_get(tree: Any, key: str, default: Any = None) -> Any:
+    """The one value named ``key`` in ``tree``, like ``optax.tree_utils.tree_get``.
+
+    Works on optimizer states and on transforms alike::
+
+        gradtx.tree_get(state, "learning_rate")   # the rate applied at the last step
+        gradtx.tree_get(state, "mu")              # Adam's first moment
+        gradtx.tree_get(tx, "b2")                 # a hyperparameter
+
+    Returns ``default`` when absent; raises KeyError when ``key`` is ambiguous.
+    """
+    found = tree_get_all_with_path(tree, key)
+    if not found:
+        return default
+    if len(found) > 1:
+        paths = ", ".join("/".join(map(str, path)) for path, _ in found)
+        raise KeyError(f"tree_get: {key!r} is found at several places: {paths}")
+    return found[0][1]
+
+
+def tree_set(tree: Any, **values: Any) -> Any:
+    """A copy of ``tree`` with every field named in ``values`` replaced.
+
+    On a transform this changes hyperparameters (validated, as when built)::
+
+        tx = gradtx.tree_set(gradtx.adam(1e-3), learning_rate=3e-4, b2=0.99)
+
+    Keys that do not occur anywhere raise KeyError.
+    """
+    missing = [k for k in values if not tree_get_all_with_path(tree, k)]
+    if missing:
+        raise KeyError(f"tree_set: no field named {', '.join(map(repr, missing))}")
+
+    def rebuild(node: Any) -> Any:
+        children = _children(node)
+        if not children:
+            return node
+        new = {name: values[name] if name in values else rebuild(child) for name, child in children}
+        if isinstance(node, Struct):
+            return dataclasses.replace(node, **new)
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(**new)
+        if isinstance(node, (tuple, list)):
+            return type(node)(new[i] for i in range(len(node)))
+        return type(node)(new) if isinstance(node, dict) else node
+
+    return rebuild(tree)

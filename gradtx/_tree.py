@@ -1,0 +1,146 @@
+"""Tree maths: the vocabulary transforms are written in.
+
+Arithmetic runs in the *compute dtype* of a leaf, at least float32 (float64
+for float64 leaves), and results are cast back to the storage dtype. So a
+bfloat16 moment is updated with b2=0.999 (not 1.0, as bfloat16 would round
+it), and eps=1e-8 does not underflow in float16.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def compute_dtype(x: Any) -> jnp.dtype:
+    """The dtype a leaf's arithmetic runs in: float32 at least."""
+    return jnp.promote_types(jnp.result_type(x), jnp.float32)
+
+
+def default_float() -> jnp.dtype:
+    """float64 under ``jax_enable_x64``, float32 otherwise."""
+    return jnp.result_type(float)
+
+
+def hp(value: Any, like: Any) -> jax.Array:
+    """A hyperparameter (number, array or tracer) in ``like``'s compute dtype."""
+    return jnp.asarray(value, dtype=compute_dtype(like))
+
+
+def up(x: Any) -> jax.Array:
+    """A leaf promoted to its compute dtype."""
+    return jnp.asarray(x, dtype=compute_dtype(x))
+
+
+def safe_increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at the dtype's maximum instead of wrapping around."""
+    count = jnp.asarray(count)
+    top = jnp.iinfo(count.dtype).max
+    return jnp.where(count < top, count + 1, top).astype(count.dtype)
+
+
+def zero_count() -> jax.Array:
+    """The initial step counter: int32 0."""
+    return jnp.zeros([], jnp.int32)
+
+
+def decay_power(decay: Any, count: Any) -> jax.Array:
+    """decay ** count, computed in float32 or float64 whatever the leaves are."""
+    return jnp.asarray(decay, default_float()) ** jnp.asarray(count, default_float())
+
+
+def tree_map_unzip(fn: Callable[..., tuple], tree: Any, *rest: Any) -> tuple[Any, ...]:
+    """Maps ``fn`` (which returns a tuple) over leaves; returns a tuple of trees.
+
+    This is how a transform written for one array is lifted to pytrees.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    others = [treedef.flatten_up_to(r) for r in rest]
+    outputs = [fn(*args) for args in zip(leaves, *others)]
+    if not outputs:
+        return ()
+    return tuple(treedef.unflatten(list(column)) for column in zip(*outputs))
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros shaped like ``tree`` (abstract ShapeDtypeStruct leaves work too)."""
+    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
+
+
+def tree_full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
+    """``value`` everywhere, shaped like ``tree``, computed at full precision then cast."""
+
+    def full(x):
+        storage = dtype or jnp.result_type(x)
+        return jnp.full(jnp.shape(x), hp(value, jnp.zeros((), storage)), storage)
+
+    return jax.tree.map(full, tree)
+
+
+def tree_cast(tree: Any, dtype: Any) -> Any:
+    """Every leaf cast to ``dtype`` (None keeps each leaf's dtype)."""
+    if dtype is None:
+        return tree
+    return jax.tree.map(lambda x: x.astype(dtype), tree)
+
+
+def tree_cast_like(tree: Any, like: Any) -> Any:
+    """Each leaf cast to the dtype of the matching leaf of ``like``."""
+    return jax.tree.map(lambda x, y: jnp.asarray(x).astype(jnp.result_type(y)), tree, like)
+
+
+def tree_scale(scalar: Any, tree: Any) -> Any:
+    """``scalar * tree`` at full precision, in each leaf's dtype."""
+    return jax.tree.map(lambda x: (hp(scalar, x) * up(x)).astype(jnp.result_type(x)), tree)
+
+
+def tree_add(a: Any, b: Any) -> Any:
+    return jax.tree.map(jnp.add, a, b)
+
+
+def tree_vdot(a: Any, b: Any) -> jax.Array:
+    """Real inner product of two trees, accumulated in at least float32."""
+    parts = [jnp.sum(jnp.real(jnp.conj(up(x)) * up(y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    return sum(parts, jnp.zeros((), default_float()))
+
+
+def tree_global_norm(tree: Any) -> jax.Array:
+    """The L2 norm of all leaves together, accumulated in at least float32."""
+    squares = [jnp.sum(jnp.abs(up(x)) ** 2) for x in jax.tree.leaves(tree)]
+    return jnp.sqrt(sum(squares, jnp.zeros((), default_float())))
+
+
+def ema(g: jax.Array, moment: jax.Array, decay: Any, order: int = 1) -> jax.Array:
+    """One step of an exponential moving average of ``g ** order``, in moment's dtype.
+
+    ``(1 - decay) * g**order + decay * moment``, with |g|**2 for complex g.
+    """
+    g = up(g)
+    if order == 2 and jnp.iscomplexobj(g):
+        power = jnp.real(g * jnp.conj(g))
+    else:
+        power = g**order
+    # 1 - decay is formed before the cast, as optax does with a Python float.
+    return (hp(1 - decay, power) * power + hp(decay, power) * up(moment)).astype(moment.dtype)
+
+
+def debias(moment: jax.Array, correction: jax.Array) -> jax.Array:
+    """``moment / correction`` at full precision, where correction = 1 - decay**t."""
+    m = up(moment)
+    return m / correction.astype(m.dtype)
+
+
+def bias_correction(decay: Any, count: Any) -> jax.Array:
+    """``1 - decay**count`` in float32 or float64."""
+    return 1 - decay_power(decay, count)
+
+
+def is_abstract(x: Any) -> bool:
+    return isinstance(x, jax.ShapeDtypeStruct)
+
+
+def leaf_dtypes(tree: Any) -> list[np.dtype]:
+    return [jnp.result_type(x) for x in jax.tree.leaves(tree)]
