@@ -29,6 +29,12 @@ from ._adaptive import ScaleByRssState as ScaleByRssState
 from ._base import Schedule as Schedule
 from ._base import Struct as Struct
 from ._base import Transform as Transform
+from ._cg import conjugate_gradient as conjugate_gradient
+from ._cg import scale_by_conjugate_gradient as scale_by_conjugate_gradient
+from ._cg import scale_by_wolfe_linesearch as scale_by_wolfe_linesearch
+from ._cg import ScaleByConjugateGradientState as ScaleByConjugateGradientState
+from ._cg import ScaleByWolfeLinesearchState as ScaleByWolfeLinesearchState
+from ._cg import value_and_grad_from_state as value_and_grad_from_state
 from ._clipping import clip as clip
 from ._clipping import clip_by_block_rms as clip_by_block_rms
 from ._clipping import clip_by_global_norm as clip_by_global_norm

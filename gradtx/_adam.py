@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_choice, check_range, static
+from ._base import check_choice, check_range, static, Transform
 from ._combine import Chain, named_recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -73,7 +73,9 @@ class ScaleByAdam(Transform):
 
     def init(self, params):
         return ScaleByAdamState(
-            zero_count(), tree_zeros_like(params, self.mu_dtype), tree_zeros_like(params, self.nu_dtype)
+            zero_count(),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.nu_dtype),
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -113,7 +115,8 @@ def scale_by_adam(
 
         m_t = b1 * m_{t-1} + (1 - b1) * u_t
         v_t = b2 * v_{t-1} + (1 - b2) * u_t**2
-        m^_t = m_t / (1 - b1**t)       (Nesterov: b1 * m_t / (1 - b1**(t+1)) + (1 - b1) * u_t / (1 - b1**t))
+        m^_t = m_t / (1 - b1**t)
+             (Nesterov: b1 * m_t / (1 - b1**(t+1)) + (1 - b1) * u_t / (1 - b1**t))
         v^_t = v_t / (1 - b2**t)
         u_t <- m^_t / (sqrt(v^_t + eps_root) + eps)
 
@@ -162,7 +165,9 @@ class ScaleByAmsgrad(Transform):
 
     def init(self, params):
         zeros = tree_zeros_like(params)
-        return ScaleByAmsgradState(zero_count(), tree_zeros_like(params, self.mu_dtype), zeros, zeros)
+        return ScaleByAmsgradState(
+            zero_count(), tree_zeros_like(params, self.mu_dtype), zeros, zeros
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -301,7 +306,10 @@ class ScaleByNadam(Transform):
 
     def init(self, params):
         return ScaleByNadamState(
-            zero_count(), jnp.ones((), default_float()), tree_zeros_like(params), tree_zeros_like(params)
+            zero_count(),
+            jnp.ones((), default_float()),
+            tree_zeros_like(params),
+            tree_zeros_like(params),
         )
 
     def momentum_at(self, t: jax.Array) -> jax.Array:
@@ -310,7 +318,9 @@ class ScaleByNadam(Transform):
         if self.simplified:
             return b1
         t = jnp.asarray(t, default_float())
-        return b1 * (1 - 0.5 * decay_power(0.96, t * jnp.asarray(self.momentum_decay, default_float())))
+        return b1 * (
+            1 - 0.5 * decay_power(0.96, t * jnp.asarray(self.momentum_decay, default_float()))
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -388,12 +398,14 @@ class ScaleByRadam(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        b2 = jnp.asarray(self.b2, default_float())
         t = count.astype(default_float())
-        ro_inf = 2.0 / (1.0 - b2) - 1.0
-        b2t = decay_power(b2, t)
+        # Formed before the cast, so that a Python b2 gives the exact rho_inf.
+        ro_inf = jnp.asarray(2.0 / (1.0 - self.b2) - 1.0, default_float())
+        b2t = decay_power(self.b2, t)
         ro = ro_inf - 2 * t * b2t / (1 - b2t)
-        rectify = jnp.sqrt((ro - 4.0) * (ro - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro))
+        rectify = jnp.sqrt(
+            (ro - 4.0) * (ro - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro)
+        )
         adaptive = ro >= self.threshold
         bc1, bc2 = bias_correction(self.b1, count), 1 - b2t
         bc1_next = bias_correction(self.b1, safe_increment(count))
@@ -438,7 +450,13 @@ def scale_by_radam(
     Beyond*, arXiv:1908.03265.
     """
     return ScaleByRadam(
-        b1=b1, b2=b2, eps=eps, eps_root=eps_root, threshold=threshold, nesterov=nesterov, eps_mode=eps_mode
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        threshold=threshold,
+        nesterov=nesterov,
+        eps_mode=eps_mode,
     )
 
 
@@ -610,7 +628,9 @@ def adamax(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 
 
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
     """
-    return named_recipe("adamax", scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return named_recipe(
+        "adamax", scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate)
+    )
 
 
 def adamaxw(

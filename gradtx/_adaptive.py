@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range, static
+from ._base import check_range, static, Transform
 from ._combine import Chain, named_recipe
 from ._momentum import trace
 from ._regularize import add_decayed_weights
@@ -220,9 +220,7 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> ScaleByAdadelta:
     return ScaleByAdadelta(rho=rho, eps=eps)
 
 
-def adagrad(
-    learning_rate: Any, initial_accumulator_value: float = 0.1, eps: float = 1e-7
-) -> Chain:
+def adagrad(learning_rate: Any, initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Chain:
     """Adagrad, as ``optax.adagrad`` (and Keras 3's ``Adagrad``).
 
     Update rule::
@@ -310,4 +308,3 @@ def adadelta(
     return named_recipe(
         "adadelta", decay, scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate)
     )
-

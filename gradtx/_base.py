@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import jax
 import numpy as np
 
+
 def static(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
     """Declares a static field: part of the tree structure, never a leaf."""
     return dataclasses.field(default=default, metadata={"static": True}, **kwargs)
@@ -242,11 +243,7 @@ def check_range(
     too_low = numbers <= low if low_open else numbers < low
     too_high = numbers >= high if high_open else numbers > high
     if np.any(too_low | too_high) or np.any(np.isnan(numbers)):
-        interval = (
-            ("(" if low_open else "[")
-            + f"{low:g}, {high:g}"
-            + (")" if high_open else "]")
-        )
+        interval = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
         raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be in {interval}")
 
 

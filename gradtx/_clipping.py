@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range
+from ._base import check_range, Transform
 from ._combine import EmptyState
 from ._tree import hp, tree_global_norm, up
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from ._base import Struct, Transform, static
+from ._base import static, Struct, Transform
 
 
 class EmptyState(NamedTuple):

@@ -7,19 +7,23 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range, fail, static
+from ._base import check_range, fail, static, Transform
 from ._combine import Chain, identity, named_recipe
 from ._scale import scale_by_learning_rate
 from ._tree import (
     bias_correction as correction,
+)
+from ._tree import (
     debias,
-    ema as ema_step,
     hp,
     safe_increment,
     tree_map_unzip,
     tree_zeros_like,
     up,
     zero_count,
+)
+from ._tree import (
+    ema as ema_step,
 )
 
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range
+from ._base import check_range, Transform
 from ._combine import Chain, named_recipe
 from ._scale import scale_by_learning_rate
 from ._tree import default_float, safe_increment, up, zero_count
@@ -40,12 +40,16 @@ class AddNoise(Transform):
         del params, extra_args
         count = safe_increment(state.count)
         t = count.astype(default_float())
-        std = jnp.sqrt(jnp.asarray(self.eta, default_float()) / t ** jnp.asarray(self.gamma, default_float()))
+        std = jnp.sqrt(
+            jnp.asarray(self.eta, default_float()) / t ** jnp.asarray(self.gamma, default_float())
+        )
         rng_key, sample_key = jax.random.split(state.rng_key)
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(sample_key, len(leaves))
         noisy = [
-            (up(u) + std.astype(up(u).dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(u.dtype)
+            (up(u) + std.astype(up(u).dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(
+                u.dtype
+            )
             for u, k in zip(leaves, keys)
         ]
         return treedef.unflatten(noisy), AddNoiseState(count, rng_key)
@@ -76,4 +80,6 @@ def noisy_sgd(learning_rate: Any, eta: float = 0.01, gamma: float = 0.55, key: A
 
     Reference: Neelakantan et al., arXiv:1511.06807.
     """
-    return named_recipe("noisy_sgd", add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate))
+    return named_recipe(
+        "noisy_sgd", add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate)
+    )

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range
+from ._base import check_range, Transform
 from ._combine import masked
 from ._scale import value_at
 from ._tree import hp, safe_increment, up, zero_count

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range, static
+from ._base import check_range, static, Transform
 from ._combine import EmptyState
 from ._tree import default_float, safe_increment, tree_scale, zero_count
 
@@ -104,7 +104,9 @@ class ScaleByLearningRate(Transform):
         return updates, ScaleByLearningRateState(safe_increment(state.count), lr)
 
 
-def scale_by_learning_rate(learning_rate: Any = 1e-3, *, flip_sign: bool = True) -> ScaleByLearningRate:
+def scale_by_learning_rate(
+    learning_rate: Any = 1e-3, *, flip_sign: bool = True
+) -> ScaleByLearningRate:
     """Scales updates by the learning rate, negated for descent, as optax's.
 
     Update rule::

@@ -7,13 +7,21 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import Transform, check_range, fail, static
+from ._base import check_range, fail, static, Transform
 from ._combine import Chain, EmptyState, named_recipe
 from ._momentum import ema
 from ._regularize import add_decayed_weights
 from ._scale import scale, scale_by_learning_rate
 from ._tree import ema as ema_step
-from ._tree import hp, safe_increment, tree_full_like, tree_map_unzip, tree_zeros_like, up, zero_count
+from ._tree import (
+    hp,
+    safe_increment,
+    tree_full_like,
+    tree_map_unzip,
+    tree_zeros_like,
+    up,
+    zero_count,
+)
 
 
 class ScaleBySign(Transform):
@@ -122,9 +130,13 @@ class ScaleByRprop(Transform):
             g32 = up(g)
             agreement = g32 * up(prev)
             factor = jnp.where(
-                agreement > 0, hp(self.eta_plus, g32), jnp.where(agreement < 0, hp(self.eta_minus, g32), 1)
+                agreement > 0,
+                hp(self.eta_plus, g32),
+                jnp.where(agreement < 0, hp(self.eta_minus, g32), 1),
             )
-            step = jnp.clip(up(step) * factor, hp(self.min_step_size, g32), hp(self.max_step_size, g32))
+            step = jnp.clip(
+                up(step) * factor, hp(self.min_step_size, g32), hp(self.max_step_size, g32)
+            )
             g32 = jnp.where(agreement < 0, 0, g32)  # after a sign change, skip this step
             return (jnp.sign(g32) * step).astype(g.dtype), step.astype(g.dtype), g32.astype(g.dtype)
 

@@ -8,7 +8,8 @@ it), and eps=1e-8 does not underflow in float16.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -103,7 +104,10 @@ def tree_add(a: Any, b: Any) -> Any:
 
 def tree_vdot(a: Any, b: Any) -> jax.Array:
     """Real inner product of two trees, accumulated in at least float32."""
-    parts = [jnp.sum(jnp.real(jnp.conj(up(x)) * up(y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+    parts = [
+        jnp.sum(jnp.real(jnp.conj(up(x)) * up(y)))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    ]
     return sum(parts, jnp.zeros((), default_float()))
 
 

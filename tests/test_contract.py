@@ -1,0 +1,233 @@
+"""The contract every public transform and optimizer keeps, driven by the registry."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from problems import make_params, quadratic_loss, rosenbrock, wavy_loss
+import pytest
+from registry import ALL, HELPERS, OPTIMIZERS, SCHEDULES, TRANSFORMS
+
+import gradtx
+
+ENTRIES = OPTIMIZERS + TRANSFORMS
+IDS = [e.name for e in ENTRIES]
+
+
+def _grads(params):
+    return jax.grad(wavy_loss)(params)
+
+
+def _run(tx, params, steps=3, update=None):
+    """Updates and states over a few steps, following the wavy loss."""
+    update = update or tx.update
+    state = tx.init(params)
+    history = []
+    for _ in range(steps):
+        updates, state = update(tx, _grads(params), state, params)
+        params = gradtx.apply_updates(params, updates)
+        history.append((updates, state))
+    return history
+
+
+def _eager(tx, grads, state, params):
+    return tx.update(grads, state, params)
+
+
+_jitted = jax.jit(_eager)
+
+
+def test_registry_is_complete():
+    public = {n for n in dir(gradtx) if not n.startswith("_")}
+    modules = {n for n in public if inspect.ismodule(getattr(gradtx, n))}
+    states = {
+        n
+        for n in public
+        if inspect.isclass(getattr(gradtx, n)) and issubclass(getattr(gradtx, n), tuple)
+    }
+    listed = set(ALL) | set(SCHEDULES) | HELPERS
+    missing = public - modules - states - listed
+    assert not missing, f"public names missing from tests/registry.py: {sorted(missing)}"
+    stale = listed - public
+    assert not stale, f"registry names that gradtx does not export: {sorted(stale)}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_jit_equals_eager(entry):
+    tx = entry.build()
+    params = make_params()
+    eager = _run(tx, params, update=_eager)
+    jitted = _run(tx, params, update=_jitted)
+    chex.assert_trees_all_close(jitted, eager, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_state_structure_and_dtypes_are_stable(entry):
+    tx = entry.build()
+    params = make_params()
+    initial = tx.init(params)
+    for _, state in _run(tx, params, update=_jitted):
+        chex.assert_trees_all_equal_shapes_and_dtypes(state, initial)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_changing_hyperparameters_does_not_retrace(entry):
+    traces = []
+
+    @jax.jit
+    def step(tx, grads, state, params):
+        traces.append(None)
+        return tx.update(grads, state, params)
+
+    params = make_params()
+    grads = _grads(params)
+    first, second = entry.build(), entry.build(**entry.alt)
+    out_first = step(first, grads, first.init(params), params)
+    out_second = step(second, grads, second.init(params), params)
+    assert len(traces) == 1
+    if entry.alt:  # the new values are really used
+        expected = second.update(grads, second.init(params), params)
+        chex.assert_trees_all_close(out_second, expected, rtol=1e-6)
+        assert not all(
+            np.allclose(a, b)
+            for a, b in zip(jax.tree.leaves(out_first), jax.tree.leaves(out_second))
+        )
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_hyperparameters_can_be_vmapped(entry):
+    numeric = {k: v for k, v in entry.alt.items() if isinstance(v, float)}
+    if not numeric:
+        pytest.skip("no scalar hyperparameter to vary")
+    name, value = next(iter(numeric.items()))
+    params = make_params()
+    grads = _grads(params)
+
+    def run(v):
+        tx = entry.build(**{name: v})
+        return tx.update(grads, tx.init(params), params)[0]
+
+    values = jnp.asarray([entry.build().hyperparams().get(name, value), value])
+    batched = jax.vmap(run)(values)
+    for i in range(2):
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x, i=i: x[i], batched), run(float(values[i])), rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.float16])
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_params_keep_their_dtype(entry, dtype):
+    tx = entry.build()
+    params = make_params(dtype)
+    for updates, _ in _run(tx, params, steps=2, update=_jitted):
+        chex.assert_trees_all_equal_dtypes(updates, params)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+    final = gradtx.apply_updates(params, updates)
+    chex.assert_trees_all_equal_dtypes(final, params)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_float64_params_keep_their_dtype(entry, x64):
+    tx = entry.build()
+    params = make_params(jnp.float64)
+    for updates, _ in _run(tx, params, steps=2):
+        chex.assert_trees_all_equal_dtypes(updates, params)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_init_works_on_abstract_params(entry):
+    tx = entry.build()
+    params = make_params()
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)
+    shapes = jax.eval_shape(tx.init, abstract)
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        shapes, jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tx.init(params))
+    )
+
+
+def _field_names(obj):
+    if isinstance(obj, gradtx.Struct):
+        for field in dataclasses.fields(obj):
+            yield field.name
+            yield from _field_names(getattr(obj, field.name))
+    elif isinstance(obj, tuple):
+        for item in obj:
+            yield from _field_names(item)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_repr_shows_every_hyperparameter(entry):
+    tx = entry.build(**entry.alt)
+    text = repr(tx)
+    for name in _field_names(tx):
+        if name != "transforms":
+            assert f"{name}=" in text, f"{name} missing from {text}"
+    for value in entry.alt.values():
+        if isinstance(value, float):
+            assert f"{value:g}" in text
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_equal_hyperparameters_compare_and_hash_equal(entry):
+    a, b = entry.build(), entry.build()
+    assert a == b and hash(a) == hash(b)
+    if entry.alt:
+        assert entry.build(**entry.alt) != a
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_works_inside_optax_chain(entry):
+    tx = entry.build()
+    wrapped = optax.chain(optax.identity(), tx, optax.scale(1.0))
+    params = make_params()
+    grads = _grads(params)
+    ours = tx.update(grads, tx.init(params), params)[0]
+    theirs = wrapped.update(grads, wrapped.init(params), params)[0]
+    chex.assert_trees_all_close(theirs, ours, rtol=1e-6)
+
+
+def test_optax_transforms_work_inside_gradtx_chain():
+    params = make_params()
+    grads = _grads(params)
+    ours = gradtx.chain(optax.clip_by_global_norm(1.0), gradtx.scale_by_adam(), optax.scale(-0.1))
+    theirs = optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(), optax.scale(-0.1))
+    out = jax.jit(lambda s: ours.update(grads, s, params))(ours.init(params))
+    chex.assert_trees_all_close(out[0], theirs.update(grads, theirs.init(params), params)[0])
+
+
+def _solve(tx, loss, params, steps):
+    def body(carry, _):
+        params, state = carry
+        grads = jax.grad(loss)(params)
+        updates, state = tx.update(grads, state, params)
+        return (gradtx.apply_updates(params, updates), state), None
+
+    (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=steps)
+    return loss(params)
+
+
+_solve_jit = jax.jit(_solve, static_argnums=(1, 3))
+
+
+@pytest.mark.parametrize("entry", OPTIMIZERS, ids=[e.name for e in OPTIMIZERS])
+def test_converges_on_a_quadratic(entry):
+    kwargs, steps = entry.converge[0]
+    params = make_params()
+    start = quadratic_loss(params)
+    final = _solve_jit(entry.build(**kwargs), quadratic_loss, params, steps)
+    assert final < 1e-3 * start, f"{entry.name}: {start} -> {final}"
+
+
+@pytest.mark.parametrize("entry", OPTIMIZERS, ids=[e.name for e in OPTIMIZERS])
+def test_converges_on_rosenbrock(entry):
+    kwargs, steps = entry.converge[1]
+    params = {"xy": jnp.asarray([-1.2, 1.0])}
+    final = _solve_jit(entry.build(**kwargs), rosenbrock, params, steps)
+    assert final < 1e-2, f"{entry.name}: 24.2 -> {final}"

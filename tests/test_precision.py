@@ -1,0 +1,81 @@
+"""Hyperparameters keep their precision whatever the params' dtype (optax #1414, #1755)."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+
+def _first_update(tx, params, grads):
+    return tx.update(grads, tx.init(params), params)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_adam_on_low_precision_params_matches_float32_to_storage_precision(dtype):
+    params = {"w": jnp.linspace(-1, 1, 16).astype(dtype)}
+    grads = {"w": jnp.linspace(0.5, -0.25, 16).astype(dtype)}
+    tx = gradtx.adam(1e-3)
+    state = tx.init(params)
+    ref_state = tx.init(jax.tree.map(lambda x: x.astype(jnp.float32), params))
+    for _ in range(5):
+        low, state = tx.update(grads, state, params)
+        ref, ref_state = tx.update(jax.tree.map(lambda x: x.astype(jnp.float32), grads), ref_state)
+    np.testing.assert_allclose(
+        np.asarray(low["w"], np.float32), np.asarray(ref["w"]), rtol=2e-2, atol=1e-6
+    )
+
+
+def test_b2_does_not_round_to_one_with_bfloat16_moments():
+    # In bfloat16, 0.999 rounds to 1.0: v would never grow and the step would blow up.
+    params = {"w": jnp.ones(4, jnp.bfloat16)}
+    grads = {"w": jnp.full(4, 0.5, jnp.bfloat16)}
+    updates, state = _first_update(gradtx.scale_by_adam(), params, grads)
+    np.testing.assert_allclose(np.asarray(state.nu["w"], np.float32), 0.001 * 0.25, rtol=1e-2)
+    np.testing.assert_allclose(np.asarray(updates["w"], np.float32), 1.0, rtol=1e-2)
+    # The decay really is 0.999 at later steps: v_2 = 0.999 v_1 + 0.001 g**2.
+    _, state = gradtx.scale_by_adam().update(grads, state)
+    np.testing.assert_allclose(
+        np.asarray(state.nu["w"], np.float32), 0.25 * (1 - 0.999**2), rtol=1e-2
+    )
+
+
+def test_eps_does_not_underflow_in_float16():
+    # 1e-8 is 0 in float16: a zero gradient would give 0 / 0.
+    params = {"w": jnp.ones(3, jnp.float16)}
+    zeros = {"w": jnp.zeros(3, jnp.float16)}
+    for tx in (gradtx.adam(1e-3), gradtx.rmsprop(1e-3, eps_in_sqrt=False), gradtx.adamax(1e-3)):
+        updates, _ = _first_update(tx, params, zeros)
+        assert updates["w"].dtype == jnp.float16
+        chex.assert_trees_all_equal(updates, zeros)
+
+
+def test_bias_correction_is_computed_at_full_precision():
+    # 1 - 0.999**1 in bfloat16 would be 0 (0.999 rounds to 1) and divide by zero.
+    tx = gradtx.chain(gradtx.ema(0.999, debias=False), gradtx.bias_correction(0.999))
+    params = {"w": jnp.ones(2, jnp.bfloat16)}
+    updates, _ = _first_update(tx, params, params)
+    np.testing.assert_allclose(np.asarray(updates["w"], np.float32), 1.0, rtol=1e-2)
+
+
+def test_moments_can_be_stored_in_bfloat16():
+    params = {"w": jnp.ones((8, 8), jnp.float32)}
+    tx = gradtx.adam(1e-3, mu_dtype=jnp.bfloat16, nu_dtype=jnp.bfloat16)
+    state = tx.init(params)
+    adam_state = state[0]
+    assert adam_state.mu["w"].dtype == jnp.bfloat16 and adam_state.nu["w"].dtype == jnp.bfloat16
+    updates, state = tx.update(params, state, params)
+    assert updates["w"].dtype == jnp.float32
+    assert state[0].mu["w"].dtype == jnp.bfloat16
+
+
+def test_apply_updates_keeps_each_parameter_dtype():
+    params = {"a": jnp.ones(2, jnp.bfloat16), "b": jnp.ones(2, jnp.float32)}
+    updates = {"a": jnp.full(2, 1e-3, jnp.float32), "b": jnp.full(2, 1e-3, jnp.float32)}
+    new = gradtx.apply_updates(params, updates)
+    assert new["a"].dtype == jnp.bfloat16 and new["b"].dtype == jnp.float32
+    np.testing.assert_allclose(new["b"], 1.001, rtol=1e-6)
