@@ -26,7 +26,7 @@ class Clip(_Stateless):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
-        bound = lambda u: hp(self.max_delta, u).astype(u.dtype)  # noqa: E731
+        bound = lambda u: hp(self.max_delta, u).astype(jnp.result_type(u))  # noqa: E731
         return jax.tree.map(lambda u: jnp.clip(u, -bound(u), bound(u)), updates), state
 
 
@@ -54,7 +54,9 @@ class ClipByGlobalNorm(_Stateless):
         max_norm = jnp.asarray(self.max_norm, norm.dtype)
         # Dividing only where the norm is too large: no 0/0 when the norm is 0.
         factor = jnp.where(norm > max_norm, max_norm / jnp.where(norm > 0, norm, 1), 1)
-        return jax.tree.map(lambda u: (hp(factor, u) * up(u)).astype(u.dtype), updates), state
+        return jax.tree.map(
+            lambda u: (hp(factor, u) * up(u)).astype(jnp.result_type(u)), updates
+        ), state
 
 
 def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
@@ -89,7 +91,7 @@ class ClipByBlockRms(_Stateless):
             rms = jnp.sqrt(jnp.mean(jnp.abs(u32) ** 2))
             threshold = hp(self.threshold, u32)
             factor = jnp.where(rms > threshold, threshold / jnp.where(rms > 0, rms, 1), 1)
-            return (factor * u32).astype(u.dtype)
+            return (factor * u32).astype(jnp.result_type(u))
 
         return jax.tree.map(leaf, updates), state
 
@@ -102,3 +104,36 @@ def clip_by_block_rms(threshold: float) -> ClipByBlockRms:
         u <- u / max(1, rms(u) / threshold)
     """
     return ClipByBlockRms(threshold=threshold)
+
+
+class ClipByBlockNorm(_Stateless):
+    """Rescales each leaf whose L2 norm exceeds ``max_norm``."""
+
+    max_norm: float = 1.0
+
+    def __post_init__(self):
+        check_range(self, "max_norm", low=0.0)
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(u):
+            u32 = up(u)
+            norm = jnp.sqrt(jnp.sum(jnp.abs(u32) ** 2))
+            max_norm = hp(self.max_norm, u32)
+            denominator = jnp.maximum(norm, max_norm)
+            return (u32 * max_norm / jnp.where(denominator > 0, denominator, 1)).astype(
+                jnp.result_type(u)
+            )
+
+        return jax.tree.map(leaf, updates), state
+
+
+def clip_by_block_norm(max_norm: float) -> ClipByBlockNorm:
+    """Clips each leaf (block) by its own L2 norm, as Keras's ``clipnorm``.
+
+    Update rule, for each leaf ``u`` separately::
+
+        u <- u * max_norm / max(|u|_2, max_norm)
+    """
+    return ClipByBlockNorm(max_norm=max_norm)

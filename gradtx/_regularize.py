@@ -43,7 +43,7 @@ class AddDecayedWeights(Transform):
         _require_params(self, params)
         wd = value_at(self.weight_decay, state.count)
         updates = jax.tree.map(
-            lambda u, p: (up(u) + hp(wd, u) * up(p)).astype(u.dtype), updates, params
+            lambda u, p: (up(u) + hp(wd, u) * up(p)).astype(jnp.result_type(u)), updates, params
         )
         return updates, CountState(safe_increment(state.count))
 
@@ -83,7 +83,9 @@ class AddL1Penalty(Transform):
         _require_params(self, params)
         l1 = value_at(self.l1, state.count)
         updates = jax.tree.map(
-            lambda u, p: (up(u) + hp(l1, u) * jnp.sign(up(p))).astype(u.dtype), updates, params
+            lambda u, p: (up(u) + hp(l1, u) * jnp.sign(up(p))).astype(jnp.result_type(u)),
+            updates,
+            params,
         )
         return updates, CountState(safe_increment(state.count))
 
@@ -123,7 +125,7 @@ class SoftThreshold(Transform):
         def leaf(u, p):
             target = up(p) + up(u)
             shrunk = jnp.sign(target) * jnp.maximum(jnp.abs(target) - hp(tau, target), 0)
-            return (shrunk - up(p)).astype(u.dtype)
+            return (shrunk - up(p)).astype(jnp.result_type(u))
 
         return jax.tree.map(leaf, updates, params), CountState(safe_increment(state.count))
 
@@ -143,4 +145,49 @@ def soft_threshold(threshold: Any, mask: Any = None) -> Transform:
     Algorithm*, SIAM J. Imaging Sciences 2009.
     """
     transform = SoftThreshold(threshold=threshold)
+    return transform if mask is None else masked(transform, mask)
+
+
+class AddDecoupledWeightDecay(Transform):
+    """Adds ``-learning_rate * weight_decay * params`` to already-scaled updates."""
+
+    weight_decay: Any = 0.0
+    learning_rate: Any = 1e-3
+
+    def __post_init__(self):
+        check_range(self, "weight_decay", low=0.0)
+        check_range(self, "learning_rate", low=0.0)
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        rate = value_at(self.learning_rate, state.count) * value_at(self.weight_decay, state.count)
+        updates = jax.tree.map(
+            lambda u, p: (up(u) - hp(rate, u) * up(p)).astype(jnp.result_type(u)), updates, params
+        )
+        return updates, CountState(safe_increment(state.count))
+
+
+def add_decoupled_weight_decay(
+    weight_decay: Any, learning_rate: Any, mask: Any = None
+) -> Transform:
+    """Decays the weights directly, after the optimizer's own (already scaled) step.
+
+    Update rule::
+
+        u_t <- u_t - lr_t * weight_decay_t * p_{t-1}
+
+    This is how Keras applies ``weight_decay`` to every optimizer (and PyTorch
+    ``decoupled_weight_decay=True``): it does not pass through momentum or an
+    adaptive scaling, even where the learning rate sits inside the momentum
+    buffer. Place it last. With a learning rate that is already applied,
+    ``add_decayed_weights`` before ``scale_by_learning_rate`` is the same.
+
+    Reference: Loshchilov & Hutter, arXiv:1711.05101.
+    """
+    transform = AddDecoupledWeightDecay(weight_decay=weight_decay, learning_rate=learning_rate)
     return transform if mask is None else masked(transform, mask)

@@ -1,0 +1,514 @@
+"""Keras 3's optimizers, reproduced exactly as chains of gradtx primitives.
+
+Each function is the ``keras.optimizers`` class name lowercased, with Keras's
+keyword names, defaults and semantics (verified against Keras 3.15 in
+float64, see ``tests/reference``)::
+
+    keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
+    gradtx.compat.keras.adam(learning_rate=1e-3, global_clipnorm=1.0)
+
+What every Keras optimizer shares, in Keras's order: the gradient is clipped
+(``clipnorm`` per variable, else ``global_clipnorm``, else ``clipvalue``),
+then ``weight_decay`` decays the variables directly (``p -= p * wd * lr``),
+then the optimizer's own step is applied. ``learning_rate`` may be a gradtx
+schedule, evaluated at the iteration count before the step (as Keras does
+with a ``LearningRateSchedule``). ``use_ema``, ``loss_scale_factor`` and
+``gradient_accumulation_steps`` are not supported here (see ``gradtx``'s own
+wrappers) and raise an error when set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_nadam
+from .._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
+from .._base import Transform
+from .._clipping import clip, clip_by_block_norm, clip_by_global_norm
+from .._combine import Chain, identity, named_recipe
+from .._ftrl import ftrl_proximal
+from .._momentum import trace
+from .._regularize import add_decoupled_weight_decay
+from .._scale import scale_by_learning_rate
+from .._sign import scale_by_lion
+
+
+def _shell(
+    label: str,
+    step: list[Transform],
+    learning_rate: Any,
+    weight_decay: float | None,
+    clipnorm: float | None,
+    clipvalue: float | None,
+    global_clipnorm: float | None,
+    unsupported: dict[str, Any],
+) -> Chain:
+    """Keras's ``BaseOptimizer.apply``: clip, then the step, plus decoupled weight decay."""
+    for arg, value in unsupported.items():
+        if value not in (None, False):
+            raise ValueError(
+                f"keras.{label}({arg}={value!r}): not supported by gradtx.compat.keras; "
+                "use gradtx's wrappers (ema_params, MultiSteps) instead"
+            )
+    if clipnorm is not None and global_clipnorm is not None:
+        raise ValueError(f"keras.{label}: only one of clipnorm and global_clipnorm can be set")
+    if clipnorm:
+        clipping = clip_by_block_norm(clipnorm)
+    elif global_clipnorm:
+        clipping = clip_by_global_norm(global_clipnorm)
+    elif clipvalue:
+        clipping = clip(clipvalue)
+    else:
+        clipping = identity()
+    decay = add_decoupled_weight_decay(weight_decay, learning_rate) if weight_decay else identity()
+    return named_recipe(f"keras.{label}", clipping, *step, decay)
+
+
+def _unsupported(use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor, accumulation):
+    del ema_momentum, ema_overwrite_frequency  # meaningful only with use_ema
+    return {
+        "use_ema": use_ema,
+        "loss_scale_factor": loss_scale_factor,
+        "gradient_accumulation_steps": accumulation,
+    }
+
+
+def sgd(
+    learning_rate: Any = 0.01,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.SGD``: the learning rate sits inside the velocity.
+
+    Update rule (Keras 3)::
+
+        v_t = momentum * v_{t-1} - lr_t * g;   p <- p + v_t
+        nesterov: p <- p + momentum * v_t - lr_t * g
+    """
+    del name
+    if not 0 <= momentum <= 1:
+        raise ValueError(f"keras.sgd(momentum={momentum!r}): momentum must be in [0, 1]")
+    step = [scale_by_learning_rate(learning_rate)]
+    if momentum:
+        step.append(trace(momentum, nesterov=nesterov))
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "sgd", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
+    )
+
+
+def adagrad(
+    learning_rate: Any = 0.001,
+    initial_accumulator_value: float = 0.1,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Adagrad``: eps inside the root, accumulator from 0.1.
+
+    Update rule::
+
+        s_t = s_{t-1} + g**2;   p <- p - lr_t * g / sqrt(s_t + epsilon)
+    """
+    del name
+    step = [scale_by_rss(initial_accumulator_value, epsilon), scale_by_learning_rate(learning_rate)]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "adagrad",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def rmsprop(
+    learning_rate: Any = 0.001,
+    rho: float = 0.9,
+    momentum: float = 0.0,
+    epsilon: float = 1e-7,
+    centered: bool = False,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.RMSprop``: eps inside the root, lr inside the momentum.
+
+    Update rule::
+
+        v_t = rho v_{t-1} + (1 - rho) g**2;   d = lr_t g / sqrt(v_t [- m_t**2] + epsilon)
+        b_t = momentum b_{t-1} + d  (if momentum > 0; else b_t = d);   p <- p - b_t
+    """
+    del name
+    step = [
+        scale_by_rms(rho, epsilon, centered=centered),
+        scale_by_learning_rate(learning_rate),
+    ]
+    if momentum > 0:
+        step.append(trace(momentum))
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "rmsprop",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def adadelta(
+    learning_rate: Any = 0.001,
+    rho: float = 0.95,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Adadelta`` (default learning rate 0.001, not the paper's 1.0).
+
+    Update rule: :func:`gradtx.scale_by_adadelta`, then ``p <- p - lr_t * d``.
+    """
+    del name
+    step = [scale_by_adadelta(rho, epsilon), scale_by_learning_rate(learning_rate)]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "adadelta",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def adam(
+    learning_rate: Any = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Adam``: epsilon added before bias correction ("epsilon hat").
+
+    Update rule::
+
+        alpha_t = lr_t * sqrt(1 - b2**t) / (1 - b1**t)
+        v' = max(v'_{t-1}, v_t) if amsgrad else v_t          (max of the raw v)
+        p <- p - alpha_t * m_t / (sqrt(v') + epsilon)
+    """
+    del name
+    if amsgrad:
+        scaling = scale_by_amsgrad(beta_1, beta_2, epsilon, max_of="raw", eps_mode="raw")
+    else:
+        scaling = scale_by_adam(beta_1, beta_2, epsilon, eps_mode="raw")
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "adam",
+        [scaling, scale_by_learning_rate(learning_rate)],
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def adamw(
+    learning_rate: Any = 0.001,
+    weight_decay: float = 0.004,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.AdamW``: :func:`adam` with weight decay 0.004 by default.
+
+    Update rule::
+
+        p <- p - p * weight_decay * lr_t;  then the step of :func:`adam`
+    """
+    if weight_decay is None:
+        raise ValueError("keras.adamw(weight_decay=None): AdamW needs a weight decay")
+    chain = adam(
+        learning_rate,
+        beta_1,
+        beta_2,
+        epsilon,
+        amsgrad,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+        name,
+    )
+    return chain.replace(label="keras.adamw")
+
+
+def adamax(
+    learning_rate: Any = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Adamax``: epsilon added to the norm, outside the max.
+
+    Update rule::
+
+        n_t = max(b2 n_{t-1}, |g|);   p <- p - lr_t m_t / ((1 - b1**t) (n_t + epsilon))
+    """
+    del name
+    step = [
+        scale_by_adamax(beta_1, beta_2, epsilon, eps_in_max=False),
+        scale_by_learning_rate(learning_rate),
+    ]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "adamax",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def nadam(
+    learning_rate: Any = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Nadam``: Dozat's schedule with ``0.96**t`` (momentum_decay 1).
+
+    Update rule: :func:`gradtx.scale_by_nadam` with ``momentum_decay=1``, then
+    ``p <- p - lr_t * u``. (Keras 2's legacy Nadam and PyTorch use 0.96**(0.004 t).)
+    """
+    del name
+    step = [
+        scale_by_nadam(beta_1, beta_2, epsilon, momentum_decay=1.0),
+        scale_by_learning_rate(learning_rate),
+    ]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "nadam",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
+
+
+def lion(
+    learning_rate: Any = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.99,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Lion``.
+
+    Update rule::
+
+        p <- p - lr_t * sign(b1 m_{t-1} + (1 - b1) g);   m_t = b2 m_{t-1} + (1 - b2) g
+    """
+    del name
+    step = [scale_by_lion(beta_1, beta_2), scale_by_learning_rate(learning_rate)]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "lion", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
+    )
+
+
+def ftrl(
+    learning_rate: Any = 0.001,
+    learning_rate_power: float = -0.5,
+    initial_accumulator_value: float = 0.1,
+    l1_regularization_strength: float = 0.0,
+    l2_regularization_strength: float = 0.0,
+    l2_shrinkage_regularization_strength: float = 0.0,
+    beta: float = 0.0,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Ftrl``: FTRL-Proximal (:func:`gradtx.ftrl_proximal`).
+
+    Keras decays the variable (``weight_decay``) before FTRL reads it, so the
+    decay is part of the FTRL step here.
+    """
+    del name
+    step = [
+        ftrl_proximal(
+            learning_rate,
+            learning_rate_power,
+            initial_accumulator_value,
+            l1_regularization_strength,
+            l2_regularization_strength,
+            l2_shrinkage_regularization_strength,
+            beta,
+            weight_decay or 0.0,
+        )
+    ]
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "ftrl", step, learning_rate, None, clipnorm, clipvalue, global_clipnorm, unsupported
+    )

@@ -1,0 +1,411 @@
+"""PyTorch's ``torch.optim`` optimizers, reproduced exactly as chains of gradtx primitives.
+
+Each function is the ``torch.optim`` class name lowercased, takes torch's
+keyword names and defaults, and reproduces torch 2.x's single-tensor update
+(verified against torch 2.13 in float64, see ``tests/reference``)::
+
+    torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    gradtx.compat.pytorch.adamw(lr=3e-4, weight_decay=0.1)
+
+``lr`` may be a gradtx schedule: ``schedule(t)`` is the rate of step ``t``
+(0-based), which is what calling ``scheduler.step()`` after every
+``optimizer.step()`` gives in torch. The performance flags ``foreach``,
+``fused``, ``capturable`` and ``differentiable`` change no numbers and are
+accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_nadam, scale_by_radam
+from .._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
+from .._averaging import polyak_average
+from .._base import Transform
+from .._combine import Chain, identity, named_recipe
+from .._momentum import scale_by_momentum
+from .._regularize import add_decayed_weights
+from .._scale import scale, scale_by_learning_rate, scale_by_schedule, value_at
+from .._schedules import asgd_step_size, inverse_time_decay
+from .._sign import scale_by_rprop
+
+Betas = tuple[float, float]
+
+
+def _maximize(maximize: bool) -> Transform:
+    """torch negates the gradient first when maximizing."""
+    return scale(-1.0) if maximize else identity()
+
+
+def _coupled(weight_decay: float) -> Transform:
+    """torch's default weight decay: L2, added to the gradient before anything else."""
+    return add_decayed_weights(weight_decay) if weight_decay else identity()
+
+
+def _check_nonnegative(name: str, **values: float) -> None:
+    for arg, value in values.items():
+        if isinstance(value, (int, float)) and value < 0:
+            raise ValueError(f"pytorch.{name}({arg}={value!r}): {arg} must be >= 0")
+
+
+def sgd(
+    lr: Any = 1e-3,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> Chain:
+    """``torch.optim.SGD``.
+
+    Update rule (torch 2.x)::
+
+        g <- g + weight_decay * p
+        b_1 = g;  b_t = momentum * b_{t-1} + (1 - dampening) * g   (if momentum != 0)
+        g <- g + momentum * b_t  (nesterov)  or  b_t
+        p <- p - lr_t * g
+    """
+    del foreach, differentiable, fused
+    _check_nonnegative("sgd", lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("pytorch.sgd(nesterov=True): requires momentum > 0 and dampening = 0")
+    return named_recipe(
+        "pytorch.sgd",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        scale_by_momentum(momentum, dampening, nesterov) if momentum else identity(),
+        scale_by_learning_rate(lr),
+    )
+
+
+def adagrad(
+    lr: Any = 1e-2,
+    lr_decay: float = 0.0,
+    weight_decay: float = 0.0,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    foreach: bool | None = None,
+    *,
+    maximize: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> Chain:
+    """``torch.optim.Adagrad``: eps outside the root, accumulator from 0, lr decay.
+
+    Update rule::
+
+        g <- g + weight_decay * p
+        s_t = s_{t-1} + g**2                         (s_0 = initial_accumulator_value)
+        p <- p - lr_t / (1 + (t - 1) * lr_decay) * g / (sqrt(s_t) + eps)
+    """
+    del foreach, differentiable, fused
+    _check_nonnegative("adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
+    return named_recipe(
+        "pytorch.adagrad",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        scale_by_rss(initial_accumulator_value, eps, eps_in_sqrt=False),
+        scale_by_learning_rate(lr),
+        scale_by_schedule(inverse_time_decay(1.0, 1, lr_decay)) if lr_decay else identity(),
+    )
+
+
+def rmsprop(
+    lr: Any = 1e-2,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> Chain:
+    """``torch.optim.RMSprop``: eps outside the root, lr outside the momentum buffer.
+
+    Update rule::
+
+        g <- g + weight_decay * p
+        v_t = alpha * v_{t-1} + (1 - alpha) * g**2
+        d = g / (sqrt(v_t - m_t**2 [centered]) + eps)
+        b_t = momentum * b_{t-1} + d   (if momentum > 0; else b_t = d)
+        p <- p - lr_t * b_t
+    """
+    del capturable, foreach, differentiable
+    _check_nonnegative("rmsprop", lr=lr, weight_decay=weight_decay, momentum=momentum)
+    return named_recipe(
+        "pytorch.rmsprop",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        scale_by_rms(alpha, eps, eps_in_sqrt=False, centered=centered),
+        scale_by_momentum(momentum) if momentum else identity(),
+        scale_by_learning_rate(lr),
+    )
+
+
+def adadelta(
+    lr: Any = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    *,
+    capturable: bool = False,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> Chain:
+    """``torch.optim.Adadelta``.
+
+    Update rule::
+
+        g <- g + weight_decay * p
+        v_t = rho v_{t-1} + (1 - rho) g**2;  d = sqrt(u_{t-1} + eps) / sqrt(v_t + eps) * g
+        u_t = rho u_{t-1} + (1 - rho) d**2;  p <- p - lr_t * d
+    """
+    del foreach, capturable, differentiable
+    _check_nonnegative("adadelta", lr=lr, weight_decay=weight_decay)
+    return named_recipe(
+        "pytorch.adadelta",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(lr),
+    )
+
+
+def _adam_like(
+    label: str,
+    scaling: Transform,
+    lr: Any,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+) -> Chain:
+    """torch's Adam-family shell: maximize, weight decay (coupled or decoupled), lr."""
+    _check_nonnegative(label, lr=lr, weight_decay=weight_decay)
+    if decoupled:  # p <- p (1 - lr wd) - lr u  ==  p - lr (u + wd p)
+        return named_recipe(
+            f"pytorch.{label}",
+            _maximize(maximize),
+            scaling,
+            add_decayed_weights(weight_decay) if weight_decay else identity(),
+            scale_by_learning_rate(lr),
+        )
+    return named_recipe(
+        f"pytorch.{label}",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        scaling,
+        scale_by_learning_rate(lr),
+    )
+
+
+def adam(
+    lr: Any = 1e-3,
+    betas: Betas = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    amsgrad: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+    decoupled_weight_decay: bool = False,
+) -> Chain:
+    """``torch.optim.Adam``.
+
+    Update rule::
+
+        g <- g + weight_decay * p      (or p <- p (1 - lr wd) with decoupled_weight_decay)
+        m_t = b1 m + (1 - b1) g;  v_t = b2 v + (1 - b2) g**2
+        v' = max(v'_{t-1}, v_t) if amsgrad else v_t      (the max of the *raw* v)
+        p <- p - lr_t / (1 - b1**t) * m_t / (sqrt(v') / sqrt(1 - b2**t) + eps)
+    """
+    del foreach, capturable, differentiable, fused
+    b1, b2 = betas
+    if amsgrad:
+        scaling = scale_by_amsgrad(b1, b2, eps, max_of="raw")
+    else:
+        scaling = scale_by_adam(b1, b2, eps)
+    return _adam_like("adam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
+
+
+def adamw(
+    lr: Any = 1e-3,
+    betas: Betas = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> Chain:
+    """``torch.optim.AdamW``: :func:`adam` with decoupled weight decay, default 1e-2.
+
+    Update rule::
+
+        p <- p (1 - lr_t * weight_decay);  then the Adam step of :func:`adam`
+    """
+    return adam(
+        lr,
+        betas,
+        eps,
+        weight_decay,
+        amsgrad,
+        maximize=maximize,
+        foreach=foreach,
+        capturable=capturable,
+        differentiable=differentiable,
+        fused=fused,
+        decoupled_weight_decay=True,
+    )
+
+
+def adamax(
+    lr: Any = 2e-3,
+    betas: Betas = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    *,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> Chain:
+    """``torch.optim.Adamax`` (eps inside the max, as optax).
+
+    Update rule::
+
+        g <- g + weight_decay * p
+        m_t = b1 m + (1 - b1) g;  n_t = max(b2 n_{t-1}, |g| + eps)
+        p <- p - lr_t / (1 - b1**t) * m_t / n_t
+    """
+    del foreach, differentiable, capturable
+    b1, b2 = betas
+    return _adam_like("adamax", scale_by_adamax(b1, b2, eps), lr, weight_decay, False, maximize)
+
+
+def nadam(
+    lr: Any = 2e-3,
+    betas: Betas = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum_decay: float = 4e-3,
+    decoupled_weight_decay: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> Chain:
+    """``torch.optim.NAdam``: Dozat's momentum schedule with psi = momentum_decay.
+
+    Update rule::
+
+        mu_t = b1 (1 - 0.5 * 0.96**(t psi));  P_t = mu_1 ... mu_t
+        p <- p - lr_t [(1 - mu_t) / (1 - P_t) g + mu_{t+1} / (1 - P_t mu_{t+1}) m_t]
+                 / (sqrt(v_t / (1 - b2**t)) + eps)
+    """
+    del foreach, capturable, differentiable
+    b1, b2 = betas
+    scaling = scale_by_nadam(b1, b2, eps, momentum_decay=momentum_decay)
+    return _adam_like("nadam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
+
+
+def radam(
+    lr: Any = 1e-3,
+    betas: Betas = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    *,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> Chain:
+    """``torch.optim.RAdam``: eps added before bias correction.
+
+    Update rule::
+
+        rho_t > 5:  p <- p - lr_t r_t m_t / (1 - b1**t) * sqrt(1 - b2**t) / (sqrt(v_t) + eps)
+        otherwise:  p <- p - lr_t m_t / (1 - b1**t)
+    """
+    del foreach, capturable, differentiable
+    b1, b2 = betas
+    scaling = scale_by_radam(b1, b2, eps, eps_mode="raw")
+    return _adam_like("radam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
+
+
+def rprop(
+    lr: Any = 1e-2,
+    etas: Betas = (0.5, 1.2),
+    step_sizes: Betas = (1e-6, 50.0),
+    *,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> Chain:
+    """``torch.optim.Rprop`` (Rprop without weight backtracking).
+
+    Update rule: :func:`gradtx.scale_by_rprop` with initial step size ``lr``;
+    ``p <- p - sign(g) * d_t``. A schedule for ``lr`` only sets the initial
+    step size, as in torch (the step sizes are state).
+    """
+    del capturable, foreach, differentiable
+    eta_minus, eta_plus = etas
+    min_step, max_step = step_sizes
+    initial = float(value_at(lr, 0)) if callable(lr) else lr
+    return named_recipe(
+        "pytorch.rprop",
+        _maximize(maximize),
+        scale_by_rprop(initial, eta_minus, eta_plus, min_step, max_step),
+        scale(-1.0),
+    )
+
+
+def asgd(
+    lr: Any = 1e-2,
+    lambd: float = 1e-4,
+    alpha: float = 0.75,
+    t0: float = 1e6,
+    weight_decay: float = 0.0,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> Chain:
+    """``torch.optim.ASGD``: SGD with a decaying step and the averaged iterate in the state.
+
+    Update rule::
+
+        eta_t = lr / (1 + lambd * lr * (t - 1))**alpha
+        p <- p - eta_t * (g + weight_decay * p + lambd * p)
+        a_t = p_t while t - 1 <= t0 + 1, then the running mean of p from there on
+
+    Read the averaged parameters with ``gradtx.tree_get(state, "average")``.
+    With a schedule, eta follows the rate one step late, as in torch
+    (:func:`gradtx.asgd_step_size`).
+    """
+    del foreach, differentiable, capturable
+    _check_nonnegative("asgd", lr=lr, lambd=lambd, weight_decay=weight_decay)
+    eta = asgd_step_size(lr, lambd, alpha)
+    return named_recipe(
+        "pytorch.asgd",
+        _maximize(maximize),
+        _coupled(weight_decay),
+        add_decayed_weights(lambd) if lambd else identity(),
+        scale_by_learning_rate(eta),
+        polyak_average(start=t0 + 1),
+    )
