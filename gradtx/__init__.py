@@ -1,5 +1,6 @@
 """gradtx: composable gradient transformations for JAX, as inspectable pytrees."""
 
+from . import compat as compat
 from ._adam import adam as adam
 from ._adam import adamax as adamax
 from ._adam import adamaxw as adamaxw
@@ -26,6 +27,9 @@ from ._adaptive import scale_by_stddev as scale_by_stddev
 from ._adaptive import ScaleByAdadeltaState as ScaleByAdadeltaState
 from ._adaptive import ScaleByRmsState as ScaleByRmsState
 from ._adaptive import ScaleByRssState as ScaleByRssState
+from ._averaging import AverageParamsState as AverageParamsState
+from ._averaging import ema_params as ema_params
+from ._averaging import polyak_average as polyak_average
 from ._base import Schedule as Schedule
 from ._base import Struct as Struct
 from ._base import Transform as Transform
@@ -36,6 +40,7 @@ from ._cg import ScaleByConjugateGradientState as ScaleByConjugateGradientState
 from ._cg import ScaleByWolfeLinesearchState as ScaleByWolfeLinesearchState
 from ._cg import value_and_grad_from_state as value_and_grad_from_state
 from ._clipping import clip as clip
+from ._clipping import clip_by_block_norm as clip_by_block_norm
 from ._clipping import clip_by_block_rms as clip_by_block_rms
 from ._clipping import clip_by_global_norm as clip_by_global_norm
 from ._combine import chain as chain
@@ -44,6 +49,8 @@ from ._combine import identity as identity
 from ._combine import masked as masked
 from ._combine import MaskedNode as MaskedNode
 from ._combine import MaskedState as MaskedState
+from ._ftrl import ftrl_proximal as ftrl_proximal
+from ._ftrl import FtrlState as FtrlState
 from ._momentum import bias_correction as bias_correction
 from ._momentum import ema as ema
 from ._momentum import EmaState as EmaState
@@ -55,12 +62,32 @@ from ._noise import add_noise as add_noise
 from ._noise import AddNoiseState as AddNoiseState
 from ._noise import noisy_sgd as noisy_sgd
 from ._regularize import add_decayed_weights as add_decayed_weights
+from ._regularize import add_decoupled_weight_decay as add_decoupled_weight_decay
 from ._regularize import add_l1_penalty as add_l1_penalty
 from ._regularize import soft_threshold as soft_threshold
 from ._scale import scale as scale
 from ._scale import scale_by_learning_rate as scale_by_learning_rate
 from ._scale import scale_by_schedule as scale_by_schedule
 from ._scale import ScaleByLearningRateState as ScaleByLearningRateState
+from ._schedules import asgd_step_size as asgd_step_size
+from ._schedules import constant_schedule as constant_schedule
+from ._schedules import cosine_decay_schedule as cosine_decay_schedule
+from ._schedules import cosine_onecycle_schedule as cosine_onecycle_schedule
+from ._schedules import cosine_warm_restarts_schedule as cosine_warm_restarts_schedule
+from ._schedules import exponential_decay as exponential_decay
+from ._schedules import inverse_sqrt_schedule as inverse_sqrt_schedule
+from ._schedules import inverse_time_decay as inverse_time_decay
+from ._schedules import join_schedules as join_schedules
+from ._schedules import linear_onecycle_schedule as linear_onecycle_schedule
+from ._schedules import linear_schedule as linear_schedule
+from ._schedules import piecewise_constant_schedule as piecewise_constant_schedule
+from ._schedules import piecewise_interpolate_schedule as piecewise_interpolate_schedule
+from ._schedules import polynomial_schedule as polynomial_schedule
+from ._schedules import sgdr_schedule as sgdr_schedule
+from ._schedules import step_decay_schedule as step_decay_schedule
+from ._schedules import warmup_constant_schedule as warmup_constant_schedule
+from ._schedules import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
+from ._schedules import warmup_exponential_decay_schedule as warmup_exponential_decay_schedule
 from ._sign import lion as lion
 from ._sign import rprop as rprop
 from ._sign import scale_by_lion as scale_by_lion

@@ -488,7 +488,7 @@ def adam(
 
     >>> import gradtx
     >>> tx = gradtx.adam(0.1)
-    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 6)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
     -0.1
     """
     return named_recipe(

@@ -110,7 +110,7 @@ def chain(*transforms: Any) -> Chain:
     >>> import gradtx
     >>> tx = gradtx.chain(gradtx.clip(1.0), gradtx.scale(-0.1))
     >>> tx.update({"w": 5.0}, tx.init({"w": 0.0}))[0]
-    {'w': Array(-0.1, dtype=float32, weak_type=True)}
+    {'w': Array(-0.1, dtype=float32)}
     """
     return Chain(transforms=transforms)
 

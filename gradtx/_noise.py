@@ -47,9 +47,10 @@ class AddNoise(Transform):
         leaves, treedef = jax.tree.flatten(updates)
         keys = jax.random.split(sample_key, len(leaves))
         noisy = [
-            (up(u) + std.astype(up(u).dtype) * jax.random.normal(k, u.shape, u.dtype)).astype(
-                u.dtype
-            )
+            (
+                up(u)
+                + std.astype(up(u).dtype) * jax.random.normal(k, jnp.shape(u), jnp.result_type(u))
+            ).astype(u.dtype)
             for u, k in zip(leaves, keys)
         ]
         return treedef.unflatten(noisy), AddNoiseState(count, rng_key)

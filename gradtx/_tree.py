@@ -60,7 +60,8 @@ def tree_map_unzip(fn: Callable[..., tuple], tree: Any, *rest: Any) -> tuple[Any
     """
     leaves, treedef = jax.tree.flatten(tree)
     others = [treedef.flatten_up_to(r) for r in rest]
-    outputs = [fn(*args) for args in zip(leaves, *others)]
+    columns = [map(jnp.asarray, column) for column in (leaves, *others)]  # Python numbers too
+    outputs = [fn(*args) for args in zip(*columns)]
     if not outputs:
         return ()
     return tuple(treedef.unflatten(list(column)) for column in zip(*outputs))
