@@ -1,6 +1,7 @@
 """gradtx: composable gradient transformations for JAX, as inspectable pytrees."""
 
 from . import compat as compat
+from . import masks as masks
 from ._adam import adam as adam
 from ._adam import adamax as adamax
 from ._adam import adamaxw as adamaxw
@@ -99,5 +100,20 @@ from ._state import apply_updates as apply_updates
 from ._state import tree_get as tree_get
 from ._state import tree_get_all_with_path as tree_get_all_with_path
 from ._state import tree_set as tree_set
+from ._wrappers import apply_if_finite as apply_if_finite
+from ._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
+from ._wrappers import check_finite_steps as check_finite_steps
+from ._wrappers import freeze as freeze
+from ._wrappers import inject_hyperparams as inject_hyperparams
+from ._wrappers import InjectHyperparamsState as InjectHyperparamsState
+from ._wrappers import lookahead as lookahead
+from ._wrappers import LookaheadState as LookaheadState
+from ._wrappers import MultiSteps as MultiSteps
+from ._wrappers import MultiStepsState as MultiStepsState
+from ._wrappers import partition as partition
+from ._wrappers import PartitionState as PartitionState
+from ._wrappers import set_to_zero as set_to_zero
+from ._wrappers import zero_nans as zero_nans
+from ._wrappers import ZeroNansState as ZeroNansState
 
 __version__ = "0.1.0"

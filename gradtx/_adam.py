@@ -154,6 +154,7 @@ class ScaleByAmsgrad(Transform):
     eps: float = 1e-8
     eps_root: float = 0.0
     mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
     bias_correction_mu: bool = static(True)
     bias_correction_nu: bool = static(True)
     max_of: str = static("corrected")
@@ -164,10 +165,8 @@ class ScaleByAmsgrad(Transform):
         check_choice(self, "max_of", ("corrected", "raw"))
 
     def init(self, params):
-        zeros = tree_zeros_like(params)
-        return ScaleByAmsgradState(
-            zero_count(), tree_zeros_like(params, self.mu_dtype), zeros, zeros
-        )
+        nu = tree_zeros_like(params, self.nu_dtype)
+        return ScaleByAmsgradState(zero_count(), tree_zeros_like(params, self.mu_dtype), nu, nu)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -203,6 +202,7 @@ def scale_by_amsgrad(
     *,
     max_of: str = "corrected",
     eps_mode: str = "corrected",
+    nu_dtype: Any = None,
 ) -> ScaleByAmsgrad:
     """AMSGrad's scaling, as ``optax.scale_by_amsgrad``.
 
@@ -223,6 +223,7 @@ def scale_by_amsgrad(
         eps=eps,
         eps_root=eps_root,
         mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
         bias_correction_mu=bias_correction_mu,
         bias_correction_nu=bias_correction_nu,
         max_of=max_of,
@@ -238,11 +239,18 @@ class ScaleByAdamax(Transform):
     eps: float = 1e-8
     eps_in_max: bool = static(True)
 
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+
     def __post_init__(self):
         _check_betas(self)
 
     def init(self, params):
-        return ScaleByAdamState(zero_count(), tree_zeros_like(params), tree_zeros_like(params))
+        return ScaleByAdamState(
+            zero_count(),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.nu_dtype),
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -266,7 +274,13 @@ class ScaleByAdamax(Transform):
 
 
 def scale_by_adamax(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, eps_in_max: bool = True
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    eps_in_max: bool = True,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> ScaleByAdamax:
     """Adamax's scaling, as ``optax.scale_by_adamax``.
 
@@ -279,7 +293,9 @@ def scale_by_adamax(
 
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
     """
-    return ScaleByAdamax(b1=b1, b2=b2, eps=eps, eps_in_max=eps_in_max)
+    return ScaleByAdamax(
+        b1=b1, b2=b2, eps=eps, eps_in_max=eps_in_max, mu_dtype=mu_dtype, nu_dtype=nu_dtype
+    )
 
 
 class ScaleByNadamState(NamedTuple):
@@ -300,6 +316,9 @@ class ScaleByNadam(Transform):
     simplified: bool = static(False)
     eps_mode: str = static("corrected")
 
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+
     def __post_init__(self):
         _check_betas(self)
         check_range(self, "momentum_decay", low=0.0)
@@ -308,8 +327,8 @@ class ScaleByNadam(Transform):
         return ScaleByNadamState(
             zero_count(),
             jnp.ones((), default_float()),
-            tree_zeros_like(params),
-            tree_zeros_like(params),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.nu_dtype),
         )
 
     def momentum_at(self, t: jax.Array) -> jax.Array:
@@ -351,6 +370,8 @@ def scale_by_nadam(
     *,
     simplified: bool = False,
     eps_mode: str = "corrected",
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> ScaleByNadam:
     """NAdam's scaling with Dozat's momentum schedule (PyTorch's and Keras's NAdam).
 
@@ -375,6 +396,8 @@ def scale_by_nadam(
         momentum_decay=momentum_decay,
         simplified=simplified,
         eps_mode=eps_mode,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -389,11 +412,18 @@ class ScaleByRadam(Transform):
     nesterov: bool = static(False)
     eps_mode: str = static("corrected")
 
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+
     def __post_init__(self):
         _check_betas(self)
 
     def init(self, params):
-        return ScaleByAdamState(zero_count(), tree_zeros_like(params), tree_zeros_like(params))
+        return ScaleByAdamState(
+            zero_count(),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.nu_dtype),
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -434,6 +464,8 @@ def scale_by_radam(
     *,
     nesterov: bool = False,
     eps_mode: str = "corrected",
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> ScaleByRadam:
     """Rectified Adam's scaling, as ``optax.scale_by_radam``.
 
@@ -457,6 +489,8 @@ def scale_by_radam(
         threshold=threshold,
         nesterov=nesterov,
         eps_mode=eps_mode,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -539,6 +573,7 @@ def nadam(
     mu_dtype: Any = None,
     *,
     nesterov: bool = True,
+    nu_dtype: Any = None,
 ) -> Chain:
     """NAdam in Dozat's simplified, constant-b1 form, as ``optax.nadam``.
 
@@ -554,7 +589,7 @@ def nadam(
     """
     return named_recipe(
         "nadam",
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -570,6 +605,7 @@ def nadamw(
     mask: Any = None,
     *,
     nesterov: bool = True,
+    nu_dtype: Any = None,
 ) -> Chain:
     """NAdam with decoupled weight decay, as ``optax.nadamw``.
 
@@ -581,7 +617,7 @@ def nadamw(
     """
     return named_recipe(
         "nadamw",
-        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov),
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -596,6 +632,8 @@ def amsgrad(
     mu_dtype: Any = None,
     bias_correction_mu: bool = True,
     bias_correction_nu: bool = True,
+    *,
+    nu_dtype: Any = None,
 ) -> Chain:
     """AMSGrad, as ``optax.amsgrad``: the maximum is over the bias-corrected v.
 
@@ -611,12 +649,29 @@ def amsgrad(
     """
     return named_recipe(
         "amsgrad",
-        scale_by_amsgrad(b1, b2, eps, eps_root, mu_dtype, bias_correction_mu, bias_correction_nu),
+        scale_by_amsgrad(
+            b1,
+            b2,
+            eps,
+            eps_root,
+            mu_dtype,
+            bias_correction_mu,
+            bias_correction_nu,
+            nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     )
 
 
-def adamax(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Chain:
+def adamax(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
+) -> Chain:
     """Adamax, as ``optax.adamax`` (the same as PyTorch's).
 
     Update rule::
@@ -629,7 +684,9 @@ def adamax(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
     """
     return named_recipe(
-        "adamax", scale_by_adamax(b1, b2, eps), scale_by_learning_rate(learning_rate)
+        "adamax",
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
     )
 
 
@@ -640,6 +697,9 @@ def adamaxw(
     eps: float = 1e-8,
     weight_decay: Any = 1e-4,
     mask: Any = None,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> Chain:
     """Adamax with decoupled weight decay, as ``optax.adamaxw``.
 
@@ -651,7 +711,7 @@ def adamaxw(
     """
     return named_recipe(
         "adamaxw",
-        scale_by_adamax(b1, b2, eps),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )
@@ -666,6 +726,8 @@ def radam(
     threshold: float = 5.0,
     *,
     nesterov: bool = False,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> Chain:
     """Rectified Adam, as ``optax.radam``.
 
@@ -677,6 +739,15 @@ def radam(
     """
     return named_recipe(
         "radam",
-        scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov=nesterov),
+        scale_by_radam(
+            b1,
+            b2,
+            eps,
+            eps_root,
+            threshold,
+            nesterov=nesterov,
+            mu_dtype=mu_dtype,
+            nu_dtype=nu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     )

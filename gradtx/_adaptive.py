@@ -41,6 +41,8 @@ class ScaleByRms(Transform):
     eps_in_sqrt: bool = static(True)
     bias_correction: bool = static(False)
     centered: bool = static(False)
+    nu_dtype: Any = static(None)
+    mu_dtype: Any = static(None)
 
     def __post_init__(self):
         check_range(self, "decay", low=0.0, high=1.0)
@@ -48,8 +50,8 @@ class ScaleByRms(Transform):
         check_range(self, "initial_scale", low=0.0)
 
     def init(self, params):
-        nu = tree_full_like(params, self.initial_scale)
-        mu = tree_zeros_like(params) if self.centered else None
+        nu = tree_full_like(params, self.initial_scale, self.nu_dtype)
+        mu = tree_zeros_like(params, self.mu_dtype) if self.centered else None
         return ScaleByRmsState(zero_count(), nu, mu)
 
     def update(self, updates, state, params=None, **extra_args):
@@ -84,6 +86,8 @@ def scale_by_rms(
     bias_correction: bool = False,
     *,
     centered: bool = False,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> ScaleByRms:
     """Scales by the root mean square of past updates, as ``optax.scale_by_rms``.
 
@@ -96,6 +100,7 @@ def scale_by_rms(
     ``centered=True`` subtracts the squared mean (Graves 2013):
     ``v_t - m_t**2`` with ``m_t`` the moving average of ``u_t``. With
     ``bias_correction`` both averages are divided by ``1 - decay**t``.
+    ``nu_dtype`` and ``mu_dtype`` set the averages' storage dtypes.
 
     Reference: Hinton, *Neural Networks for Machine Learning*, lecture 6e (2012).
     """
@@ -106,6 +111,8 @@ def scale_by_rms(
         eps_in_sqrt=eps_in_sqrt,
         bias_correction=bias_correction,
         centered=centered,
+        nu_dtype=nu_dtype,
+        mu_dtype=mu_dtype,
     )
 
 
@@ -130,13 +137,16 @@ class ScaleByRss(Transform):
     initial_accumulator_value: float = 0.1
     eps: float = 1e-7
     eps_in_sqrt: bool = static(True)
+    nu_dtype: Any = static(None)
 
     def __post_init__(self):
         check_range(self, "initial_accumulator_value", low=0.0)
         check_range(self, "eps", low=0.0)
 
     def init(self, params):
-        return ScaleByRssState(tree_full_like(params, self.initial_accumulator_value))
+        return ScaleByRssState(
+            tree_full_like(params, self.initial_accumulator_value, self.nu_dtype)
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -156,7 +166,11 @@ class ScaleByRss(Transform):
 
 
 def scale_by_rss(
-    initial_accumulator_value: float = 0.1, eps: float = 1e-7, *, eps_in_sqrt: bool = True
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+    *,
+    eps_in_sqrt: bool = True,
+    nu_dtype: Any = None,
 ) -> ScaleByRss:
     """Scales by the root of the sum of all past squared updates, as ``optax.scale_by_rss``.
 
@@ -169,7 +183,10 @@ def scale_by_rss(
     Reference: Duchi, Hazan, Singer, *Adaptive Subgradient Methods*, JMLR 2011.
     """
     return ScaleByRss(
-        initial_accumulator_value=initial_accumulator_value, eps=eps, eps_in_sqrt=eps_in_sqrt
+        initial_accumulator_value=initial_accumulator_value,
+        eps=eps,
+        eps_in_sqrt=eps_in_sqrt,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -183,13 +200,15 @@ class ScaleByAdadelta(Transform):
 
     rho: float = 0.9
     eps: float = 1e-6
+    nu_dtype: Any = static(None)
 
     def __post_init__(self):
         check_range(self, "rho", low=0.0, high=1.0)
         check_range(self, "eps", low=0.0)
 
     def init(self, params):
-        return ScaleByAdadeltaState(tree_zeros_like(params), tree_zeros_like(params))
+        zeros = tree_zeros_like(params, self.nu_dtype)
+        return ScaleByAdadeltaState(zeros, zeros)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -205,7 +224,9 @@ class ScaleByAdadelta(Transform):
         return updates, ScaleByAdadeltaState(e_g, e_x)
 
 
-def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> ScaleByAdadelta:
+def scale_by_adadelta(
+    rho: float = 0.9, eps: float = 1e-6, *, nu_dtype: Any = None
+) -> ScaleByAdadelta:
     """Adadelta's unit-correcting scaling, as ``optax.scale_by_adadelta``.
 
     Update rule::
@@ -217,10 +238,16 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> ScaleByAdadelta:
 
     Reference: Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012 (arXiv:1212.5701).
     """
-    return ScaleByAdadelta(rho=rho, eps=eps)
+    return ScaleByAdadelta(rho=rho, eps=eps, nu_dtype=nu_dtype)
 
 
-def adagrad(learning_rate: Any, initial_accumulator_value: float = 0.1, eps: float = 1e-7) -> Chain:
+def adagrad(
+    learning_rate: Any,
+    initial_accumulator_value: float = 0.1,
+    eps: float = 1e-7,
+    *,
+    nu_dtype: Any = None,
+) -> Chain:
     """Adagrad, as ``optax.adagrad`` (and Keras 3's ``Adagrad``).
 
     Update rule::
@@ -236,7 +263,7 @@ def adagrad(learning_rate: Any, initial_accumulator_value: float = 0.1, eps: flo
     """
     return named_recipe(
         "adagrad",
-        scale_by_rss(initial_accumulator_value, eps),
+        scale_by_rss(initial_accumulator_value, eps, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -251,6 +278,9 @@ def rmsprop(
     momentum: float | None = None,
     nesterov: bool = False,
     bias_correction: bool = False,
+    *,
+    nu_dtype: Any = None,
+    mu_dtype: Any = None,
 ) -> Chain:
     """RMSprop, as ``optax.rmsprop``.
 
@@ -270,7 +300,16 @@ def rmsprop(
     if nesterov and momentum is None:
         raise ValueError("rmsprop(nesterov=True): Nesterov momentum requires a momentum value")
     transforms = [
-        scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=centered),
+        scale_by_rms(
+            decay,
+            eps,
+            initial_scale,
+            eps_in_sqrt,
+            bias_correction,
+            centered=centered,
+            nu_dtype=nu_dtype,
+            mu_dtype=mu_dtype,
+        ),
         scale_by_learning_rate(learning_rate),
     ]
     if momentum is not None:
@@ -284,6 +323,8 @@ def adadelta(
     eps: float = 1e-6,
     weight_decay: float = 0.0,
     weight_decay_mask: Any = None,
+    *,
+    nu_dtype: Any = None,
 ) -> Chain:
     """Adadelta, as ``optax.adadelta``, but descending with its default learning rate.
 
@@ -306,5 +347,8 @@ def adadelta(
         learning_rate = 1.0
     decay = add_decayed_weights(weight_decay, weight_decay_mask)
     return named_recipe(
-        "adadelta", decay, scale_by_adadelta(rho, eps), scale_by_learning_rate(learning_rate)
+        "adadelta",
+        decay,
+        scale_by_adadelta(rho, eps, nu_dtype=nu_dtype),
+        scale_by_learning_rate(learning_rate),
     )

@@ -46,9 +46,10 @@ class Struct:
     _data_fields: ClassVar[tuple[str, ...]] = ()
     _static_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, kw_only: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        # kw_only=False only where optax's API is a class called positionally (MultiSteps).
+        dataclasses.dataclass(frozen=True, kw_only=kw_only, eq=False, repr=False)(cls)
         fields = dataclasses.fields(cls)
         cls._data_fields = tuple(f.name for f in fields if not f.metadata.get("static"))
         cls._static_fields = tuple(f.name for f in fields if f.metadata.get("static"))
@@ -85,7 +86,11 @@ class Struct:
         return hash((tree, tuple(map(_leaf_key, leaves))))
 
     def __repr__(self) -> str:
-        return _format(self, indent=0)
+        return self._pformat(indent=0)
+
+    def _pformat(self, indent: int) -> str:
+        """The repr, laid out for nesting at ``indent`` columns."""
+        return _format(self, indent)
 
     def _repr_fields(self) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(self))
@@ -154,7 +159,7 @@ _WIDTH = 88
 
 def _format_value(value: Any, indent: int) -> str:
     if isinstance(value, Struct):
-        return _format(value, indent)
+        return value._pformat(indent)
     if isinstance(value, float):
         return f"{value:g}" if value == value and abs(value) < 1e16 else repr(value)
     if isinstance(value, jax.core.Tracer):
@@ -165,7 +170,9 @@ def _format_value(value: Any, indent: int) -> str:
             return f"{array.item():g}" if array.dtype.kind == "f" else repr(array.item())
         return f"{array.dtype}{list(array.shape)}"
     if isinstance(value, tuple) and value and isinstance(value[0], Struct):
-        return "(" + ", ".join(_format_value(v, indent) for v in value) + ")"
+        pad = " " * (indent + 4)
+        items = "".join(f"\n{pad}{v._pformat(indent + 4)}," for v in value)
+        return f"({items}\n{' ' * indent})"
     if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
         return np.dtype(value).name
     if callable(value) and hasattr(value, "__qualname__"):

@@ -92,14 +92,11 @@ class Chain(Transform):
             new_state.append(inner_state)
         return updates, tuple(new_state)
 
-    def __repr__(self) -> str:
+    def _pformat(self, indent: int) -> str:
         head = self.label or "chain"
-        body = "".join(f"\n    {_indent(repr(t))}," for t in self.transforms)
-        return f"{head}({body}\n)" if body else f"{head}()"
-
-
-def _indent(text: str) -> str:
-    return text.replace("\n", "\n    ")
+        pad = " " * (indent + 4)
+        body = "".join(f"\n{pad}{t._pformat(indent + 4)}," for t in self.transforms)
+        return f"{head}({body}\n{' ' * indent})" if body else f"{head}()"
 
 
 def chain(*transforms: Any) -> Chain:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import Struct
+from ._tree import check_float_leaves, check_same_structure
 
 
 def apply_updates(params: Any, updates: Any) -> Any:
@@ -17,6 +18,8 @@ def apply_updates(params: Any, updates: Any) -> Any:
     The sum is computed at the wider of the two dtypes, then cast back, so a
     bfloat16 parameter receives a float32 update without a silent upcast.
     """
+    check_same_structure(updates, params, "params")
+    check_float_leaves(updates)
     return jax.tree.map(
         lambda p, u: None if p is None else (jnp.asarray(p) + u).astype(jnp.result_type(p)),
         params,

@@ -59,12 +59,60 @@ def tree_map_unzip(fn: Callable[..., tuple], tree: Any, *rest: Any) -> tuple[Any
     This is how a transform written for one array is lifted to pytrees.
     """
     leaves, treedef = jax.tree.flatten(tree)
+    for other in rest:
+        check_same_structure(tree, other)
     others = [treedef.flatten_up_to(r) for r in rest]
+    check_float_leaves(tree)
     columns = [map(jnp.asarray, column) for column in (leaves, *others)]  # Python numbers too
     outputs = [fn(*args) for args in zip(*columns)]
-    if not outputs:
-        return ()
+    if not outputs:  # an empty tree: as many empty trees as fn returns values
+        outputs = [fn(*(jnp.zeros(()) for _ in (tree, *rest)))]
+        return tuple(treedef.unflatten([]) for _ in outputs[0])
     return tuple(treedef.unflatten(list(column)) for column in zip(*outputs))
+
+
+def _paths(tree: Any) -> list[str]:
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return [jax.tree_util.keystr(path) or "<root>" for path, _ in flat]
+
+
+def check_same_structure(updates: Any, reference: Any, what: str = "optimizer state") -> None:
+    """Raises a ValueError naming the first differing path when two trees differ in structure.
+
+    ``reference`` may have more structure below ``updates``' leaves (it is
+    compared up to them, as jax.tree.map does).
+    """
+    treedef = jax.tree.structure(updates)
+    try:
+        treedef.flatten_up_to(reference)
+        return
+    except (ValueError, TypeError):
+        pass
+    ours, theirs = _paths(updates), _paths(reference)
+    first = next((a for a, b in zip(ours, theirs) if a != b), None)
+    if first is None:
+        first = ours[len(theirs)] if len(ours) > len(theirs) else theirs[len(ours)]
+    raise ValueError(
+        f"the updates do not match the {what} at {first}: updates have leaves "
+        f"{ours[:8]}{'...' if len(ours) > 8 else ''}, the {what} has "
+        f"{theirs[:8]}{'...' if len(theirs) > 8 else ''}.\n"
+        f"updates: {treedef}\n{what}: {jax.tree.structure(reference)}\n"
+        "Was the state made by init on params of this structure?"
+    )
+
+
+def check_float_leaves(tree: Any, what: str = "updates") -> None:
+    """Rejects integer and boolean leaves, naming their path: never cast them silently."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    for path, leaf in flat:
+        dtype = jnp.result_type(leaf)
+        if not jnp.issubdtype(dtype, jnp.inexact):
+            raise TypeError(
+                f"gradtx: the {what} leaf at {jax.tree_util.keystr(path) or '<root>'} has dtype "
+                f"{dtype}; optimizers take floating-point (or complex) leaves. Keep integer "
+                "and boolean arrays out of the optimized params, or exclude them with "
+                "gradtx.masked / gradtx.partition and set_to_zero."
+            )
 
 
 def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:

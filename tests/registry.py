@@ -10,6 +10,9 @@ from collections.abc import Callable
 import dataclasses
 from typing import Any
 
+import jax
+import jax.numpy as jnp
+
 import gradtx
 
 
@@ -30,10 +33,11 @@ class Entry:
     rosenbrock_tol: float = 1e-2
     needs_params: bool = False
     extra_args: bool = False
+    make: Callable[..., Any] | None = None  # how to build it, when not gradtx.<name>(**kwargs)
 
     @property
     def factory(self) -> Callable[..., Any]:
-        return getattr(gradtx, self.name)
+        return self.make or getattr(gradtx, self.name)
 
     def build(self, **overrides: Any) -> Any:
         return self.factory(**{**self.kwargs, **overrides})
@@ -238,11 +242,59 @@ TRANSFORMS = [
     Entry("add_noise", {"eta": 0.01, "gamma": 0.55}, {"eta": 0.02}),
 ]
 
-# Combinators take other transforms; they are built here with small inner ones.
-COMBINATORS = [
-    Entry("chain", {}, {}, kind="combinator"),
-    Entry("masked", {}, {}, kind="combinator"),
+
+def _labels(params):
+    """Parameter groups for partition: matrices in one group, the rest in another."""
+    return jax.tree.map(lambda p: "matrix" if jnp.ndim(p) >= 2 else "other", params)
+
+
+# Wrappers, built around small inner optimizers.
+WRAPPERS = [
+    Entry("set_to_zero", {}, {}),
+    Entry("freeze", {"mask": gradtx.masks.ndim_at_least(2)}, {}),
+    Entry("zero_nans", {}, {}),
+    Entry(
+        "partition",
+        {
+            "transforms": {"matrix": gradtx.adamw(0.1), "other": gradtx.sgd(0.1)},
+            "param_labels": _labels,
+        },
+        {
+            "transforms": {"matrix": gradtx.adamw(0.2), "other": gradtx.sgd(0.05)},
+            "param_labels": _labels,
+        },
+    ),
+    Entry(
+        "masked",
+        {"inner": gradtx.adam(0.1), "mask": gradtx.masks.weight_decay()},
+        {"inner": gradtx.adam(0.2), "mask": gradtx.masks.weight_decay()},
+    ),
+    Entry(
+        "MultiSteps",
+        {"opt": gradtx.adam(0.1), "every_k_schedule": 2},
+        {"opt": gradtx.adam(0.2), "every_k_schedule": 2},
+    ),
+    Entry(
+        "apply_if_finite",
+        {"inner": gradtx.adam(0.1), "max_consecutive_errors": 3},
+        {"inner": gradtx.adam(0.2), "max_consecutive_errors": 5},
+    ),
+    Entry(
+        "lookahead",
+        {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.5},
+        {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.3},
+        needs_params=True,
+    ),
+    Entry(
+        "inject_hyperparams",
+        {"learning_rate": 0.1, "b1": 0.9},
+        {"learning_rate": 0.2, "b1": 0.8},
+        make=lambda **kw: gradtx.inject_hyperparams(gradtx.adam)(**kw),
+    ),
 ]
+
+# Combinators take other transforms; they are built here with small inner ones.
+COMBINATORS = [Entry("chain", {}, {}, kind="combinator")]
 
 # Two argument sets per public schedule (the second changes every number).
 SCHEDULES = {
@@ -340,7 +392,8 @@ HELPERS = {
     "Struct",
     "Transform",
     "value_and_grad_from_state",
+    "check_finite_steps",
     "Schedule",
 }
 
-ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + COMBINATORS}
+ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

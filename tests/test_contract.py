@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import optax
 from problems import make_params, quadratic_loss, rosenbrock, wavy_loss
 import pytest
-from registry import ALL, HELPERS, OPTIMIZERS, SCHEDULES, TRANSFORMS
+from registry import ALL, HELPERS, OPTIMIZERS, SCHEDULES, TRANSFORMS, WRAPPERS
 
 import gradtx
 
-ENTRIES = OPTIMIZERS + TRANSFORMS
+ENTRIES = OPTIMIZERS + TRANSFORMS + WRAPPERS
 IDS = [e.name for e in ENTRIES]
 
 
