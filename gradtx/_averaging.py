@@ -27,7 +27,7 @@ class AverageParams(Transform):
     """
 
     decay: Any = None
-    start: Any = 0
+    start: Any = 1
 
     def __post_init__(self):
         check_range(self, "decay", low=0.0, high=1.0)
@@ -41,9 +41,9 @@ class AverageParams(Transform):
         _require_params(self, params)
         count = safe_increment(state.count)
         if self.decay is None:
-            # weight 1 / max(1, t - start): a copy until start, then the running mean.
+            # weight 1 / max(1, t - start + 1): a copy until start, then the running mean.
             t = count.astype(default_float())
-            weight = 1 / jnp.maximum(1, t - jnp.asarray(self.start, default_float()))
+            weight = 1 / jnp.maximum(1, t - jnp.asarray(self.start, default_float()) + 1)
         else:
             weight = 1 - jnp.asarray(self.decay, default_float())
 
@@ -57,16 +57,17 @@ class AverageParams(Transform):
         return updates, AverageParamsState(count, average)
 
 
-def polyak_average(start: int = 0) -> AverageParams:
+def polyak_average(start: int = 1) -> AverageParams:
     """The running mean of the parameters from step ``start`` on (Polyak-Ruppert averaging).
 
     Update rule, with p_t the parameters after step t (t = 1, 2, ...)::
 
-        mu_t = 1 / max(1, t - start)
+        mu_t = 1 / max(1, t - start + 1)
         a_t = a_{t-1} + mu_t * (p_t - a_{t-1})       (a copy of p_t while mu_t = 1)
 
-    Read the average with ``gradtx.tree_get(state, "average")``. PyTorch's
-    ``ASGD(t0=...)`` averages with ``start = t0 + 1``.
+    so ``a_t`` is the mean of ``p_start, ..., p_t`` (and follows ``p_t`` before
+    ``start``). Read it with ``gradtx.tree_get(state, "average")``. PyTorch's
+    ``ASGD(t0=...)`` averages with ``start = t0 + 2``.
 
     Reference: Polyak & Juditsky, *Acceleration of Stochastic Approximation
     by Averaging*, SIAM J. Control Optim. 1992.

@@ -395,7 +395,9 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
     def factory(*args: Any, **kwargs: Any) -> InjectHyperparams:
         import inspect
 
-        bound = inspect.signature(inner_factory).bind(*args, **kwargs).arguments
+        signature = inspect.signature(inner_factory).bind(*args, **kwargs)
+        signature.apply_defaults()  # defaults become state too, as in optax
+        bound = signature.arguments
         numeric, fixed = {}, {}
         for name, value in bound.items():
             number = isinstance(value, (int, float, jax.Array)) and not isinstance(value, bool)

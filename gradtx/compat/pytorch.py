@@ -407,5 +407,5 @@ def asgd(
         _coupled(weight_decay),
         add_decayed_weights(lambd) if lambd else identity(),
         scale_by_learning_rate(eta),
-        polyak_average(start=t0 + 1),
+        polyak_average(start=t0 + 2),
     )
