@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 from flax import linen as nn
 from flax import nnx
 from flax.training import train_state
@@ -85,3 +88,14 @@ def test_nnx_optimizer_trains(tx):
     # The applied learning rate is readable from the optimizer's state, by name.
     lr = gradtx.tree_get(optimizer.opt_state, "learning_rate")
     np.testing.assert_allclose(np.asarray(lr[...]), 0.01 if tx.label != "sgd" else 0.05)
+
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+import flax_training  # noqa: E402
+
+
+@pytest.mark.parametrize("train", [flax_training.train_linen, flax_training.train_nnx])
+def test_the_flax_examples_train_for_real(train):
+    # clip + AdamW on warmup-cosine + weight decay masked to kernels, jitted.
+    losses = train(steps=80)
+    assert losses[-1] < 0.2 * losses[0]
