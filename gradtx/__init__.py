@@ -59,6 +59,8 @@ from ._momentum import scale_by_momentum as scale_by_momentum
 from ._momentum import sgd as sgd
 from ._momentum import trace as trace
 from ._momentum import TraceState as TraceState
+from ._multi_tensor import multi_tensor as multi_tensor
+from ._multi_tensor import MultiTensorState as MultiTensorState
 from ._noise import add_noise as add_noise
 from ._noise import AddNoiseState as AddNoiseState
 from ._noise import noisy_sgd as noisy_sgd

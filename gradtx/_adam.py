@@ -59,6 +59,8 @@ class ScaleByAdamState(NamedTuple):
 class ScaleByAdam(Transform):
     """Adam's bias-corrected first moment over the root of the second."""
 
+    elementwise = True
+
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
@@ -149,6 +151,8 @@ class ScaleByAmsgradState(NamedTuple):
 class ScaleByAmsgrad(Transform):
     """Adam with a running maximum of the second moment."""
 
+    elementwise = True
+
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
@@ -234,6 +238,8 @@ def scale_by_amsgrad(
 class ScaleByAdamax(Transform):
     """Adam with the infinity norm in place of the second moment."""
 
+    elementwise = True
+
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
@@ -307,6 +313,8 @@ class ScaleByNadamState(NamedTuple):
 
 class ScaleByNadam(Transform):
     """NAdam with Dozat's momentum schedule mu_t."""
+
+    elementwise = True
 
     b1: float = 0.9
     b2: float = 0.999
@@ -403,6 +411,8 @@ def scale_by_nadam(
 
 class ScaleByRadam(Transform):
     """Rectified Adam: the variance-rectified adaptive step, or plain momentum early on."""
+
+    elementwise = True
 
     b1: float = 0.9
     b2: float = 0.999

@@ -35,6 +35,8 @@ class ScaleByRmsState(NamedTuple):
 class ScaleByRms(Transform):
     """Divides by the root of a moving average of squared updates (optionally centered)."""
 
+    elementwise = True
+
     decay: float = 0.9
     eps: float = 1e-8
     initial_scale: float = 0.0
@@ -134,6 +136,8 @@ class ScaleByRssState(NamedTuple):
 class ScaleByRss(Transform):
     """Divides by the root of the running sum of squared updates (Adagrad)."""
 
+    elementwise = True
+
     initial_accumulator_value: float = 0.1
     eps: float = 1e-7
     eps_in_sqrt: bool = static(True)
@@ -197,6 +201,8 @@ class ScaleByAdadeltaState(NamedTuple):
 
 class ScaleByAdadelta(Transform):
     """Adadelta's ratio of RMS of past steps to RMS of gradients."""
+
+    elementwise = True
 
     rho: float = 0.9
     eps: float = 1e-6

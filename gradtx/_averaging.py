@@ -26,6 +26,8 @@ class AverageParams(Transform):
     step ``start`` on; a number is an exponential moving average.
     """
 
+    elementwise = True
+
     decay: Any = None
     start: Any = 1
 

@@ -201,6 +201,20 @@ class Transform(Struct):
     ``optax.chain``, flax's ``TrainState`` and ``nnx.Optimizer``.
     """
 
+    # True where the maths is per element (or a reduction over all of them), so
+    # that it gives the same numbers on flat buffers as per leaf (multi_tensor).
+    elementwise: ClassVar[bool] = False
+
+    def children_transforms(self) -> tuple[Transform, ...]:
+        """The transforms this one wraps (in fields, or tuples and dicts of them)."""
+        found = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            values = value.values() if isinstance(value, dict) else value
+            items = values if isinstance(value, (tuple, list, dict)) else (value,)
+            found.extend(v for v in items if isinstance(v, Transform))
+        return tuple(found)
+
     def init(self, params: Any) -> Any:
         raise NotImplementedError
 

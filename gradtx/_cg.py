@@ -51,6 +51,8 @@ class ScaleByConjugateGradientState(NamedTuple):
 class ScaleByConjugateGradient(Transform):
     """Turns gradients into conjugate descent directions ``-g_t + beta_t d_{t-1}``."""
 
+    elementwise = True
+
     method: str = static("polak_ribiere")
     restart_period: Any = None
 

@@ -19,6 +19,8 @@ class _Stateless(Transform):
 class Clip(_Stateless):
     """Clips each coordinate to ``[-max_delta, max_delta]``."""
 
+    elementwise = True
+
     max_delta: float = 1.0
 
     def __post_init__(self):
@@ -42,6 +44,8 @@ def clip(max_delta: float) -> Clip:
 
 class ClipByGlobalNorm(_Stateless):
     """Rescales all updates together when their joint L2 norm exceeds ``max_norm``."""
+
+    elementwise = True
 
     max_norm: float = 1.0
 

@@ -17,6 +17,8 @@ class EmptyState(NamedTuple):
 class Identity(Transform):
     """Leaves updates unchanged: ``u <- u``."""
 
+    elementwise = True
+
     def init(self, params):
         del params
         return EmptyState()
@@ -69,6 +71,8 @@ class Chain(Transform):
 
     ``label`` names a recipe (``"adam"``) in ``repr``; it is static.
     """
+
+    elementwise = True
 
     transforms: tuple[Transform, ...] = ()
     label: str | None = static(None)

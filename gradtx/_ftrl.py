@@ -31,6 +31,8 @@ class FtrlState(NamedTuple):
 class FtrlProximal(Transform):
     """FTRL-Proximal with L1, L2 and L2-shrinkage regularisation."""
 
+    elementwise = True
+
     learning_rate: Any = 1e-3
     learning_rate_power: float = -0.5
     initial_accumulator_value: float = 0.1

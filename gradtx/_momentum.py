@@ -35,6 +35,8 @@ class TraceState(NamedTuple):
 class ScaleByMomentum(Transform):
     """Heavy-ball or Nesterov momentum, with PyTorch's dampening."""
 
+    elementwise = True
+
     decay: float = 0.9
     dampening: float = 0.0
     nesterov: bool = static(False)
@@ -113,6 +115,8 @@ class EmaState(NamedTuple):
 class Ema(Transform):
     """An exponential moving average of updates, optionally debiased."""
 
+    elementwise = True
+
     decay: float = 0.9
     debias: bool = static(True)
     accumulator_dtype: Any = static(None)
@@ -154,6 +158,8 @@ class BiasCorrectionState(NamedTuple):
 
 class BiasCorrection(Transform):
     """Divides updates by ``1 - decay**t``."""
+
+    elementwise = True
 
     decay: float = 0.9
 

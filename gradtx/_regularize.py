@@ -29,6 +29,8 @@ def _require_params(transform: Transform, params: Any) -> None:
 class AddDecayedWeights(Transform):
     """Adds ``weight_decay * params`` to the updates."""
 
+    elementwise = True
+
     weight_decay: Any = 0.0
 
     def __post_init__(self):
@@ -69,6 +71,8 @@ def add_decayed_weights(weight_decay: Any = 0.0, mask: Any = None) -> Transform:
 class AddL1Penalty(Transform):
     """Adds the subgradient ``l1 * sign(params)`` of an L1 penalty."""
 
+    elementwise = True
+
     l1: Any = 0.0
 
     def __post_init__(self):
@@ -107,6 +111,8 @@ def add_l1_penalty(l1: Any, mask: Any = None) -> Transform:
 
 class SoftThreshold(Transform):
     """The proximal step of an L1 penalty, applied after the descent step."""
+
+    elementwise = True
 
     threshold: Any = 0.0
 
@@ -150,6 +156,8 @@ def soft_threshold(threshold: Any, mask: Any = None) -> Transform:
 
 class AddDecoupledWeightDecay(Transform):
     """Adds ``-learning_rate * weight_decay * params`` to already-scaled updates."""
+
+    elementwise = True
 
     weight_decay: Any = 0.0
     learning_rate: Any = 1e-3

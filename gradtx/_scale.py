@@ -22,6 +22,8 @@ def value_at(value: Any, count: Any) -> jax.Array:
 class Scale(Transform):
     """Multiplies updates by a constant: ``u <- step_size * u``."""
 
+    elementwise = True
+
     step_size: float = 1.0
 
     def init(self, params):
@@ -54,6 +56,8 @@ class ScaleByScheduleState(NamedTuple):
 class ScaleBySchedule(Transform):
     """Multiplies updates by ``step_size_fn(count)``, count starting at 0."""
 
+    elementwise = True
+
     step_size_fn: Any
 
     def init(self, params):
@@ -85,6 +89,8 @@ class ScaleByLearningRateState(NamedTuple):
 
 class ScaleByLearningRate(Transform):
     """Multiplies updates by -learning_rate (a number or a schedule)."""
+
+    elementwise = True
 
     learning_rate: Any = 1e-3
     flip_sign: bool = static(True)

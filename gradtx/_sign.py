@@ -27,6 +27,8 @@ from ._tree import (
 class ScaleBySign(Transform):
     """Replaces each update by its sign."""
 
+    elementwise = True
+
     def init(self, params):
         del params
         return EmptyState()
@@ -53,6 +55,8 @@ class ScaleByLionState(NamedTuple):
 
 class ScaleByLion(Transform):
     """Lion's sign of an interpolation between the momentum and the gradient."""
+
+    elementwise = True
 
     b1: float = 0.9
     b2: float = 0.99
@@ -99,6 +103,8 @@ class ScaleByRpropState(NamedTuple):
 
 class ScaleByRprop(Transform):
     """Rprop's per-coordinate step sizes, grown or shrunk by the sign of g_t * g_{t-1}."""
+
+    elementwise = True
 
     learning_rate: float = 0.01
     eta_minus: float = 0.5

@@ -115,19 +115,26 @@ def check_float_leaves(tree: Any, what: str = "updates") -> None:
             )
 
 
-def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
-    """Zeros shaped like ``tree`` (abstract ShapeDtypeStruct leaves work too)."""
-    return jax.tree.map(lambda x: jnp.zeros(jnp.shape(x), dtype or jnp.result_type(x)), tree)
-
-
 def tree_full_like(tree: Any, value: Any, dtype: Any = None) -> Any:
-    """``value`` everywhere, shaped like ``tree``, computed at full precision then cast."""
+    """``value`` everywhere, shaped like ``tree``, computed at full precision then cast.
+
+    A concrete array's sharding is kept, so optimizer state follows the params'
+    sharding; abstract ShapeDtypeStruct leaves work too (for ``jax.eval_shape``).
+    """
 
     def full(x):
         storage = dtype or jnp.result_type(x)
-        return jnp.full(jnp.shape(x), hp(value, jnp.zeros((), storage)), storage)
+        fill = hp(value, jnp.zeros((), storage))
+        if isinstance(x, jax.Array):
+            return jnp.full_like(x, fill, dtype=storage)
+        return jnp.full(jnp.shape(x), fill, storage)
 
     return jax.tree.map(full, tree)
+
+
+def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
+    """Zeros shaped (and sharded) like ``tree``."""
+    return tree_full_like(tree, 0, dtype)
 
 
 def tree_cast(tree: Any, dtype: Any) -> Any:

@@ -17,6 +17,8 @@ from ._tree import safe_increment, tree_zeros_like, up, zero_count
 class SetToZero(Transform):
     """Replaces every update by zero."""
 
+    elementwise = True
+
     def init(self, params):
         del params
         return EmptyState()
@@ -115,6 +117,8 @@ class MultiStepsState(NamedTuple):
 class MultiSteps(Transform, kw_only=False):
     """Gradient accumulation over ``every_k_schedule`` micro-steps, one accumulator."""
 
+    elementwise = True
+
     opt: Transform
     every_k_schedule: Any = 1
     use_grad_mean: bool = static(True)
@@ -179,6 +183,8 @@ def _all_finite(tree: Any) -> jax.Array:
 
 class ApplyIfFinite(Transform):
     """Skips a step (zero update, unchanged inner state) when anything is NaN or Inf."""
+
+    elementwise = True
 
     inner: Transform
     max_consecutive_errors: Any = None
@@ -253,6 +259,8 @@ class ZeroNansState(NamedTuple):
 class ZeroNans(Transform):
     """Replaces NaN updates by zero and records where it did."""
 
+    elementwise = True
+
     def init(self, params):
         return ZeroNansState(jax.tree.map(lambda p: jnp.asarray(False), params))
 
@@ -278,6 +286,8 @@ class LookaheadState(NamedTuple):
 
 class Lookahead(Transform):
     """Lookahead: every ``sync_period`` steps, pull slow weights towards the fast ones."""
+
+    elementwise = True
 
     fast_optimizer: Transform
     sync_period: Any = 6

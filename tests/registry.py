@@ -286,6 +286,17 @@ WRAPPERS = [
         needs_params=True,
     ),
     Entry(
+        "multi_tensor",
+        {
+            "inner": gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(0.1)),
+            "bucket_limit": 8,
+        },
+        {
+            "inner": gradtx.chain(gradtx.clip_by_global_norm(0.5), gradtx.adamw(0.2)),
+            "bucket_limit": 8,
+        },
+    ),
+    Entry(
         "inject_hyperparams",
         {"learning_rate": 0.1, "b1": 0.9},
         {"learning_rate": 0.2, "b1": 0.8},

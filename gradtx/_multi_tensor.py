@@ -1,0 +1,168 @@
+"""The multi-tensor fast path: an elementwise chain run over a few flat buffers, not per leaf."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._base import check_range, static, Transform
+from ._combine import as_transform
+
+
+@jax.tree_util.register_static
+class WholeLeaves(tuple):
+    """The paths of the leaves kept whole, decided once at init: static, part of the tree."""
+
+
+class MultiTensorState(NamedTuple):
+    """The inner state in buffer layout (a dict of per-dtype buffers and whole leaves)."""
+
+    inner_state: Any
+    whole: WholeLeaves
+
+
+def _unsafe(transform: Any) -> str | None:
+    """The name of the first part of ``transform`` that needs per-leaf structure, if any."""
+    if not isinstance(transform, Transform):
+        return type(transform).__name__
+    if not getattr(type(transform), "elementwise", False):
+        return transform.name
+    for child in transform.children_transforms():
+        found = _unsafe(child)
+        if found:
+            return found
+    return None
+
+
+def _is_sharded(x: Any) -> bool:
+    """Whether a concrete array is split over several devices (not merely replicated)."""
+    sharding = getattr(x, "sharding", None)
+    if sharding is None or len(getattr(sharding, "device_set", ())) <= 1:
+        return False
+    return not sharding.is_fully_replicated
+
+
+class _Layout(NamedTuple):
+    """Where each leaf goes: its buffer key and its offset there (None: kept whole)."""
+
+    treedef: Any
+    keys: tuple
+    offsets: tuple
+    shapes: tuple
+
+
+def _whole_leaves(params: Any, bucket_limit: int) -> WholeLeaves:
+    """Large leaves and leaves sharded over devices stay whole (no copy, own sharding)."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(params)
+    return WholeLeaves(
+        jax.tree_util.keystr(path)
+        for path, leaf in flat
+        if math.prod(jnp.shape(leaf)) >= bucket_limit or _is_sharded(leaf)
+    )
+
+
+def _layout(tree: Any, whole: WholeLeaves) -> _Layout:
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    keys, offsets, shapes, filled = [], [], [], {}
+    for path, leaf in flat:
+        name, shape = jax.tree_util.keystr(path), jnp.shape(leaf)
+        if name in whole:
+            keys.append(name)
+            offsets.append(None)
+        else:
+            key = f"bucket_{jnp.dtype(jnp.result_type(leaf)).name}"
+            keys.append(key)
+            offsets.append(filled.get(key, 0))
+            filled[key] = filled.get(key, 0) + math.prod(shape)
+        shapes.append(shape)
+    return _Layout(treedef, tuple(keys), tuple(offsets), tuple(shapes))
+
+
+def _pack(tree: Any, layout: _Layout) -> dict:
+    leaves = layout.treedef.flatten_up_to(tree)
+    parts: dict[str, list] = {}
+    buffers = {}
+    for leaf, key, offset in zip(leaves, layout.keys, layout.offsets):
+        if offset is None:
+            buffers[key] = leaf
+        else:
+            parts.setdefault(key, []).append(jnp.ravel(leaf))
+    buffers.update({k: jnp.concatenate(v) if len(v) > 1 else v[0] for k, v in parts.items()})
+    return buffers
+
+
+def _unpack(buffers: dict, layout: _Layout) -> Any:
+    leaves = []
+    for key, offset, shape in zip(layout.keys, layout.offsets, layout.shapes):
+        if offset is None:
+            leaves.append(buffers[key])
+        else:
+            size = math.prod(shape)
+            leaves.append(jax.lax.slice(buffers[key], (offset,), (offset + size,)).reshape(shape))
+    return layout.treedef.unflatten(leaves)
+
+
+class MultiTensor(Transform):
+    """Runs an elementwise ``inner`` chain over per-dtype flat buffers."""
+
+    inner: Transform
+    bucket_limit: int = static(1 << 20)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        check_range(self, "bucket_limit", low=1)
+        culprit = _unsafe(self.inner)
+        if culprit:
+            raise ValueError(
+                f"multi_tensor: {culprit} needs each leaf's own structure and cannot run on "
+                f"flat buffers; keep it outside: chain({culprit}(...), multi_tensor(...))"
+            )
+
+    def init(self, params):
+        whole = _whole_leaves(params, self.bucket_limit)
+        return MultiTensorState(self.inner.init(_pack(params, _layout(params, whole))), whole)
+
+    def update(self, updates, state, params=None, **extra_args):
+        layout = _layout(updates, state.whole)
+        flat_params = None if params is None else _pack(params, layout)
+        flat, inner_state = self.inner.update(
+            _pack(updates, layout), state.inner_state, flat_params, **extra_args
+        )
+        return _unpack(flat, layout), MultiTensorState(inner_state, state.whole)
+
+
+def multi_tensor(inner: Any, bucket_limit: int = 1 << 20) -> MultiTensor:
+    """The fast path: ``inner`` runs on a few flat buffers instead of leaf by leaf.
+
+    Leaves smaller than ``bucket_limit`` elements are concatenated into one
+    buffer per dtype; larger leaves, and leaves sharded over several devices,
+    are kept whole (no copy, and their state keeps their sharding). Which
+    leaves stay whole is decided by ``init`` from the params it is given. The inner
+    state lives in that layout between steps, so a 2000-leaf model costs a
+    handful of fused loops per step, and compiles in time that barely grows
+    with the leaf count. Numbers equal the per-leaf path (elementwise maths is
+    the same per element; a global norm sums in another order).
+
+    Only elementwise transforms can run on buffers: the Adam family, SGD and
+    momentum, RMSprop, Adagrad, Adadelta, sign methods, clipping by value or
+    global norm, weight decay, schedules. Transforms that need leaf boundaries
+    (``clip_by_block_rms``, masks, ``partition``, per-leaf noise) are rejected
+    when built; keep them outside::
+
+        clipped_adamw = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(3e-4))
+        tx = gradtx.multi_tensor(clipped_adamw)
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+    >>> tx = gradtx.multi_tensor(gradtx.adam(0.1))
+    >>> state = tx.init(params)
+    >>> {k: v.shape for k, v in gradtx.tree_get(state, "mu").items()}
+    {'bucket_float32': (9,)}
+    >>> state = gradtx.multi_tensor(gradtx.adam(0.1), bucket_limit=5).init(params)
+    >>> {k: v.shape for k, v in gradtx.tree_get(state, "mu").items()}
+    {"['w']": (2, 3), 'bucket_float32': (3,)}
+    """
+    return MultiTensor(inner=inner, bucket_limit=bucket_limit)

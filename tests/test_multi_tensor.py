@@ -1,0 +1,122 @@
+"""The multi-tensor fast path gives the per-leaf path's numbers, in a few buffers."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from registry import OPTIMIZERS, WRAPPERS
+
+import gradtx
+
+ELEMENTWISE = [e for e in OPTIMIZERS if not e.extra_args and e.name != "noisy_sgd"]
+
+
+def many_leaves(n: int = 30, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    params = {
+        f"layer{i}": jnp.asarray(rng.normal(size=(i % 4 + 1, 3)), jnp.float32) for i in range(n)
+    }
+    params["half"] = jnp.asarray(rng.normal(size=(5,)), jnp.bfloat16)
+    params["large"] = jnp.asarray(rng.normal(size=(40, 30)), jnp.float32)
+    return params
+
+
+def trajectory(tx, params, steps=6):
+    @jax.jit
+    def step(params, state):
+        grads = jax.tree.map(lambda p: jnp.sin(3 * p) + p, params)
+        updates, state = tx.update(grads, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    state = tx.init(params)
+    for _ in range(steps):
+        params, state = step(params, state)
+    return params
+
+
+@pytest.mark.parametrize("entry", ELEMENTWISE, ids=[e.name for e in ELEMENTWISE])
+def test_named_optimizers_give_the_same_numbers_on_buffers(entry):
+    params = many_leaves()
+    tx = entry.build()
+    fast = gradtx.multi_tensor(tx, bucket_limit=1000)  # "large" (1200) stays whole
+    # Per element the maths is the same; XLA's CPU code for a long fused loop may
+    # round a few operations differently (vectorised division, contracted
+    # multiply-adds), so the results agree to a few float32 ulps.
+    chex.assert_trees_all_close(
+        trajectory(fast, params), trajectory(tx, params), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_global_norm_clipping_and_schedules_on_buffers():
+    params = many_leaves()
+    schedule = gradtx.warmup_cosine_decay_schedule(0.0, 0.05, 2, 10)
+    tx = gradtx.chain(gradtx.clip_by_global_norm(0.5), gradtx.adamw(schedule, weight_decay=0.1))
+    # The global norm sums in another order: equal to float32 rounding.
+    chex.assert_trees_all_close(
+        trajectory(gradtx.multi_tensor(tx), params), trajectory(tx, params), rtol=1e-5, atol=1e-6
+    )
+
+
+def test_state_lives_in_a_few_buffers():
+    params = many_leaves()
+    tx = gradtx.multi_tensor(gradtx.adam(0.1), bucket_limit=1000)
+    state = tx.init(params)
+    mu = gradtx.tree_get(state, "mu")
+    assert sorted(mu) == ["['large']", "bucket_bfloat16", "bucket_float32"]
+    assert mu["bucket_bfloat16"].shape == (5,) and mu["['large']"].shape == (40, 30)
+    assert sum(x.size for x in mu.values()) == sum(x.size for x in jax.tree.leaves(params))
+    # 8 bytes per parameter for float32 Adam: the moments, not per-leaf overhead.
+    updates, state = tx.update(params, state, params)
+    chex.assert_trees_all_equal_shapes_and_dtypes(updates, params)
+
+
+def test_wrappers_around_elementwise_chains_are_accepted():
+    for entry in WRAPPERS:
+        if entry.name in ("apply_if_finite", "MultiSteps", "lookahead", "zero_nans", "set_to_zero"):
+            params = many_leaves(5)
+            tx = entry.build()
+            chex.assert_trees_all_close(
+                trajectory(gradtx.multi_tensor(tx), params),
+                trajectory(tx, params),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+
+
+@pytest.mark.parametrize(
+    ("inner", "culprit"),
+    [
+        (gradtx.chain(gradtx.clip_by_block_rms(1.0), gradtx.adam(0.1)), "clip_by_block_rms"),
+        (gradtx.adamw(0.1, mask=gradtx.masks.weight_decay()), "masked"),
+        (gradtx.noisy_sgd(0.1), "add_noise"),
+        (gradtx.partition({"a": gradtx.sgd(0.1)}, lambda p: "a"), "partition"),
+    ],
+)
+def test_transforms_that_need_leaf_boundaries_are_rejected(inner, culprit):
+    with pytest.raises(ValueError, match=rf"multi_tensor: {culprit} needs each leaf's own"):
+        gradtx.multi_tensor(inner)
+
+
+def test_sharded_params_keep_their_sharding_on_8_devices():
+    worker = pathlib.Path(__file__).with_name("sharded_worker.py")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    env["PYTHONPATH"] = os.pathsep.join([str(worker.parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, str(worker)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["devices"] == 8
+    for path in ("per_leaf", "multi_tensor"):
+        assert result[path]["kernel_state_sharded_like_params"], result
+        assert result[path]["params_keep_sharding"], result
+    assert result["max_difference"] < 1e-5
