@@ -109,7 +109,7 @@ class MultiTensor(Transform):
     """Runs an elementwise ``inner`` chain over per-dtype flat buffers."""
 
     inner: Transform
-    bucket_limit: int = static(1 << 20)
+    bucket_limit: int = static(1 << 14)
 
     def __post_init__(self):
         object.__setattr__(self, "inner", as_transform(self.inner))
@@ -134,7 +134,7 @@ class MultiTensor(Transform):
         return _unpack(flat, layout), MultiTensorState(inner_state, state.whole)
 
 
-def multi_tensor(inner: Any, bucket_limit: int = 1 << 20) -> MultiTensor:
+def multi_tensor(inner: Any, bucket_limit: int = 1 << 14) -> MultiTensor:
     """The fast path: ``inner`` runs on a few flat buffers instead of leaf by leaf.
 
     Leaves smaller than ``bucket_limit`` elements are concatenated into one
