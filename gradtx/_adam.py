@@ -169,8 +169,12 @@ class ScaleByAmsgrad(Transform):
         check_choice(self, "max_of", ("corrected", "raw"))
 
     def init(self, params):
-        nu = tree_zeros_like(params, self.nu_dtype)
-        return ScaleByAmsgradState(zero_count(), tree_zeros_like(params, self.mu_dtype), nu, nu)
+        return ScaleByAmsgradState(
+            zero_count(),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.nu_dtype),
+            tree_zeros_like(params, self.nu_dtype),  # a separate buffer: donation-safe
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args

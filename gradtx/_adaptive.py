@@ -213,8 +213,10 @@ class ScaleByAdadelta(Transform):
         check_range(self, "eps", low=0.0)
 
     def init(self, params):
-        zeros = tree_zeros_like(params, self.nu_dtype)
-        return ScaleByAdadeltaState(zeros, zeros)
+        # Two trees, not one twice: a donated state must not alias its buffers.
+        return ScaleByAdadeltaState(
+            tree_zeros_like(params, self.nu_dtype), tree_zeros_like(params, self.nu_dtype)
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args

@@ -36,7 +36,7 @@ class AverageParams(Transform):
         check_range(self, "start", low=0.0)
 
     def init(self, params):
-        return AverageParamsState(zero_count(), jax.tree.map(jnp.asarray, params))
+        return AverageParamsState(zero_count(), jax.tree.map(jnp.copy, params))  # no aliasing
 
     def update(self, updates, state, params=None, **extra_args):
         del extra_args

@@ -300,7 +300,7 @@ class Lookahead(Transform):
         check_range(self, "slow_step_size", low=0.0, high=1.0)
 
     def init(self, params):
-        slow = jax.tree.map(jnp.asarray, params)
+        slow = jax.tree.map(jnp.copy, params)  # a buffer of its own: donation-safe
         return LookaheadState(zero_count(), slow, self.fast_optimizer.init(params))
 
     def update(self, updates, state, params=None, **extra_args):

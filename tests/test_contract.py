@@ -159,6 +159,17 @@ def test_float64_params_keep_their_dtype(entry, x64):
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_state_buffers_can_be_donated(entry):
+    # Two state leaves sharing one array make donate_argnums fail ("donate the same
+    # buffer twice"); params must not alias into the state either.
+    params = make_params()
+    state = entry.build().init(params)
+    arrays = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array) and x.ndim > 0]
+    assert len({id(x) for x in arrays}) == len(arrays)
+    assert not {id(x) for x in arrays} & {id(x) for x in jax.tree.leaves(params)}
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_init_works_on_abstract_params(entry):
     tx = entry.build()
     params = make_params()
