@@ -1,5 +1,6 @@
 """gradtx: composable gradient transformations for JAX, as inspectable pytrees."""
 
+from . import checkpoint as checkpoint
 from . import compat as compat
 from . import masks as masks
 from ._adam import adam as adam

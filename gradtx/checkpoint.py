@@ -1,0 +1,300 @@
+"""Checkpoint and resume: params, optimizer state and step on disk with Orbax.
+
+A training loop that survives being killed::
+
+    ckpt = Checkpointer("/runs/7", max_to_keep=3)
+    if ckpt.latest_step() is None:
+        done, opt_state = 0, tx.init(params)
+    else:
+        done, params, opt_state, _ = ckpt.restore(tx, params)
+    for step in range(done + 1, num_steps + 1):
+        params, opt_state = train_step(tx, params, opt_state, batch(step))
+        if step % 1000 == 0:
+            ckpt.save(step, params, opt_state, tx)
+    ckpt.close()
+
+A checkpoint also records how the optimizer that made the state was built, so
+restoring it into a differently built one (another optimizer, another static
+option such as ``nesterov`` or ``mu_dtype``, other parameters) raises a
+ValueError that names the first difference. Numeric hyperparameters and
+schedules are not part of that description: resuming with a new learning rate
+is allowed. Needs ``orbax-checkpoint`` (``pip install gradtx[checkpoint]``),
+imported only when a :class:`Checkpointer` is made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import operator
+import os
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from ._base import Schedule, Struct
+from ._state import _children
+
+_FORMAT = 1
+_SHOWN = 12  # entries of a structure an error message lists
+
+
+class Restored(NamedTuple):
+    """What :meth:`Checkpointer.restore` returns."""
+
+    step: int
+    params: Any
+    opt_state: Any
+    extra: Any
+
+
+class Checkpointer:
+    """Saves and restores ``(step, params, opt_state)``; wraps ``orbax.checkpoint.CheckpointManager``.
+
+    Each step is one directory under ``directory``, written to a temporary name
+    and renamed when complete, so a process killed mid-save leaves the previous
+    checkpoints intact. The newest ``max_to_keep`` are kept (None keeps all).
+    ``save`` returns once the arrays are copied and writes in the background;
+    ``restore``, ``wait``, ``close`` and leaving a ``with`` block wait for it.
+
+    Arrays come back with the dtypes and shapes they were saved with, PRNG key
+    arrays as keys, on the default device. ``extra`` is any JSON value (an
+    epoch, a data loader's position) stored beside them.
+
+    >>> import tempfile
+    >>> import jax.numpy as jnp
+    >>> import gradtx
+    >>> from gradtx.checkpoint import Checkpointer
+    >>> params = {"w": jnp.zeros(3)}
+    >>> tx = gradtx.adam(1e-3, mu_dtype=jnp.bfloat16)
+    >>> with tempfile.TemporaryDirectory() as directory:
+    ...     with Checkpointer(directory, max_to_keep=2) as ckpt:
+    ...         ckpt.save(100, params, tx.init(params), tx, extra={"epoch": 3})
+    ...     with Checkpointer(directory) as ckpt:  # later, in a new process
+    ...         step, params, opt_state, extra = ckpt.restore(tx, params)
+    ...         ckpt.restore(gradtx.adam(1e-3), params)  # mu_dtype differs
+    Traceback (most recent call last):
+    ValueError: gradtx.checkpoint: step 100 ... was saved by a differently built optimizer: at tx.transforms[0].mu_dtype: bfloat16 in the checkpoint, None in the given optimizer...
+    >>> step, opt_state[0].mu["w"].dtype, extra
+    (100, dtype(bfloat16), {'epoch': 3})
+    """  # noqa: E501
+
+    def __init__(self, directory: str | os.PathLike, *, max_to_keep: int | None = 3) -> None:
+        try:
+            import orbax.checkpoint as ocp
+        except ImportError as error:
+            raise ImportError(
+                "gradtx.checkpoint needs orbax-checkpoint: pip install 'gradtx[checkpoint]'"
+            ) from error
+        if max_to_keep is not None and (not isinstance(max_to_keep, int) or max_to_keep < 1):
+            raise ValueError(
+                f"Checkpointer(max_to_keep={max_to_keep!r}): max_to_keep must be an int >= 1 "
+                "or None"
+            )
+        self._ocp = ocp
+        directory = os.fspath(directory)
+        # Orbax needs an absolute path; leave URLs (gs://...) as they are.
+        self.directory = directory if "://" in directory else os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, params: Any, opt_state: Any, tx: Any, *, extra: Any = None) -> None:
+        """Writes ``params``, ``opt_state`` (from ``tx.init(params)``) and ``extra`` as ``step``."""
+        try:
+            index = operator.index(step)  # ints, NumPy and JAX integer scalars
+        except TypeError:
+            index = -1
+        if index < 0:
+            raise ValueError(f"gradtx.checkpoint.save(step={step!r}): step must be an int >= 0")
+        try:
+            json.dumps(extra)
+        except TypeError as error:
+            raise ValueError(f"gradtx.checkpoint.save: extra must be JSON: {error}") from None
+        expected = _leaves(jax.eval_shape(tx.init, params))
+        _check(
+            "gradtx.checkpoint.save: opt_state was not made by tx.init(params)",
+            "opt_state",
+            ("tx.init(params)", expected),
+            ("opt_state", _leaves(opt_state)),
+        )
+        description = {
+            "format": _FORMAT,
+            "optimizer": repr(tx),
+            "tx": _describe_tx(tx),
+            "params": _leaves(params),
+            "opt_state": expected,
+            "extra": extra,
+        }
+        ocp = self._ocp
+        self._manager.save(
+            index,
+            args=ocp.args.Composite(
+                train_state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
+                gradtx=ocp.args.JsonSave(description),
+            ),
+        )
+
+    def restore(self, tx: Any, params_like: Any, step: int | None = None) -> Restored:
+        """The checkpoint at ``step`` (default: the latest) for ``tx`` and params shaped like these.
+
+        ``params_like`` holds arrays or ``jax.ShapeDtypeStruct`` leaves. Raises
+        FileNotFoundError when there is no such step, and ValueError when
+        ``tx`` is built differently from the optimizer that saved it or the
+        params' tree, shapes or dtypes differ.
+        """
+        ocp = self._ocp
+        self.wait()
+        steps = self.all_steps()
+        if step is None and steps:
+            step = steps[-1]
+        if step not in steps:
+            raise FileNotFoundError(
+                f"gradtx.checkpoint: no checkpoint for step {step} in {self.directory} "
+                f"(steps there: {steps})"
+            )
+        saved = self._manager.restore(
+            step, args=ocp.args.Composite(gradtx=ocp.args.JsonRestore())
+        ).gradtx
+        params_like = jax.eval_shape(lambda tree: tree, params_like)
+        state_like = jax.eval_shape(tx.init, params_like)
+        where = f"gradtx.checkpoint: step {step} in {self.directory}"
+        if saved.get("format") != _FORMAT:
+            raise ValueError(f"{where} has format {saved.get('format')!r}; expected {_FORMAT}")
+        _check(
+            f"{where} was saved by a differently built optimizer",
+            "tx",
+            ("the checkpoint", saved["tx"]),
+            ("the given optimizer", _describe_tx(tx)),
+            f"\nsaved optimizer: {saved['optimizer']}\ngiven optimizer: {tx!r}",
+        )
+        _check(
+            f"{where} does not fit the given params",
+            "params",
+            ("the checkpoint", saved["params"]),
+            ("the given params", _leaves(params_like)),
+        )
+        _check(
+            f"{where} does not fit the given optimizer's state",
+            "opt_state",
+            ("the checkpoint", saved["opt_state"]),
+            ("tx.init(params)", _leaves(state_like)),
+        )
+        target = {"params": params_like, "opt_state": state_like}
+        trees = self._manager.restore(
+            step, args=ocp.args.Composite(train_state=ocp.args.StandardRestore(target))
+        ).train_state
+        return Restored(step, trees["params"], trees["opt_state"], saved["extra"])
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None when there is none."""
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        """The steps of every complete checkpoint, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def wait(self) -> None:
+        """Blocks until the last ``save`` is on disk."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases Orbax's resources."""
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Checkpointer({self.directory!r})"
+
+
+# -- descriptions: JSON lists of [path, text], compared entry by entry -----------
+
+
+def _leaves(tree: Any) -> list[list[str]]:
+    """``[path, "dtype[shape]"]`` for every leaf, None included (as "None")."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)
+    return [[jax.tree_util.keystr(path), _leaf_text(leaf)] for path, leaf in flat]
+
+
+def _leaf_text(leaf: Any) -> str:
+    if leaf is None:
+        return "None"
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else jax.numpy.result_type(leaf)
+    return f"{dtype}{list(np.shape(leaf))}"
+
+
+def _describe_tx(tx: Any) -> list[list[str]]:
+    """Every part of ``tx`` that fixes its state and its maths, by path.
+
+    Classes, flags, dtypes and functions are recorded; numbers and schedules
+    (the values a step reads, free to change between runs) are "hyperparameter".
+    """
+    out: list[list[str]] = []
+
+    def visit(node: Any, path: str, static: bool) -> None:
+        if isinstance(node, Struct) and not isinstance(node, Schedule):
+            out.append([path, type(node).__name__])
+            for field in dataclasses.fields(node):
+                is_static = static or bool(field.metadata.get("static"))
+                visit(getattr(node, field.name), f"{path}.{field.name}", is_static)
+        elif isinstance(node, (tuple, list, dict)):
+            out.append([path, f"{type(node).__name__}[{len(node)}]"])
+            for key, child in _children(node):
+                visit(child, f"{path}[{key!r}]", static)
+        elif node is None:
+            out.append([path, "None"])
+        elif not static:
+            out.append([path, "hyperparameter"])
+        else:
+            out.append([path, _static_text(node)])
+
+    # An optax transform (closures in a named tuple) is compared by its functions' names.
+    visit(tx, "", not isinstance(tx, Struct))
+    return out
+
+
+def _static_text(value: Any) -> str:
+    if isinstance(value, str) and isinstance(getattr(jax.numpy, value, None), type):
+        value = getattr(jax.numpy, value)  # a dtype given by name: "bfloat16"
+    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
+        return np.dtype(value).name
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{value.__module__}.{value.__qualname__}"  # repr would hold an address
+    return repr(value)
+
+
+def _first_difference(saved: list, given: list) -> tuple[str, str, str] | None:
+    saved_map, given_map = dict(map(tuple, saved)), dict(map(tuple, given))
+    for path in [*saved_map, *(p for p in given_map if p not in saved_map)]:
+        if saved_map.get(path) != given_map.get(path):
+            return path, saved_map.get(path, "nothing"), given_map.get(path, "nothing")
+    return None
+
+
+def _show(entries: list) -> str:
+    lines = [f"{path}: {text}" for path, text in entries[:_SHOWN]]
+    if len(entries) > _SHOWN:
+        lines.append(f"... ({len(entries) - _SHOWN} more)")
+    return "{" + ", ".join(lines) + "}"
+
+
+def _check(head: str, prefix: str, saved: tuple, given: tuple, details: str = "") -> None:
+    """Raises a ValueError naming the first path where two (label, description) pairs differ."""
+    (saved_label, saved_entries), (given_label, given_entries) = saved, given
+    difference = _first_difference(saved_entries, given_entries)
+    if difference is None:
+        return
+    path, was, is_ = difference
+    details = details or (
+        f"\n{saved_label}: {_show(saved_entries)}\n{given_label}: {_show(given_entries)}"
+    )
+    raise ValueError(
+        f"{head}: at {prefix}{path}: {was} in {saved_label}, {is_} in {given_label}.{details}"
+    )

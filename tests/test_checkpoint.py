@@ -1,0 +1,337 @@
+"""gradtx.checkpoint: round trips, kill and resume, refusing a differently built optimizer."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx.checkpoint import Checkpointer
+
+WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_worker.py")
+
+
+def _params():
+    return {
+        "w": jnp.linspace(-1.0, 1.0, 6, dtype=jnp.float32).reshape(2, 3),
+        "b": jnp.array([0.5, -0.25], jnp.bfloat16),
+    }
+
+
+def _grads(step):
+    return {
+        "w": jnp.cos(jnp.arange(6.0) + step).reshape(2, 3),
+        "b": jnp.sin(jnp.arange(2.0) + step).astype(jnp.bfloat16),
+    }
+
+
+def _train(tx, params, steps=3):
+    state = tx.init(params)
+    for step in range(steps):
+        updates, state = tx.update(_grads(step), state, params)
+        params = gradtx.apply_updates(params, updates)
+    return params, state
+
+
+def assert_bitwise_equal(actual, expected):
+    """Same tree structure, and every leaf has the same dtype, shape and bits."""
+    actual_leaves, actual_tree = jax.tree.flatten(actual)
+    expected_leaves, expected_tree = jax.tree.flatten(expected)
+    assert actual_tree == expected_tree
+    for a, e in zip(actual_leaves, expected_leaves):
+        assert (a.dtype, a.shape) == (e.dtype, e.shape)
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):  # same implementation, same key data
+            a, e = jax.random.key_data(a), jax.random.key_data(e)
+        assert np.array_equal(np.asarray(a), np.asarray(e)), (a, e)
+
+
+OPTIMIZERS = {
+    "adam_bf16_mu": lambda: gradtx.adam(1e-2, mu_dtype=jnp.bfloat16),
+    "sgd_momentum": lambda: gradtx.sgd(0.1, momentum=0.9, nesterov=True),
+    "noisy_sgd": lambda: gradtx.noisy_sgd(0.1, key=jax.random.key(7)),
+    "clip_adamw_schedule": lambda: gradtx.chain(
+        gradtx.clip_by_global_norm(1.0),
+        gradtx.adamw(gradtx.warmup_cosine_decay_schedule(0.0, 1e-2, 2, 10), weight_decay=1e-3),
+    ),
+}
+
+
+@pytest.mark.parametrize("make_tx", OPTIMIZERS.values(), ids=OPTIMIZERS.keys())
+def test_round_trip_is_bitwise(tmp_path, make_tx):
+    params, state = _train(make_tx(), _params())
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(3, params, state, make_tx(), extra={"epoch": 1})
+    fresh = make_tx()
+    with Checkpointer(tmp_path) as ckpt:
+        restored = ckpt.restore(fresh, _params())
+        # Abstract params suffice: nothing needs to be allocated before restoring.
+        abstract = ckpt.restore(fresh, jax.eval_shape(_params))
+    assert restored.step == 3 and restored.extra == {"epoch": 1}
+    assert_bitwise_equal((restored.params), (params))
+    assert_bitwise_equal((restored.opt_state), (state))
+    assert_bitwise_equal((abstract.opt_state), (state))
+    # The restored state trains on exactly as the original would have.
+    updates, _ = fresh.update(_grads(3), restored.opt_state, restored.params)
+    expected, _ = fresh.update(_grads(3), state, params)
+    assert_bitwise_equal((updates), (expected))
+
+
+def test_keeps_the_newest_steps_and_finds_the_latest(tmp_path):
+    tx = gradtx.adam(1e-2)
+    params = _params()
+    with Checkpointer(tmp_path, max_to_keep=2) as ckpt:
+        assert ckpt.latest_step() is None
+        state = tx.init(params)
+        for step in range(1, 5):
+            updates, state = tx.update(_grads(step), state, params)
+            params = gradtx.apply_updates(params, updates)
+            ckpt.save(step, params, state, tx, extra=step)
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [3, 4]
+        assert ckpt.latest_step() == 4
+        assert ckpt.restore(tx, params).extra == 4
+        assert ckpt.restore(tx, params, step=3).extra == 3
+        with pytest.raises(
+            FileNotFoundError, match=r"no checkpoint for step 1 .*steps there: \[3, 4\]"
+        ):
+            ckpt.restore(tx, params, step=1)
+
+
+def test_restore_from_an_empty_directory_fails(tmp_path):
+    with Checkpointer(tmp_path) as ckpt, pytest.raises(FileNotFoundError, match="no checkpoint"):
+        ckpt.restore(gradtx.adam(1e-3), _params())
+
+
+def _saved(tmp_path, tx, params=None):
+    params = _params() if params is None else params
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(10, params, tx.init(params), tx)
+    return Checkpointer(tmp_path)
+
+
+MISMATCHES = {
+    # name: (saved optimizer, given optimizer, given params, the message's pattern)
+    "adam_into_sgd": (
+        gradtx.adam(1e-3),
+        gradtx.sgd(1e-3),
+        None,
+        r"(?s)differently built optimizer: at tx\.transforms\[0\]: ScaleByAdam in the checkpoint, "
+        r"Identity in the given optimizer\.\nsaved optimizer: adam\(.*given optimizer: sgd\(",
+    ),
+    "nesterov": (
+        gradtx.sgd(0.1, momentum=0.9, nesterov=True),
+        gradtx.sgd(0.1, momentum=0.9, nesterov=False),
+        None,
+        r"at tx\.transforms\[0\]\.nesterov: True in the checkpoint, False in the given optimizer",
+    ),
+    "mu_dtype": (
+        gradtx.adam(1e-3, mu_dtype=jnp.bfloat16),
+        gradtx.adam(1e-3, mu_dtype=jnp.float32),
+        None,
+        r"at tx\.transforms\[0\]\.mu_dtype: bfloat16 in the checkpoint, float32 in the given",
+    ),
+    "param_shape": (
+        gradtx.adam(1e-3),
+        gradtx.adam(1e-3),
+        {"w": jnp.zeros((2, 4)), "b": jnp.zeros(2, jnp.bfloat16)},
+        r"does not fit the given params: at params\['w'\]: float32\[2, 3\] in the checkpoint, "
+        r"float32\[2, 4\] in the given params\.\nthe checkpoint: \{\['b'\]: bfloat16\[2\], "
+        r"\['w'\]: float32\[2, 3\]\}\nthe given params: \{\['b'\]: bfloat16\[2\], \['w'\]: ",
+    ),
+    "param_dtype": (
+        gradtx.adam(1e-3),
+        gradtx.adam(1e-3),
+        {"w": jnp.zeros((2, 3)), "b": jnp.zeros(2, jnp.float32)},
+        r"at params\['b'\]: bfloat16\[2\] in the checkpoint, float32\[2\] in the given params",
+    ),
+    "param_tree": (
+        gradtx.adam(1e-3),
+        gradtx.adam(1e-3),
+        {"w": jnp.zeros((2, 3)), "c": jnp.zeros(2, jnp.bfloat16)},
+        r"at params\['b'\]: bfloat16\[2\] in the checkpoint, nothing in the given params",
+    ),
+    "another_chain": (
+        gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(1e-3)),
+        gradtx.adam(1e-3),
+        None,
+        r"at tx\.transforms\[0\]: ClipByGlobalNorm in the checkpoint, ScaleByAdam in the given",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MISMATCHES.values(), ids=MISMATCHES.keys())
+def test_restoring_into_a_differently_built_optimizer_fails(tmp_path, case):
+    saved_tx, given_tx, given_params, pattern = case
+    with _saved(tmp_path, saved_tx) as ckpt, pytest.raises(ValueError, match=pattern) as error:
+        ckpt.restore(given_tx, _params() if given_params is None else given_params)
+    assert str(error.value).startswith(f"gradtx.checkpoint: step 10 in {tmp_path} ")
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        gradtx.adam(3e-4, b1=0.5, b2=0.99, eps=1e-6, mu_dtype="bfloat16"),
+        gradtx.adam(gradtx.cosine_decay_schedule(1e-3, 100), mu_dtype=jnp.bfloat16),
+    ],
+    ids=["numbers", "schedule"],
+)
+def test_new_hyperparameters_restore(tmp_path, given):
+    saved_tx = gradtx.adam(1e-3, mu_dtype=jnp.bfloat16)
+    params, state = _train(saved_tx, _params())
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(3, params, state, saved_tx)
+        restored = ckpt.restore(given, _params())
+    assert_bitwise_equal((restored.opt_state), (state))
+
+
+def test_save_checks_its_arguments(tmp_path):
+    params, tx = _params(), gradtx.sgd(0.1)
+    with Checkpointer(tmp_path) as ckpt:
+        with pytest.raises(ValueError, match=r"opt_state was not made by tx\.init\(params\)"):
+            ckpt.save(1, params, tx.init(params), gradtx.adam(1e-3))
+        with pytest.raises(ValueError, match="extra must be JSON"):
+            ckpt.save(1, params, tx.init(params), tx, extra=object())
+        for step in (-1, 1.5, "1"):
+            with pytest.raises(ValueError, match=r"save\(step=.*\): step must be an int >= 0"):
+                ckpt.save(step, params, tx.init(params), tx)
+        assert ckpt.all_steps() == []
+        ckpt.save(jnp.int32(7), params, tx.init(params), tx)  # a TrainState's step is an array
+        assert ckpt.restore(tx, params).step == 7
+
+
+def test_import_gradtx_does_not_need_orbax():
+    code = "import sys, gradtx, gradtx.checkpoint; assert 'orbax' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- kill and resume -------------------------------------------------------------
+
+TOTAL, EVERY, KILL_AT = 40, 5, 15
+
+
+class Worker:
+    """tests/checkpoint_worker.py in a subprocess, its stdout read line by line."""
+
+    def __init__(self, directory, result):
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            # One thread per matmul: Eigen's multithreaded contractions may split
+            # sums differently from run to run, and the runs must agree to the bit.
+            "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
+        }
+        args = [sys.executable, WORKER, str(directory), str(TOTAL), str(EVERY), str(result)]
+        self.process = subprocess.Popen(
+            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.lines: queue.Queue = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(
+            target=self._pump, args=(self.process.stdout, self.lines.put), daemon=True
+        ).start()
+        threading.Thread(
+            target=self._pump, args=(self.process.stderr, self.stderr.append), daemon=True
+        ).start()
+
+    @staticmethod
+    def _pump(stream, sink):
+        with stream:
+            for line in stream:
+                sink(line.strip())
+        sink(None)
+
+    def read_until(self, line, timeout):
+        """Every line up to and including ``line``; fails at the end of output or the timeout."""
+        seen, deadline = [], time.monotonic() + timeout
+        while True:
+            try:
+                got = self.lines.get(timeout=max(deadline - time.monotonic(), 0))
+            except queue.Empty:
+                pytest.fail(f"no {line!r} within {timeout} s; got {seen}")
+            if got is None:
+                pytest.fail(f"exited before {line!r}; got {seen}\n" + self.errors())
+            seen.append(got)
+            if got == line:
+                return seen
+
+    def finish(self, timeout):
+        """All remaining stdout lines, once the process has exited successfully."""
+        self.process.wait(timeout)
+        lines = []
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            lines.append(line)
+        assert self.process.returncode == 0, self.errors()
+        return lines
+
+    def errors(self):
+        return "\n".join(line for line in self.stderr[-30:] if line)
+
+    def kill(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+
+
+@pytest.fixture
+def workers():
+    """Starts workers; kills those still running when the test ends."""
+    started = []
+
+    def start(directory, result):
+        started.append(Worker(directory, result))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+def _poll(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still false after {timeout} s: {condition}")
+        time.sleep(0.001)
+
+
+def test_killed_run_resumes_bit_for_bit(tmp_path, workers):
+    directory = tmp_path / "killed"
+    whole = workers(tmp_path / "whole", tmp_path / "whole.pkl")
+    killed = workers(directory, tmp_path / "killed.pkl")
+
+    # SIGKILL it while it writes a checkpoint: once the unfinished entry is on disk.
+    seen = killed.read_until(f"saving {KILL_AT}", timeout=120)
+    assert f"saved {KILL_AT - EVERY}" in seen
+    _poll(lambda: any(not name.isdigit() for name in os.listdir(directory)), timeout=30)
+    os.kill(killed.process.pid, signal.SIGKILL)
+    killed.process.wait(30)
+    assert killed.process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed.pkl").exists(), "the run finished before it was killed"
+    # Orbax renames a checkpoint to its step once complete; the one being written
+    # (usually KILL_AT's) is left under a temporary name for the resumed run to ignore.
+    latest = max(int(name) for name in os.listdir(directory) if name.isdigit())
+    assert KILL_AT - EVERY <= latest < TOTAL
+
+    resumed = workers(directory, tmp_path / "killed.pkl")
+    lines = resumed.finish(timeout=120)
+    assert lines[0] == f"start {latest + 1}"  # it continued, not started over
+    assert lines[-1] == f"saved {TOTAL}"
+    assert sorted(os.listdir(directory), key=int) == [str(TOTAL - EVERY), str(TOTAL)]
+    assert whole.finish(timeout=120)[0] == "start 1"
+
+    with open(tmp_path / "whole.pkl", "rb") as file:
+        expected = pickle.load(file)
+    with open(tmp_path / "killed.pkl", "rb") as file:
+        actual = pickle.load(file)
+    assert_bitwise_equal(actual, expected)
