@@ -20,6 +20,7 @@ from ._tree import (
     hp,
     safe_increment,
     tree_map_unzip,
+    tree_squares_like,
     tree_zeros_like,
     up,
     zero_count,
@@ -77,7 +78,7 @@ class ScaleByAdam(Transform):
         return ScaleByAdamState(
             zero_count(),
             tree_zeros_like(params, self.mu_dtype),
-            tree_zeros_like(params, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -172,8 +173,8 @@ class ScaleByAmsgrad(Transform):
         return ScaleByAmsgradState(
             zero_count(),
             tree_zeros_like(params, self.mu_dtype),
-            tree_zeros_like(params, self.nu_dtype),
-            tree_zeros_like(params, self.nu_dtype),  # a separate buffer: donation-safe
+            tree_squares_like(params, 0.0, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),  # a separate buffer: donation-safe
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -259,7 +260,7 @@ class ScaleByAdamax(Transform):
         return ScaleByAdamState(
             zero_count(),
             tree_zeros_like(params, self.mu_dtype),
-            tree_zeros_like(params, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -340,7 +341,7 @@ class ScaleByNadam(Transform):
             zero_count(),
             jnp.ones((), default_float()),
             tree_zeros_like(params, self.mu_dtype),
-            tree_zeros_like(params, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
     def momentum_at(self, t: jax.Array) -> jax.Array:
@@ -436,7 +437,7 @@ class ScaleByRadam(Transform):
         return ScaleByAdamState(
             zero_count(),
             tree_zeros_like(params, self.mu_dtype),
-            tree_zeros_like(params, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
     def update(self, updates, state, params=None, **extra_args):

@@ -18,8 +18,8 @@ from ._tree import (
     ema,
     hp,
     safe_increment,
-    tree_full_like,
     tree_map_unzip,
+    tree_squares_like,
     tree_zeros_like,
     up,
     zero_count,
@@ -52,7 +52,7 @@ class ScaleByRms(Transform):
         check_range(self, "initial_scale", low=0.0)
 
     def init(self, params):
-        nu = tree_full_like(params, self.initial_scale, self.nu_dtype)
+        nu = tree_squares_like(params, self.initial_scale, self.nu_dtype)
         mu = tree_zeros_like(params, self.mu_dtype) if self.centered else None
         return ScaleByRmsState(zero_count(), nu, mu)
 
@@ -149,7 +149,7 @@ class ScaleByRss(Transform):
 
     def init(self, params):
         return ScaleByRssState(
-            tree_full_like(params, self.initial_accumulator_value, self.nu_dtype)
+            tree_squares_like(params, self.initial_accumulator_value, self.nu_dtype)
         )
 
     def update(self, updates, state, params=None, **extra_args):
@@ -215,7 +215,8 @@ class ScaleByAdadelta(Transform):
     def init(self, params):
         # Two trees, not one twice: a donated state must not alias its buffers.
         return ScaleByAdadeltaState(
-            tree_zeros_like(params, self.nu_dtype), tree_zeros_like(params, self.nu_dtype)
+            tree_squares_like(params, 0.0, self.nu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
     def update(self, updates, state, params=None, **extra_args):

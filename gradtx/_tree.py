@@ -137,6 +137,20 @@ def tree_zeros_like(tree: Any, dtype: Any = None) -> Any:
     return tree_full_like(tree, 0, dtype)
 
 
+def tree_squares_like(tree: Any, value: Any = 0.0, dtype: Any = None) -> Any:
+    """Storage for a running average (or sum) of squares, shaped like ``tree``.
+
+    With no ``dtype``, float16 leaves get float32 storage: (1 - b2) * g**2 is
+    subnormal in float16 for |g| < 0.25 and 0 for |g| < 5e-3, which would turn
+    Adam's step into m / eps. bfloat16 has float32's range and keeps its dtype.
+    """
+
+    def storage(x):
+        return dtype or (jnp.float32 if jnp.result_type(x) == jnp.float16 else None)
+
+    return jax.tree.map(lambda x: tree_full_like(x, value, storage(x)), tree)
+
+
 def tree_cast(tree: Any, dtype: Any) -> Any:
     """Every leaf cast to ``dtype`` (None keeps each leaf's dtype)."""
     if dtype is None:
