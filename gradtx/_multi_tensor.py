@@ -61,8 +61,20 @@ class _Layout(NamedTuple):
     shapes: tuple
 
 
-def _whole_leaves(params: Any, bucket_limit: int) -> WholeLeaves:
+# Leaves from this many elements up stay whole. Bucketing a leaf costs two extra passes
+# over it (packing the gradient, unpacking the update) and saves one kernel: on a CPU a
+# small kernel costs ~5-20 us, the copies ~2 ns per element, even at ~4k elements
+# (measured: 2000 leaves of 2k elements 0.9x optax's step, of 8k 1.0x, of 512 0.4x).
+# On accelerators a launch (~5 us) buys ~1M elements of copies at 3 TB/s.
+DEFAULT_BUCKET_LIMIT = {"cpu": 1 << 12}
+ACCELERATOR_BUCKET_LIMIT = 1 << 19
+
+
+def _whole_leaves(params: Any, bucket_limit: int | None) -> WholeLeaves:
     """Large leaves and leaves sharded over devices stay whole (no copy, own sharding)."""
+    if bucket_limit is None:
+        backend = jax.default_backend()
+        bucket_limit = DEFAULT_BUCKET_LIMIT.get(backend, ACCELERATOR_BUCKET_LIMIT)
     flat, _ = jax.tree_util.tree_flatten_with_path(params)
     return WholeLeaves(
         jax.tree_util.keystr(path)
@@ -124,11 +136,12 @@ class MultiTensor(Transform):
     """Runs an elementwise ``inner`` chain over per-dtype flat buffers."""
 
     inner: Transform
-    bucket_limit: int = static(1 << 14)
+    bucket_limit: int | None = static(None)
 
     def __post_init__(self):
         object.__setattr__(self, "inner", as_transform(self.inner))
-        check_range(self, "bucket_limit", low=1)
+        if self.bucket_limit is not None:
+            check_range(self, "bucket_limit", low=1)
         culprit = _unsafe(self.inner)
         if culprit:
             raise ValueError(
@@ -152,17 +165,19 @@ class MultiTensor(Transform):
         return updates, MultiTensorState(inner_state, state.whole, state.offsets)
 
 
-def multi_tensor(inner: Any, bucket_limit: int = 1 << 14) -> MultiTensor:
+def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
     """The fast path: ``inner`` runs on a few flat buffers instead of leaf by leaf.
 
     Leaves smaller than ``bucket_limit`` elements are concatenated into one
     buffer per dtype; larger leaves, and leaves sharded over several devices,
-    are kept whole (no copy, and their state keeps their sharding). Which
-    leaves stay whole is decided by ``init`` from the params it is given. The inner
-    state lives in that layout between steps, so a 2000-leaf model costs a
-    handful of fused loops per step, and compiles in time that barely grows
-    with the leaf count. Numbers equal the per-leaf path (elementwise maths is
-    the same per element; a global norm sums in another order).
+    are kept whole (no copy, and their state keeps their sharding). The default
+    limit is 4096 elements on CPU and 2**19 on accelerators, where a kernel
+    launch costs more copying. Which leaves stay whole is decided by ``init`` from
+    the params it is given. The inner state lives in that layout between steps,
+    so the optimizer's maths is a handful of fused loops per step whatever the
+    leaf count, and compile time stays flat in it. The updates come back as a
+    tree, one slice per leaf. Numbers equal the per-leaf path (elementwise
+    maths is the same per element; a global norm sums in another order).
 
     Only elementwise transforms can run on buffers: the Adam family, SGD and
     momentum, RMSprop, Adagrad, Adadelta, sign methods, clipping by value or
