@@ -64,6 +64,7 @@ OPTIMIZERS = {
         gradtx.clip_by_global_norm(1.0),
         gradtx.adamw(gradtx.warmup_cosine_decay_schedule(0.0, 1e-2, 2, 10), weight_decay=1e-3),
     ),
+    "multi_tensor": lambda: gradtx.multi_tensor(gradtx.adam(1e-2), bucket_limit=4),
 }
 
 
