@@ -232,10 +232,10 @@ def train_one(name, call, tx, step, validate, params, args, steps_per_epoch) -> 
     """
     label = LABELS[name]
     start_time = time.perf_counter()
-    # The step donates (consumes) its inputs: copy the caller's parameters, and the state,
-    # since an init may put one zeros array in two fields (scale_by_adadelta does).
+    # The step donates (consumes) the parameters it is given, and the caller's are the
+    # starting point of every optimizer: train a copy. A fresh state shares no buffer.
     params = jax.tree.map(jnp.copy, params)
-    opt_state = jax.tree.map(jnp.copy, tx.init(params))
+    opt_state = tx.init(params)
     accuracy, loss = (float(v) for v in validate(params))
     curve, epochs = [(0, accuracy, loss)], {}
     best_loss, best_epoch, best_params, wait, stopped_epoch = math.inf, None, None, 0, None
@@ -295,6 +295,11 @@ def format_table(results: list[Result], shown: list[int], patience: int | None) 
             row.append(f"{accuracy:.4f} / {loss:.4f} ({result.best_epoch})")
         row.append(f"{result.seconds:.1f} s")
         rows.append(row)
+    return markdown_table(header, rows)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """Rows of cells as a Markdown table, each column padded to its widest cell."""
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
     lines = [header, ["-" * w for w in widths], *rows]
     return "\n".join(
@@ -331,9 +336,10 @@ def plot_curves(results, path: Path, title: str, steps_per_epoch: int, shown: li
     plt.close(figure)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def argument_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options this comparison shares with its Keras twin, benchmarks/keras_compare.py."""
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--optimizers",
@@ -347,7 +353,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--epochs", type=int, default=10, help="MNIST-equivalent epochs (default: 10)"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="default: 64")
-    parser.add_argument("--seed", type=int, default=0, help="initialisation, shuffling, dropout")
     parser.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     parser.add_argument(
         "--data-dir",
@@ -360,6 +365,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (./out)")
     parser.add_argument(
+        "--steps-per-epoch",
+        type=int,
+        default=None,
+        help="optimizer steps per reported epoch (default: MNIST's, ceil(60000 / batch size))",
+    )
+    return parser
+
+
+def checked_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments, counts checked to be positive and optimizers deduplicated."""
+    args = parser.parse_args(argv)
+    for name in ("epochs", "batch_size", "patience", "steps_per_epoch"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    args.optimizers = list(dict.fromkeys(args.optimizers))
+    return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argument_parser(__doc__)
+    parser.add_argument("--seed", type=int, default=0, help="initialisation, shuffling, dropout")
+    parser.add_argument(
         "--preset",
         choices=list(PRESETS),
         default="keras",
@@ -371,19 +399,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="stop after this many epochs without a lower validation loss; keep the best epoch",
     )
-    parser.add_argument(
-        "--steps-per-epoch",
-        type=int,
-        default=None,
-        help="optimizer steps per reported epoch (default: MNIST's, ceil(60000 / batch size))",
-    )
-    args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "patience", "steps_per_epoch"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    args.optimizers = list(dict.fromkeys(args.optimizers))
-    return args
+    return checked_args(parser, argv)
+
+
+def load_data(args: argparse.Namespace) -> tuple[datasets.Dataset, str]:
+    """The data set ``args`` names, and the padding of the reference model's conv on it."""
+    if args.dataset == "mnist":
+        return datasets.load_mnist(args.data_dir, download=not args.no_download), "VALID"
+    return datasets.load_digits(), "SAME"
+
+
+def epoch_steps(args: argparse.Namespace) -> int:
+    """Optimizer steps per reported epoch: ``--steps-per-epoch``, else a pass over MNIST."""
+    return args.steps_per_epoch or math.ceil(MNIST_TRAIN_SIZE / args.batch_size)
 
 
 def describe_steps(data: datasets.Dataset, args, steps_per_epoch: int) -> str:
@@ -403,13 +431,8 @@ def describe_steps(data: datasets.Dataset, args, steps_per_epoch: int) -> str:
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = parse_args(argv)
-    if args.dataset == "mnist":
-        data = datasets.load_mnist(args.data_dir, download=not args.no_download)
-        padding = "VALID"
-    else:
-        data = datasets.load_digits()
-        padding = "SAME"
-    steps_per_epoch = args.steps_per_epoch or math.ceil(MNIST_TRAIN_SIZE / args.batch_size)
+    data, padding = load_data(args)
+    steps_per_epoch = epoch_steps(args)
     total_steps = args.epochs * steps_per_epoch
     shown = reported_epochs(args.epochs)
     prefix, recipes = PRESETS[args.preset]

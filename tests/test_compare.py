@@ -10,6 +10,8 @@ import struct
 import sys
 
 import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -132,6 +134,18 @@ def test_every_preset_builds_every_optimizer(preset):
         label = repr(tx).split("(")[0]
         assert label.startswith(f"{preset}.") or preset == "gradtx" and "." not in label
     assert prefix == {"gradtx": "gradtx"}.get(preset, f"gradtx.compat.{preset}")
+
+
+@pytest.mark.parametrize("preset", list(compare_optimizers.PRESETS))
+def test_every_presets_fresh_state_can_be_donated_with_the_params(preset):
+    # train_one donates the state that tx.init returns, uncopied: no buffer may appear twice
+    # among its leaves and the parameters (XLA: "donate the same buffer twice").
+    model = compare_optimizers.CNN("SAME")
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)["params"]
+    for factory, kwargs in compare_optimizers.PRESETS[preset][1].values():
+        leaves = jax.tree.leaves((params, factory(**kwargs).init(params)))
+        buffers = [x.unsafe_buffer_pointer() for x in leaves if isinstance(x, jax.Array)]
+        assert len(set(buffers)) == len(buffers) > len(jax.tree.leaves(params))
 
 
 def test_keras_preset_is_the_reference_tables_keras_defaults():
