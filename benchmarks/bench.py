@@ -42,7 +42,7 @@ Measured:
 Prints markdown tables of times, ratios and the issue's goals, and writes
 ``results.json``, ``summary.md``, ``step_time.png`` and ``compile_time.png`` to
 ``--out``. Absolute times on a shared machine are noisy; ratios within one run
-are what count. On a 2-core CPU the default suite takes about 25 minutes, most
+are what count. On a 2-core CPU the default suite takes about 15 minutes, most
 of it XLA compiling the 2000-leaf steps (up to a minute each).
 """
 
