@@ -63,9 +63,10 @@ class _Layout(NamedTuple):
 
 # Leaves from this many elements up stay whole. Bucketing a leaf costs two extra passes
 # over it (packing the gradient, unpacking the update) and saves one kernel: on a CPU a
-# small kernel costs ~5-20 us, the copies ~2 ns per element, even at ~4k elements
-# (measured: 2000 leaves of 2k elements 0.9x optax's step, of 8k 1.0x, of 512 0.4x).
-# On accelerators a launch (~5 us) buys ~1M elements of copies at 3 TB/s.
+# small kernel costs ~5-20 us, the copies ~2 ns per element, even at a few thousand
+# elements (Adam, 2000 equal leaves, bucketed / optax: 0.85x at 512 elements, see
+# benchmarks/RESULTS.md; 0.9x at 2k; 1.0x and 1.3x in two runs at 8k).
+# On accelerators a launch (~5 us) buys ~1M elements of copies at 3 TB/s (not yet measured).
 DEFAULT_BUCKET_LIMIT = {"cpu": 1 << 12}
 ACCELERATOR_BUCKET_LIMIT = 1 << 19
 
@@ -175,7 +176,8 @@ def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
     launch costs more copying. Which leaves stay whole is decided by ``init`` from
     the params it is given. The inner state lives in that layout between steps,
     so the optimizer's maths is a handful of fused loops per step whatever the
-    leaf count, and compile time stays flat in it. The updates come back as a
+    leaf count, and compile time grows more slowly than it (measured: leaves**0.75
+    for Adam, against optax's leaves**1.07). The updates come back as a
     tree, one slice per leaf. Numbers equal the per-leaf path (elementwise
     maths is the same per element; a global norm sums in another order).
 
