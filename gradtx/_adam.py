@@ -357,7 +357,7 @@ class ScaleByNadam(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        mu_t, mu_next = self.momentum_at(count), self.momentum_at(count + 1)
+        mu_t, mu_next = self.momentum_at(count), self.momentum_at(safe_increment(count))
         mu_product = state.mu_product * mu_t
         g_scale = (1 - mu_t) / (1 - mu_product)
         m_scale = mu_next / (1 - mu_product * mu_next)

@@ -1,4 +1,5 @@
-"""Hyperparameters keep their precision whatever the params' dtype (optax #1414, #1755)."""
+"""Numerics: hyperparameters keep their precision whatever the params' dtype (optax #1414,
+#1755), float32 stays close to the float64 truth, and step counters do not overflow."""
 
 from __future__ import annotations
 
@@ -79,3 +80,23 @@ def test_apply_updates_keeps_each_parameter_dtype():
     new = gradtx.apply_updates(params, updates)
     assert new["a"].dtype == jnp.bfloat16 and new["b"].dtype == jnp.float32
     np.testing.assert_allclose(new["b"], 1.001, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make_tx",
+    [gradtx.scale_by_nadam, gradtx.compat.pytorch.nadam, gradtx.compat.keras.nadam],
+    ids=["scale_by_nadam", "pytorch.nadam", "keras.nadam"],
+)
+def test_nadam_stays_finite_when_the_step_counter_saturates(make_tx):
+    # NAdam reads mu_{t+1}: at count 2**31 - 1, count + 1 wrapped to -2**31 and
+    # 0.96**(-2**31 * psi) overflowed, making every later update NaN.
+    params = {"w": jnp.linspace(-1.0, 1.0, 4)}
+    tx = make_tx()
+    top = jnp.iinfo(jnp.int32).max
+    state = gradtx.tree_set(tx.init(params), count=jnp.asarray(top - 1, jnp.int32))
+    update = jax.jit(tx.update)
+    for _ in range(3):
+        updates, state = update(params, state, params)
+        assert bool(jnp.all(jnp.isfinite(updates["w"])))
+    counts = [c for _, c in gradtx.tree_get_all_with_path(state, "count")]
+    assert counts and all(int(c) == top for c in counts)
