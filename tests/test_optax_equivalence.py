@@ -154,3 +154,58 @@ def test_rprop_update_is_optax_update_one_step_later():
         flipped = jax.tree.map(lambda a, b: a * b < 0, grads[t], grads[t + 1])
         expected = jax.tree.map(lambda u, f: jnp.where(f, 0.0, u), ours_updates[t], flipped)
         chex.assert_trees_all_close(theirs_updates[t + 1], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("debias", [True, False], ids=["debias", "no-debias"])
+def test_ema_matches_optax_ema_updates_and_state(debias, dtype):
+    # The state holds the raw average, not the debiased output (after 1, 2, 3 with
+    # decay 0.9: ema 0.561, output 2.070), which only later steps reveal.
+    with jax.enable_x64(dtype == "float64"):
+        params = make_params(dtype, seed=4)
+        rng = np.random.default_rng(5)
+        inputs = [
+            jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), dtype), params)
+            for _ in range(50)
+        ]
+        ours, theirs = gradtx.ema(0.9, debias=debias), optax.ema(0.9, debias=debias)
+        s_ours, s_theirs = ours.init(params), theirs.init(params)
+        update_ours, update_theirs = jax.jit(ours.update), jax.jit(theirs.update)
+        rtol = 1e-6 if dtype == "float32" else 1e-13
+        for u in inputs:
+            out_ours, s_ours = update_ours(u, s_ours)
+            out_theirs, s_theirs = update_theirs(u, s_theirs)
+            chex.assert_trees_all_close(out_ours, out_theirs, rtol=rtol)
+            chex.assert_trees_all_close(s_ours.ema, s_theirs.ema, rtol=rtol)
+            assert int(s_ours.count) == int(s_theirs.count)
+            chex.assert_trees_all_equal_dtypes(out_ours, out_theirs, params)
+            chex.assert_trees_all_equal_dtypes(s_ours.ema, s_theirs.ema, params)
+    assert int(s_ours.count) == 50
+
+
+@pytest.mark.parametrize("threshold", [1.0, 0.5, 2.0])
+def test_clip_by_block_rms_matches_optax(threshold):
+    # Each leaf is clipped by its RMS, sqrt(mean(u**2)), not its L2 norm: four entries of
+    # 0.6 have RMS 0.6 (kept under threshold 1) but norm 1.2 (which would be clipped).
+    rng = np.random.default_rng(6)
+    updates = {
+        "below": jnp.full((4,), 0.6),
+        "scalar_above": jnp.asarray(-3.0),
+        "scalar_below": jnp.asarray(0.3),
+        "vector": jnp.asarray(rng.normal(size=7), jnp.float32),
+        "matrix_above": jnp.asarray(2.5 * rng.normal(size=(5, 6)), jnp.float32),
+        "matrix_below": jnp.asarray(0.2 * rng.normal(size=(3, 8)), jnp.float32),
+        "zeros": jnp.zeros((2, 2)),
+    }
+    tx, reference = gradtx.clip_by_block_rms(threshold), optax.clip_by_block_rms(threshold)
+    ours = tx.update(updates, tx.init(updates))[0]
+    theirs = reference.update(updates, reference.init(updates))[0]
+    chex.assert_trees_all_close(ours, theirs, rtol=1e-6)
+    for name, u in updates.items():
+        rms = float(jnp.sqrt(jnp.mean(u**2)))
+        expected = u * min(1.0, threshold / rms) if rms > 0 else u
+        np.testing.assert_allclose(ours[name], expected, rtol=1e-6, err_msg=name)
+        clipped = float(jnp.sqrt(jnp.mean(ours[name] ** 2)))
+        assert clipped <= threshold * (1 + 1e-6), name
+    if threshold == 1.0:
+        np.testing.assert_array_equal(ours["below"], updates["below"])  # untouched
