@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._base import check_range, static, Transform
+from ._base import check_range, fail, static, Transform
 from ._combine import as_transform, EmptyState, freeze_tree, Masked, masked, resolve_tree
 from ._scale import value_at
 from ._schedules import _as_schedule
-from ._tree import safe_increment, tree_zeros_like, up, zero_count
+from ._state import tree_get_all_with_path
+from ._tree import (
+    compute_dtype,
+    default_float,
+    safe_increment,
+    tree_zeros_like,
+    up,
+    zero_count,
+)
 
 
 class SetToZero(Transform):
     """Replaces every update by zero."""
 
     elementwise = True
+    integer_leaves = "pass"  # no arithmetic: how integer leaves are carried (partition, freeze)
 
     def init(self, params):
         del params
@@ -106,54 +117,114 @@ def partition(transforms: dict, param_labels: Any) -> Partition:
 
 
 class MultiStepsState(NamedTuple):
-    """``mini_step`` counts micro-batches in the current step; ``acc_grads`` is their sum."""
+    """``acc_grads`` sums the micro-steps' gradients; ``updated`` is True after an emitting call.
+
+    ``skip_state`` is the second value ``should_skip_update_fn`` returned at the
+    last call (optax's monitoring information), ``()`` without one.
+    """
 
     mini_step: jax.Array
     gradient_step: jax.Array
     inner_state: Any
     acc_grads: Any
+    updated: jax.Array
+    skip_state: Any = ()
 
 
 class MultiSteps(Transform, kw_only=False):
-    """Gradient accumulation over ``every_k_schedule`` micro-steps, one accumulator."""
+    """Gradient accumulation over ``every_k_schedule`` micro-steps, as ``optax.MultiSteps``.
+
+    Update rule, with k = every_k_schedule(gradient_step)::
+
+        acc <- acc + g                      (unless should_skip_update_fn says skip)
+        after k accumulated micro-steps:    u <- opt(acc / k)  (acc without use_grad_mean)
+                                            acc <- 0
+        otherwise:                          u <- 0
+
+    Arguments, positional as optax's: ``opt`` the wrapped transform;
+    ``every_k_schedule`` k >= 1, an int or a schedule of the gradient step;
+    ``use_grad_mean`` averages (True) or sums the micro-steps' gradients;
+    ``should_skip_update_fn(updates, gradient_step, params) -> (skip, aux)``
+    drops a micro-step as if it had not happened (no accumulation, counters
+    unchanged; ``aux`` is kept as ``skip_state``), e.g. ``optax.skip_not_finite``;
+    a named function, static (a fresh lambda retraces); ``accumulator_dtype``
+    the dtype of the accumulator, by default each gradient's compute dtype.
+
+    Differences from optax: with float64 gradients the default accumulator is
+    float64 (optax: float32); ``has_updated`` reads a flag in the state, so it
+    is False after a skipped micro-step (optax: True when that follows an update).
+    """
 
     elementwise = True
 
     opt: Transform
     every_k_schedule: Any = 1
     use_grad_mean: bool = static(True)
+    should_skip_update_fn: Any = static(None)
+    accumulator_dtype: Any = static(None)
 
     def __post_init__(self):
         object.__setattr__(self, "opt", as_transform(self.opt))
         check_range(self, "every_k_schedule", low=1)
+        if self.accumulator_dtype is not None:
+            object.__setattr__(self, "accumulator_dtype", jnp.dtype(self.accumulator_dtype))
+
+    def _accumulator_dtype(self, grad: Any) -> Any:
+        return self.accumulator_dtype or compute_dtype(grad)
+
+    def _should_skip(self, updates: Any, gradient_step: jax.Array, params: Any) -> tuple:
+        if self.should_skip_update_fn is None:
+            return jnp.asarray(False), ()
+        skip, aux = self.should_skip_update_fn(updates, gradient_step, params)
+        if (jnp.shape(skip), jnp.result_type(skip)) != ((), jnp.bool_):
+            fail(
+                self,
+                "should_skip_update_fn",
+                f"must return (a boolean scalar, aux); its first value has dtype "
+                f"{jnp.result_type(skip)} and shape {jnp.shape(skip)}",
+            )
+        return skip, aux
 
     def init(self, params):
+        accumulator = jax.tree.map(lambda p: tree_zeros_like(p, self._accumulator_dtype(p)), params)
+        _, skip_state = self._should_skip(tree_zeros_like(params), zero_count(), params)
         return MultiStepsState(
-            zero_count(), zero_count(), self.opt.init(params), tree_zeros_like(params)
+            zero_count(),
+            zero_count(),
+            self.opt.init(params),
+            accumulator,
+            jnp.asarray(False),
+            skip_state,
         )
 
     def update(self, updates, state, params=None, **extra_args):
+        skip, skip_state = self._should_skip(updates, state.gradient_step, params)
         k = value_at(self.every_k_schedule, state.gradient_step).astype(jnp.int32)
-        acc = jax.tree.map(lambda a, g: (up(a) + up(g)).astype(a.dtype), state.acc_grads, updates)
-        emit = state.mini_step + 1 >= k
+        acc = jax.tree.map(
+            lambda a, g: jnp.where(skip, a, (up(a) + up(g)).astype(a.dtype)),
+            state.acc_grads,
+            updates,
+        )
+        mini_step = jnp.where(skip, state.mini_step, safe_increment(state.mini_step))
+        emit = ~skip & (mini_step >= k)
 
-        def apply(_):
-            grads = acc
-            if self.use_grad_mean:
-                grads = jax.tree.map(lambda a: (up(a) / k).astype(a.dtype), acc)
-            grads = jax.tree.map(lambda g, u: g.astype(u.dtype), grads, updates)
+        def apply():
+            mean_or_sum = (lambda a: up(a) / k) if self.use_grad_mean else up
+            grads = jax.tree.map(lambda a, g: mean_or_sum(a).astype(g.dtype), acc, updates)
             new, inner = self.opt.update(grads, state.inner_state, params, **extra_args)
-            return new, inner, jax.tree.map(jnp.zeros_like, acc)
+            return new, inner, tree_zeros_like(acc)
 
-        def wait(_):
-            return jax.tree.map(jnp.zeros_like, updates), state.inner_state, acc
+        def wait():
+            return tree_zeros_like(updates), state.inner_state, acc
 
-        new, inner, acc = jax.lax.cond(emit, apply, wait, None)
+        new, inner, acc = jax.lax.cond(emit, apply, wait)
         return new, MultiStepsState(
-            jnp.where(emit, 0, state.mini_step + 1).astype(jnp.int32),
+            jnp.where(emit, 0, mini_step).astype(jnp.int32),
             jnp.where(emit, safe_increment(state.gradient_step), state.gradient_step),
             inner,
             acc,
+            emit,
+            skip_state,
         )
 
     def gradient_transformation(self) -> MultiSteps:
@@ -162,17 +233,23 @@ class MultiSteps(Transform, kw_only=False):
 
     @staticmethod
     def has_updated(state: MultiStepsState) -> jax.Array:
-        """Whether the last call applied an update (it ended a group of micro-steps)."""
-        return state.mini_step == 0
+        """Whether the last ``update`` call applied the inner optimizer (ended a group)."""
+        return state.updated
 
 
 class ApplyIfFiniteState(NamedTuple):
-    """Skip counters: consecutive (``notfinite_count``) and overall; ``gave_up`` past the limit."""
+    """Skip counters: consecutive (``notfinite_count``) and overall (``total_notfinite``).
+
+    ``gave_up`` is set when the consecutive count reaches the limit and stays
+    set (until the state is re-initialised); ``gave_up_after`` keeps that
+    count, 0 while it has not given up.
+    """
 
     notfinite_count: jax.Array
     last_finite: jax.Array
     total_notfinite: jax.Array
     gave_up: jax.Array
+    gave_up_after: jax.Array
     inner_state: Any
 
 
@@ -194,9 +271,15 @@ class ApplyIfFinite(Transform):
         check_range(self, "max_consecutive_errors", low=1)
 
     def init(self, params):
-        false = jnp.asarray(False)
-        count = zero_count()
-        return ApplyIfFiniteState(count, jnp.asarray(True), count, false, self.inner.init(params))
+        # Each counter a buffer of its own, so that the state can be donated.
+        return ApplyIfFiniteState(
+            zero_count(),
+            jnp.asarray(True),
+            zero_count(),
+            jnp.asarray(False),
+            zero_count(),
+            self.inner.init(params),
+        )
 
     def update(self, updates, state, params=None, **extra_args):
         new, inner = self.inner.update(updates, state.inner_state, params, **extra_args)
@@ -205,12 +288,13 @@ class ApplyIfFinite(Transform):
         new, inner = jax.lax.cond(finite, lambda: (new, inner), lambda: skipped)
         streak = jnp.where(finite, 0, safe_increment(state.notfinite_count))
         limit = self.max_consecutive_errors
-        gave_up = jnp.asarray(False) if limit is None else streak >= limit
+        gives_up = jnp.asarray(False) if limit is None else ~state.gave_up & (streak >= limit)
         return new, ApplyIfFiniteState(
             streak.astype(jnp.int32),
             finite,
             jnp.where(finite, state.total_notfinite, safe_increment(state.total_notfinite)),
-            state.gave_up | gave_up,
+            state.gave_up | gives_up,
+            jnp.where(gives_up, streak, state.gave_up_after).astype(jnp.int32),
             inner,
         )
 
@@ -223,7 +307,9 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int | None = None) -> Ap
     (consecutive), ``total_notfinite``. Unlike optax, it never applies a
     non-finite update: after ``max_consecutive_errors`` consecutive skips it
     sets ``gave_up``, and :func:`check_finite_steps`, called outside jit,
-    raises instead of training on garbage.
+    raises instead of training on garbage. Giving up is sticky: finite steps
+    afterwards are applied again, but ``gave_up`` stays set until the state is
+    re-initialised, so a check every few steps still sees it.
     """
     return ApplyIfFinite(inner=inner, max_consecutive_errors=max_consecutive_errors)
 
@@ -231,17 +317,23 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int | None = None) -> Ap
 def check_finite_steps(state: Any) -> None:
     """Raises FloatingPointError if an :func:`apply_if_finite` in ``state`` gave up.
 
-    Call it outside jit, e.g. every few steps of the training loop.
+    Call it outside jit, e.g. every few steps of the training loop. The message
+    says how many consecutive non-finite steps made it give up, how many there
+    were in all, and how many in a row now.
     """
-    from ._state import tree_get_all_with_path
-
     for path, gave_up in tree_get_all_with_path(state, "gave_up"):
         if bool(gave_up):
             owner = "/".join(map(str, path[:-1])) or "state"
-            streak = _sibling(state, path, "notfinite_count")
+            counts = {
+                name: _sibling(state, path, name)
+                for name in ("gave_up_after", "total_notfinite", "notfinite_count")
+            }
             raise FloatingPointError(
-                f"apply_if_finite at {owner}: {streak} consecutive steps had NaN or Inf "
-                "gradients or updates; training stopped instead of continuing on garbage"
+                f"apply_if_finite at {owner} gave up after {counts['gave_up_after']} "
+                "consecutive steps had NaN or Inf gradients or updates "
+                f"({counts['total_notfinite']} such steps in all, "
+                f"{counts['notfinite_count']} in a row now); training stopped instead of "
+                "continuing on garbage. Re-initialise the optimizer state to go on."
             )
 
 
@@ -277,9 +369,13 @@ def zero_nans() -> ZeroNans:
 
 
 class LookaheadState(NamedTuple):
-    """``slow`` holds the slow weights; the params are the fast weights."""
+    """``slow`` holds the slow weights (the params are the fast ones).
 
-    count: jax.Array
+    ``steps_since_sync`` counts fast steps since the last sync, modulo
+    ``sync_period``: it never saturates, so syncing goes on however long training runs.
+    """
+
+    steps_since_sync: jax.Array
     slow: Any
     fast_state: Any
 
@@ -309,8 +405,9 @@ class Lookahead(Transform):
         fast_updates, fast_state = self.fast_optimizer.update(
             updates, state.fast_state, params, **extra_args
         )
-        count = safe_increment(state.count)
-        sync = count % jnp.asarray(self.sync_period, count.dtype) == 0
+        period = jnp.asarray(self.sync_period, jnp.int32)
+        steps_since_sync = safe_increment(state.steps_since_sync) % period
+        sync = steps_since_sync == 0
 
         def leaf(p, u, slow):
             fast = up(p) + up(u)
@@ -325,7 +422,7 @@ class Lookahead(Transform):
         if self.reset_state:
             fresh = self.fast_optimizer.init(params)
             fast_state = jax.lax.cond(sync, lambda: fresh, lambda: fast_state)
-        return new_updates, LookaheadState(count, slow, fast_state)
+        return new_updates, LookaheadState(steps_since_sync, slow, fast_state)
 
 
 def lookahead(
@@ -366,24 +463,49 @@ class InjectHyperparams(Transform):
     factory: Any = static()
     numeric: dict = None
     fixed: tuple = static(())
+    hyperparam_dtype: Any = static(None)
 
     def _inner(self, values: dict) -> Transform:
         return self.factory(**values, **dict(self.fixed))
 
+    def _stored(self, value: Any) -> jax.Array:
+        """A hyperparameter as the state keeps it: floats in ``hyperparam_dtype``.
+
+        Integers and PRNG keys keep their dtype. Always a new buffer: the inner
+        state may keep the arrays it is built with, and a donated state must
+        not share one (with itself or with the transform).
+        """
+        value = jnp.asarray(value)
+        if jnp.issubdtype(value.dtype, jnp.floating):
+            value = value.astype(self.hyperparam_dtype or default_float())
+        return jnp.copy(value)
+
+    def _values(self, count: jax.Array, current: dict) -> dict:
+        """Each hyperparameter now: a schedule's value at ``count``, else ``current[name]``."""
+        return {
+            name: self._stored(v(count) if callable(v) else current[name])
+            for name, v in self.numeric.items()
+        }
+
     def init(self, params):
-        count = zero_count()
-        values = {k: value_at(v, count) for k, v in self.numeric.items()}
-        return InjectHyperparamsState(count, values, self._inner(values).init(params))
+        values = self._values(zero_count(), self.numeric)
+        inner = self._inner(values).init(params)
+        return InjectHyperparamsState(zero_count(), jax.tree.map(jnp.copy, values), inner)
 
     def update(self, updates, state, params=None, **extra_args):
-        values = {
-            k: value_at(v, state.count) if callable(v) else state.hyperparams[k]
-            for k, v in self.numeric.items()
-        }
+        values = self._values(state.count, state.hyperparams)
         updates, inner = self._inner(values).update(
             updates, state.inner_state, params, **extra_args
         )
-        return updates, InjectHyperparamsState(safe_increment(state.count), values, inner)
+        hyperparams = jax.tree.map(jnp.copy, values)
+        return updates, InjectHyperparamsState(safe_increment(state.count), hyperparams, inner)
+
+
+def _is_hyperparameter(value: Any) -> bool:
+    """optax's rule: numbers and arrays (PRNG keys too) and schedules, but not booleans."""
+    if isinstance(value, (bool, np.bool_, type)):  # a dtype such as jnp.bfloat16 is no schedule
+        return False
+    return callable(value) or isinstance(value, (int, float, np.number, np.ndarray, jax.Array))
 
 
 def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dtype: Any = None):
@@ -397,32 +519,49 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
         state = tx.init(params)
         state.hyperparams["learning_rate"] = 1e-4   # takes effect at the next step
 
-    Numbers become arrays in the state (of ``hyperparam_dtype`` if given);
-    schedules are evaluated at each step, and their value is stored there too.
+    As in optax, numbers, arrays and schedules (callables) become state
+    ``hyperparams``, defaults included; booleans, other objects and the
+    arguments named in ``static_args`` are passed unchanged. Floating-point
+    values are kept in ``hyperparam_dtype``; integers and PRNG keys keep
+    their dtype. Schedules are evaluated at each step and their value is
+    stored too. ``static_args`` must name arguments of ``inner_factory``.
+
+    Difference from optax: the default ``hyperparam_dtype`` is float32
+    (float64 under x64), not the params' widest dtype: with bfloat16 params a
+    ``b2=0.999`` stays 0.999 instead of rounding to 1.0.
     """
     names = (static_args,) if isinstance(static_args, str) else tuple(static_args)
+    signature = inspect.signature(inner_factory)
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = sorted(set(names) - set(signature.parameters))
+    if unknown and not accepts_any:
+        raise ValueError(
+            f"inject_hyperparams(static_args={static_args!r}): "
+            f"{getattr(inner_factory, '__name__', inner_factory)} has no argument "
+            f"{', '.join(unknown)}; its arguments are {', '.join(signature.parameters)}"
+        )
+    if hyperparam_dtype is not None:
+        hyperparam_dtype = jnp.dtype(hyperparam_dtype)
+        if not jnp.issubdtype(hyperparam_dtype, jnp.floating):
+            raise ValueError(
+                f"inject_hyperparams(hyperparam_dtype={hyperparam_dtype}): "
+                "hyperparam_dtype must be a floating-point dtype"
+            )
 
     def factory(*args: Any, **kwargs: Any) -> InjectHyperparams:
-        import inspect
-
-        signature = inspect.signature(inner_factory).bind(*args, **kwargs)
-        signature.apply_defaults()  # defaults become state too, as in optax
-        bound = signature.arguments
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # defaults become state too, as in optax
         numeric, fixed = {}, {}
-        for name, value in bound.items():
-            number = isinstance(value, (int, float, jax.Array)) and not isinstance(value, bool)
-            if name in names or not (number or callable(value)):
-                fixed[name] = value
+        for name, value in bound.arguments.items():
+            if name not in names and _is_hyperparameter(value):
+                numeric[name] = _as_schedule(value) if callable(value) else value
             else:
-                numeric[name] = value
-        numeric = {k: _as_schedule(v) if callable(v) else v for k, v in numeric.items()}
-        if hyperparam_dtype is not None:
-            numeric = {
-                k: v if callable(v) else jnp.asarray(v, hyperparam_dtype)
-                for k, v in numeric.items()
-            }
+                fixed[name] = value
         return InjectHyperparams(
-            factory=inner_factory, numeric=numeric, fixed=tuple(sorted(fixed.items()))
+            factory=inner_factory,
+            numeric=numeric,
+            fixed=tuple(sorted(fixed.items())),
+            hyperparam_dtype=hyperparam_dtype,
         )
 
     return factory

@@ -142,6 +142,102 @@ def test_multi_steps_accepts_a_schedule_for_k():
     assert applied == [True, True, False, False, True, False, False, True]
 
 
+@jax.jit
+def _mean_of_micro_steps(tx, micro, params):
+    """The update ``tx`` emits after the micro-batches ``micro`` (stacked on axis 0)."""
+
+    def step(state, g):
+        updates, state = tx.update(g, state, params)
+        return state, updates
+
+    _, updates = jax.lax.scan(step, tx.init(params), micro)
+    return jax.tree.map(lambda u: u[-1], updates)
+
+
+def test_multi_steps_accumulates_bfloat16_gradients_in_float32():
+    params = {"x": jnp.zeros(64, jnp.bfloat16)}
+    ones = {"x": jnp.ones((512, 64), jnp.bfloat16)}
+    tx = gradtx.MultiSteps(gradtx.sgd(1.0), 512)  # emits minus the mean
+    assert tx.init(params).acc_grads["x"].dtype == jnp.float32
+    # In bfloat16, 256 + 1 rounds back to 256: the sum stalls and the mean came out 0.5.
+    np.testing.assert_array_equal(_mean_of_micro_steps(tx, ones, params)["x"], -1.0)
+    rng = np.random.default_rng(0)
+    micro = {"x": jnp.asarray(rng.normal(size=(512, 64)), jnp.bfloat16)}
+    exact = np.asarray(micro["x"], np.float64).mean(axis=0)
+    got = -np.asarray(_mean_of_micro_steps(tx, micro, params)["x"], np.float64)
+    # Only the final rounding to bfloat16 (half a unit in the last place, 2**-9 relative).
+    np.testing.assert_allclose(got, exact, rtol=2**-8, atol=1e-6)
+
+
+def test_multi_steps_accumulator_dtype():
+    params = {"x": jnp.zeros(2, jnp.bfloat16)}
+    tx = gradtx.MultiSteps(gradtx.sgd(1.0), 512, accumulator_dtype=jnp.bfloat16)
+    assert tx.init(params).acc_grads["x"].dtype == jnp.bfloat16  # the user's choice, kept
+    with jax.enable_x64(True):
+        wide = {"x": jnp.zeros(2, jnp.float64)}
+        assert gradtx.MultiSteps(gradtx.sgd(1.0), 2).init(wide).acc_grads["x"].dtype == "float64"
+
+
+def _micro_batches(n, nan_at=()):
+    rng = np.random.default_rng(1)
+    batches = [
+        {"w": jnp.asarray(rng.normal(size=(2, 3)), jnp.float32), "b": jnp.asarray(rng.normal())}
+        for _ in range(n)
+    ]
+    for i in nan_at:
+        batches[i] = jax.tree.map(lambda g: g.at[...].set(jnp.nan), batches[i])
+    return batches
+
+
+@pytest.mark.parametrize(
+    "skip_fn", [None, optax.skip_not_finite], ids=["no_skip", "skip_not_finite"]
+)
+def test_multi_steps_matches_optax(skip_fn):
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(())}
+    nan_at = (1, 4, 8) if skip_fn else ()  # 4 and 8 follow an update
+    ours = gradtx.MultiSteps(gradtx.adam(0.1), 3, True, skip_fn)
+    theirs = optax.MultiSteps(optax.adam(0.1), 3, True, skip_fn)
+    s_ours, s_theirs = ours.init(params), theirs.init(params)
+    assert not bool(ours.has_updated(s_ours)) and not bool(theirs.has_updated(s_theirs))
+    step_ours, step_theirs = jax.jit(ours.update), jax.jit(theirs.update)
+    emitted = []
+    for i, g in enumerate(_micro_batches(11, nan_at)):
+        u_ours, s_ours = step_ours(g, s_ours, params)
+        u_theirs, s_theirs = step_theirs(g, s_theirs, params)
+        chex.assert_trees_all_close(u_ours, u_theirs, rtol=1e-5, atol=1e-7)
+        assert int(s_ours.mini_step) == int(s_theirs.mini_step)
+        assert int(s_ours.gradient_step) == int(s_theirs.gradient_step)
+        chex.assert_trees_all_equal(s_ours.skip_state, s_theirs.skip_state)
+        emitted.append(bool(ours.has_updated(s_ours)))
+        assert emitted[-1] == any(bool(jnp.any(u != 0)) for u in jax.tree.leaves(u_ours))
+        if i not in nan_at:  # after a skipped call optax repeats the call before
+            assert emitted[-1] == bool(theirs.has_updated(s_theirs))
+    skipped = len(nan_at)
+    assert sum(emitted) == (11 - skipped) // 3
+
+
+def test_multi_steps_has_updated_only_after_an_emitting_call():
+    params = {"x": jnp.zeros(())}
+    tx = gradtx.MultiSteps(gradtx.sgd(1.0), 2, should_skip_update_fn=optax.skip_not_finite)
+    state = tx.init(params)
+    assert not bool(tx.has_updated(state))
+    history = []
+    for g in (1.0, 1.0, jnp.nan, 1.0, 1.0):
+        _, state = tx.update({"x": jnp.asarray(g)}, state, params)
+        history.append(bool(tx.has_updated(state)))
+    # The NaN micro-step after an update is skipped: it applied nothing (optax says True).
+    assert history == [False, True, False, False, True]
+
+
+def test_multi_steps_rejects_a_skip_function_returning_no_boolean_scalar():
+    def norm(updates, gradient_step, params):
+        return sum(jnp.sum(u**2) for u in jax.tree.leaves(updates)), ()
+
+    tx = gradtx.MultiSteps(gradtx.sgd(1.0), 2, should_skip_update_fn=norm)
+    with pytest.raises(ValueError, match=r"multi_steps\(should_skip_update_fn=.*boolean scalar"):
+        tx.update({"x": jnp.ones(())}, tx.init({"x": jnp.ones(())}))
+
+
 # -- non-finite steps -------------------------------------------------------------------
 
 
@@ -182,6 +278,26 @@ def test_a_schedule_returning_nan_is_skipped_not_applied():
         gradtx.check_finite_steps(state)
 
 
+def test_giving_up_is_sticky_and_the_message_tells_what_happened():
+    params = {"x": jnp.ones(2)}
+    tx = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=2)
+    step = jax.jit(tx.update)
+    state = tx.init(params)
+    good, bad = {"x": jnp.ones(2)}, {"x": jnp.asarray([1.0, jnp.inf])}
+    for g in (good, bad, bad, bad):
+        _, state = step(g, state, params)
+    assert int(state.gave_up_after) == 2 and int(state.notfinite_count) == 3
+    updates, state = step(good, state, params)  # recovered: finite steps apply again
+    np.testing.assert_allclose(updates["x"], -0.1)
+    assert bool(state.gave_up)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"apply_if_finite at state gave up after 2 consecutive steps had NaN or Inf "
+        r"gradients or updates \(3 such steps in all, 0 in a row now\)",
+    ):
+        gradtx.check_finite_steps(state)
+
+
 def test_zero_nans():
     tx = gradtx.zero_nans()
     params = {"a": jnp.ones(2), "b": jnp.ones(2)}
@@ -211,6 +327,46 @@ def test_lookahead_matches_the_papers_update():
             slow = slow + 0.5 * (expected - slow)
             expected = slow.copy()
         np.testing.assert_allclose(x["x"], expected, rtol=1e-6)
+
+
+def test_lookahead_keeps_no_counter_that_grows_without_bound():
+    # A step counter saturates at 2**31 - 1, and count % sync_period then never syncs again.
+    params = {"x": jnp.ones(2)}
+    tx = gradtx.lookahead(gradtx.sgd(0.1), sync_period=2, slow_step_size=0.5)
+    state = tx.init(params)
+    for _ in range(5):
+        _, state = tx.update(params, state, params)
+        own = state._replace(slow=None, fast_state=None)
+        assert all(int(c) < 2 for c in jax.tree.leaves(own))
+
+
+@pytest.mark.parametrize("reset_state", [False, True])
+def test_lookahead_with_a_stateful_fast_optimizer_matches_optax(reset_state):
+    sync_period = 3
+    ours = gradtx.lookahead(gradtx.adam(0.1), sync_period, 0.5, reset_state)
+    theirs = optax.lookahead(optax.adam(0.1), sync_period, 0.5, reset_state)
+    fast = {"x": jnp.asarray([1.0, -2.0, 0.5])}
+    pair = optax.LookaheadParams.init_synced(fast)
+    s_ours, s_theirs = ours.init(fast), theirs.init(pair)
+    step_ours, step_theirs = jax.jit(ours.update), jax.jit(theirs.update)
+    grad = jax.grad(lambda p: jnp.sum(jnp.sin(3 * p["x"]) + p["x"] ** 2))
+    for t in range(1, 9):
+        u_ours, s_ours = step_ours(grad(fast), s_ours, fast)
+        u_theirs, s_theirs = step_theirs(grad(pair.fast), s_theirs, pair)
+        fast, pair = gradtx.apply_updates(fast, u_ours), optax.apply_updates(pair, u_theirs)
+        chex.assert_trees_all_close(fast, pair.fast, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(s_ours.slow, pair.slow, rtol=1e-5, atol=1e-6)
+        mu = gradtx.tree_get(s_ours.fast_state, "mu")["x"]
+        chex.assert_trees_all_close(mu, s_theirs.fast_state[0].mu["x"], rtol=1e-5, atol=1e-7)
+        chex.assert_trees_all_close(
+            gradtx.tree_get(s_ours.fast_state, "nu")["x"],
+            s_theirs.fast_state[0].nu["x"],
+            rtol=1e-5,
+            atol=1e-7,
+        )
+        # Reset exactly on the sync steps, and only when asked.
+        reset = reset_state and t % sync_period == 0
+        assert bool(jnp.all(mu == 0)) == reset
 
 
 def test_polyak_and_ema_averages_of_the_parameters():
@@ -278,3 +434,121 @@ def test_every_schedule_value_is_readable_from_the_state():
         assert float(gradtx.tree_get(state, "learning_rate")) == pytest.approx(
             float(schedule(t)), rel=1e-6
         )
+
+
+@pytest.mark.parametrize("key", [0, jax.random.key(0)], ids=["int_seed", "prng_key"])
+def test_inject_hyperparams_passes_integer_seeds_and_keys_unchanged(key):
+    params = {"x": jnp.ones(3)}
+    tx = gradtx.inject_hyperparams(gradtx.noisy_sgd)(learning_rate=1e-3, eta=1e-4, key=key)
+    state = tx.init(params)
+    assert state.hyperparams["key"].dtype == jnp.asarray(key).dtype  # not cast to float32
+    plain = gradtx.noisy_sgd(1e-3, eta=1e-4, key=key)
+    updates, _ = jax.jit(tx.update)(params, state, params)
+    chex.assert_trees_all_close(updates, plain.update(params, plain.init(params), params)[0])
+
+
+def test_inject_hyperparams_keeps_floats_in_hyperparam_dtype():
+    params = {"x": jnp.ones(3)}
+    tx = gradtx.inject_hyperparams(gradtx.adam, hyperparam_dtype=jnp.bfloat16)(
+        learning_rate=gradtx.linear_schedule(0.1, 0.0, 10), b1=0.9, b2=0.95
+    )  # b2=0.999 would round to 1.0 in bfloat16
+    state = tx.init(params)
+    step = jax.jit(tx.update)
+    names = ("learning_rate", "b1", "b2", "eps", "eps_root")
+    assert {k: v.dtype for k, v in state.hyperparams.items()} == dict.fromkeys(names, jnp.bfloat16)
+    for _ in range(3):
+        _, state = step(params, state, params)
+        assert {k: v.dtype for k, v in state.hyperparams.items()} == dict.fromkeys(
+            names, jnp.bfloat16
+        )
+        state.hyperparams["b1"] = 0.8  # a Python float, set by a training loop
+    # The value applied at the last step, as in optax: the schedule at count 2.
+    assert float(state.hyperparams["learning_rate"]) == pytest.approx(0.08, rel=1e-2)
+    # Without hyperparam_dtype: float32 whatever the params (optax: the params' dtype).
+    default = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
+    state = default.init({"x": jnp.ones(3, jnp.bfloat16)})
+    assert {v.dtype for v in state.hyperparams.values()} == {jnp.dtype("float32")}
+
+
+def test_inject_hyperparams_follows_optaxs_rules_for_what_is_a_hyperparameter():
+    tx = gradtx.inject_hyperparams(gradtx.sgd, static_args="momentum")(
+        learning_rate=0.1, momentum=0.9, nesterov=True
+    )
+    state = tx.init({"x": jnp.ones(2)})
+    assert set(state.hyperparams) == {"learning_rate"}  # no booleans, no static_args, no None
+    counts = gradtx.inject_hyperparams(gradtx.add_noise)(eta=0.01, gamma=0.55, key=3)
+    assert counts.init({"x": jnp.ones(2)}).hyperparams["key"].dtype == jnp.int32
+
+
+def test_inject_hyperparams_rejects_static_args_the_factory_does_not_have():
+    with pytest.raises(
+        ValueError, match=r"inject_hyperparams\(static_args='lr'\): scale has no argument lr"
+    ):
+        gradtx.inject_hyperparams(gradtx.scale, static_args="lr")
+    with pytest.raises(ValueError, match="static_args=\\['step_size', 'mask'\\]"):
+        gradtx.inject_hyperparams(gradtx.scale, static_args=["step_size", "mask"])
+
+
+# -- state buffers and counters ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        gradtx.apply_if_finite(gradtx.adam(0.1), max_consecutive_errors=3),
+        gradtx.MultiSteps(gradtx.adam(0.1), 2, should_skip_update_fn=optax.skip_not_finite),
+        gradtx.lookahead(gradtx.adam(0.1), sync_period=2, slow_step_size=0.5),
+        gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=0.1, momentum=0.9),
+        gradtx.inject_hyperparams(gradtx.noisy_sgd, hyperparam_dtype=jnp.bfloat16)(0.1),
+        gradtx.zero_nans(),
+    ],
+    ids=lambda tx: tx.name,
+)
+def test_state_can_be_donated_to_a_jitted_step(tx):
+    # One array in two state fields makes XLA refuse: "donate the same buffer twice".
+    params = make_params()
+    step = jax.jit(lambda g, s, p: tx.update(g, s, p), donate_argnums=1)
+    state = tx.init(params)
+    for _ in range(3):  # the step's own output state is donated next
+        updates, state = step(_grads(params), state, params)
+        params = gradtx.apply_updates(params, updates)
+    assert all(bool(jnp.all(jnp.isfinite(p))) for p in jax.tree.leaves(params))
+
+
+TOP = 2**31 - 1
+
+
+def test_wrappers_keep_working_when_their_counters_saturate():
+    params = {"x": jnp.ones(2)}
+    grads = {"x": jnp.ones(2)}
+
+    multi = gradtx.MultiSteps(gradtx.adam(0.1), 2)
+    state = multi.init(params)._replace(gradient_step=jnp.int32(TOP - 1))
+    for t in range(6):
+        updates, state = multi.update(grads, state, params)
+        assert bool(multi.has_updated(state)) == (t % 2 == 1)
+        np.testing.assert_allclose(updates["x"], -0.1 if t % 2 else 0.0, rtol=1e-4)
+    assert int(state.gradient_step) == TOP
+
+    finite = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=5)
+    state = finite.init(params)._replace(
+        notfinite_count=jnp.int32(TOP - 1), total_notfinite=jnp.int32(TOP - 1)
+    )
+    for _ in range(3):
+        updates, state = finite.update({"x": jnp.full(2, jnp.nan)}, state, params)
+        assert not bool(jnp.any(updates["x"]))
+    assert int(state.notfinite_count) == TOP and int(state.total_notfinite) == TOP
+    updates, state = finite.update(grads, state, params)
+    np.testing.assert_allclose(updates["x"], -0.1)
+    assert int(state.notfinite_count) == 0 and int(state.total_notfinite) == TOP
+
+    ahead = gradtx.lookahead(gradtx.adam(0.1), sync_period=2, slow_step_size=0.5)
+    state = ahead.init(params)
+    state = state._replace(fast_state=gradtx.tree_set(state.fast_state, count=jnp.int32(TOP - 1)))
+    p = params
+    for t in range(1, 7):
+        updates, state = ahead.update(grads, state, p)
+        p = gradtx.apply_updates(p, updates)
+        assert bool(jnp.all(jnp.isfinite(p["x"])))
+        # After a sync the fast weights are the slow ones.
+        assert bool(jnp.all(p["x"] == state.slow["x"])) == (t % 2 == 0)
