@@ -28,6 +28,7 @@ import dataclasses
 import json
 import operator
 import os
+import shutil
 from typing import Any, NamedTuple
 
 import jax
@@ -37,6 +38,8 @@ from ._base import Schedule, Struct
 from ._state import _children
 
 _FORMAT = 1
+_TRASH = "deleting"  # where Orbax moves a step before deleting it
+_DESCRIPTION = "gradtx/metadata"  # JsonSave's file in the gradtx item
 _SHOWN = 12  # entries of a structure an error message lists
 
 
@@ -54,9 +57,20 @@ class Checkpointer:
 
     Each step is one directory under ``directory``, written to a temporary name
     and renamed when complete, so a process killed mid-save leaves the previous
-    checkpoints intact. The newest ``max_to_keep`` are kept (None keeps all).
-    ``save`` returns once the arrays are copied and writes in the background;
-    ``restore``, ``wait``, ``close`` and leaving a ``with`` block wait for it.
+    checkpoints intact. The newest ``max_to_keep`` are kept (None keeps all);
+    an old one is renamed into ``directory/deleting`` before it is removed, so
+    a process killed mid-delete leaves no half-deleted step behind. Opening a
+    directory removes what killed processes left: temporary directories, the
+    ``deleting`` directory and any step directory without Orbax's commit marker
+    or either item (``train_state``, ``gradtx``). ``save`` returns once the
+    arrays are copied and writes in the background; ``restore``, ``wait``,
+    ``close`` and leaving a ``with`` block wait for it.
+
+    Steps increase: ``save`` at or below the directory's latest step raises
+    ValueError (Orbax would skip it). To go back, after restoring an earlier
+    step or in a new run, pass ``overwrite=True``: saving step k then deletes
+    every checkpoint at steps >= k (the abandoned future of the rewound run)
+    and writes k. A save that Orbax declines for any other reason raises too.
 
     Arrays come back with the dtypes and shapes they were saved with, PRNG key
     arrays as keys, on the default device. ``extra`` is any JSON value (an
@@ -96,13 +110,38 @@ class Checkpointer:
         directory = os.fspath(directory)
         # Orbax needs an absolute path; leave URLs (gs://...) as they are.
         self.directory = directory if "://" in directory else os.path.abspath(directory)
+        # Orbax deletes a step file by file; renaming it into a subdirectory first
+        # makes the delete atomic. Orbax ignores this option on gs://, where a
+        # killed delete can still leave an incomplete step for the next opening.
+        local = "://" not in self.directory
+        self._trash = os.path.join(self.directory, _TRASH) if local else None
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True
+            max_to_keep=max_to_keep,
+            create=True,
+            cleanup_tmp_directories=True,
+            todelete_subdir=_TRASH if local else None,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        for step in self._manager.all_steps():
+            if not self._is_complete(step):  # left by a delete that was killed
+                self._manager.delete(step)
+        self._empty_trash()
 
-    def save(self, step: int, params: Any, opt_state: Any, tx: Any, *, extra: Any = None) -> None:
-        """Writes ``params``, ``opt_state`` (from ``tx.init(params)``) and ``extra`` as ``step``."""
+    def save(
+        self,
+        step: int,
+        params: Any,
+        opt_state: Any,
+        tx: Any,
+        *,
+        extra: Any = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Writes ``params``, ``opt_state`` (from ``tx.init(params)``) and ``extra`` as ``step``.
+
+        ``step`` must exceed every step in the directory, unless ``overwrite``
+        is True: then the checkpoints at steps >= ``step`` are deleted first.
+        """
         try:
             index = operator.index(step)  # ints, NumPy and JAX integer scalars
         except TypeError:
@@ -128,14 +167,32 @@ class Checkpointer:
             "opt_state": expected,
             "extra": extra,
         }
+        self.wait()  # the previous save may still be adding its step or pruning old ones
+        steps = self.all_steps()
+        later = [saved for saved in steps if saved >= index]
+        if later and not overwrite:
+            raise ValueError(
+                f"gradtx.checkpoint.save(step={index}): {self.directory} already holds step "
+                f"{steps[-1]}, and steps must increase. To go back (after restoring an earlier "
+                f"step, or in a new run), pass overwrite=True: it deletes steps {later} and "
+                f"saves step {index}"
+            )
+        for saved in later:
+            self._manager.delete(saved)
+        self._empty_trash()
         ocp = self._ocp
-        self._manager.save(
+        written = self._manager.save(
             index,
             args=ocp.args.Composite(
                 train_state=ocp.args.StandardSave({"params": params, "opt_state": opt_state}),
                 gradtx=ocp.args.JsonSave(description),
             ),
         )
+        if not written:
+            raise RuntimeError(
+                f"gradtx.checkpoint.save(step={index}): Orbax's CheckpointManager declined to "
+                f"save it in {self.directory} (steps there: {self.all_steps()})"
+            )
 
     def restore(self, tx: Any, params_like: Any, step: int | None = None) -> Restored:
         """The checkpoint at ``step`` (default: the latest) for ``tx`` and params shaped like these.
@@ -189,20 +246,39 @@ class Checkpointer:
         return Restored(step, trees["params"], trees["opt_state"], saved["extra"])
 
     def latest_step(self) -> int | None:
-        """The newest complete checkpoint's step, or None when there is none."""
+        """The newest checkpoint's step (counting one ``save`` is writing), or None if none."""
         return self._manager.latest_step()
 
     def all_steps(self) -> list[int]:
-        """The steps of every complete checkpoint, oldest first."""
+        """The steps of every complete checkpoint, oldest first (and one ``save`` is writing)."""
         return sorted(self._manager.all_steps())
 
     def wait(self) -> None:
-        """Blocks until the last ``save`` is on disk."""
+        """Blocks until the last ``save`` is on disk and the checkpoints it replaced are gone."""
         self._manager.wait_until_finished()
+        self._empty_trash()
 
     def close(self) -> None:
         """Waits for pending saves and releases Orbax's resources."""
+        self.wait()
         self._manager.close()
+
+    def _is_complete(self, step: int) -> bool:
+        """Whether a step's directory holds Orbax's commit marker and both items.
+
+        Orbax writes the marker before it renames a finished checkpoint into
+        place; a delete killed halfway leaves a directory without some of these.
+        """
+        path = self._manager.directory / str(step)
+        return all(
+            (path / name).exists() for name in ("commit_success.txt", "train_state", _DESCRIPTION)
+        )
+
+    def _empty_trash(self) -> None:
+        # Whatever is left there was being deleted: failing to remove it now is
+        # retried by the next wait, and must not fail a save.
+        if self._trash is not None:
+            shutil.rmtree(self._trash, ignore_errors=True)
 
     def __enter__(self) -> Checkpointer:
         return self

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import pickle
 import queue
+import random
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import checkpoint_kill_worker as kill_worker
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +24,7 @@ import gradtx
 from gradtx.checkpoint import Checkpointer
 
 WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_worker.py")
+KILL_WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_kill_worker.py")
 
 
 def _params():
@@ -107,6 +112,116 @@ def test_keeps_the_newest_steps_and_finds_the_latest(tmp_path):
             FileNotFoundError, match=r"no checkpoint for step 1 .*steps there: \[3, 4\]"
         ):
             ckpt.restore(tx, params, step=1)
+
+
+def _moving(trained):
+    params, (adam_state, _) = trained
+    return params, adam_state
+
+
+def test_restore_of_an_earlier_step_returns_that_steps_arrays(tmp_path):
+    tx = gradtx.adam(1e-2, mu_dtype=jnp.bfloat16)
+    earlier, later = _train(tx, _params(), steps=3), _train(tx, _params(), steps=4)
+    # The params and Adam's count and moments differ: returning step 4's arrays fails below.
+    for a, b in zip(jax.tree.leaves(_moving(earlier)), jax.tree.leaves(_moving(later))):
+        assert not np.array_equal(np.asarray(a), np.asarray(b))
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(3, *earlier, tx, extra={"epoch": 0})
+        ckpt.save(4, *later, tx, extra={"epoch": 1})
+    with Checkpointer(tmp_path) as ckpt:
+        restored = ckpt.restore(tx, _params(), step=3)
+        assert (restored.step, restored.extra) == (3, {"epoch": 0})
+        assert_bitwise_equal((restored.params, restored.opt_state), earlier)
+        restored = ckpt.restore(tx, _params())
+        assert (restored.step, restored.extra) == (4, {"epoch": 1})
+        assert_bitwise_equal((restored.params, restored.opt_state), later)
+
+
+def _save_steps(directory, tx, steps):
+    """Saves ``_train(tx, _params(), step)`` at each step; returns them by step."""
+    saved = {step: _train(tx, _params(), steps=step) for step in steps}
+    with Checkpointer(directory, max_to_keep=None) as ckpt:
+        for step, (params, state) in saved.items():
+            ckpt.save(step, params, state, tx, extra=step)
+    return saved
+
+
+def _assert_restores(ckpt, tx, step, saved):
+    restored = ckpt.restore(tx, _params(), step=step)
+    assert (restored.step, restored.extra) == (step, step)
+    assert_bitwise_equal((restored.params, restored.opt_state), saved[step])
+
+
+def test_saving_at_or_below_the_latest_step_raises(tmp_path):
+    tx = gradtx.sgd(0.1, momentum=0.9)
+    saved = _save_steps(tmp_path, tx, [1, 2, 3])
+    # A new run in an old directory, or a rewound one, must not lose its saves silently.
+    with Checkpointer(tmp_path) as ckpt:
+        for step, later in [(3, [3]), (1, [1, 2, 3])]:
+            message = (
+                f"save(step={step}): {tmp_path} already holds step 3, and steps must increase. "
+                f"To go back (after restoring an earlier step, or in a new run), pass "
+                f"overwrite=True: it deletes steps {later} and saves step {step}"
+            )
+            with pytest.raises(ValueError, match=re.escape(message)):
+                ckpt.save(step, *saved[2], tx, extra=step)
+        assert ckpt.all_steps() == [1, 2, 3]
+        for step in (1, 2, 3):  # nothing was overwritten
+            _assert_restores(ckpt, tx, step, saved)
+
+
+def test_overwrite_deletes_the_later_steps(tmp_path):
+    tx = gradtx.sgd(0.1, momentum=0.9)
+    saved = _save_steps(tmp_path, tx, [1, 2, 3, 4])
+    with Checkpointer(tmp_path, max_to_keep=None) as ckpt:
+        ckpt.restore(tx, _params(), step=2)  # rewind to step 2 and train on differently
+        saved[3] = _train(tx, _params(), steps=5)
+        ckpt.save(3, *saved[3], tx, extra=3, overwrite=True)
+        assert ckpt.all_steps() == [1, 2, 3]
+        saved[6] = _train(tx, _params(), steps=6)
+        ckpt.save(6, *saved[6], tx, extra=6, overwrite=True)  # nothing later to delete
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [1, 2, 3, 6]
+        for step in (1, 2, 3, 6):
+            _assert_restores(ckpt, tx, step, saved)
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3", "6"]
+
+
+def test_a_save_orbax_declines_raises(tmp_path, monkeypatch):
+    params, tx = _params(), gradtx.sgd(0.1)
+    with Checkpointer(tmp_path) as ckpt:
+        monkeypatch.setattr(ckpt._manager, "save", lambda *args, **kwargs: False)
+        with pytest.raises(RuntimeError, match=r"save\(step=5\): Orbax.* declined to save it"):
+            ckpt.save(5, params, tx.init(params), tx)
+
+
+def _remove_contents(path):
+    for entry in path.iterdir():
+        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+
+# What a process killed while deleting a step can leave (the files go in any order).
+LEFTOVERS = {
+    "empty": _remove_contents,
+    "no_train_state": lambda path: shutil.rmtree(path / "train_state"),
+    "no_gradtx": lambda path: shutil.rmtree(path / "gradtx"),
+    "no_commit_marker": lambda path: (path / "commit_success.txt").unlink(),
+}
+
+
+@pytest.mark.parametrize("leftover", LEFTOVERS.values(), ids=LEFTOVERS.keys())
+def test_a_partly_deleted_step_is_removed_not_listed(tmp_path, leftover):
+    tx = gradtx.sgd(0.1, momentum=0.9)
+    saved = _save_steps(tmp_path, tx, [1, 2, 3])
+    leftover(tmp_path / "3")  # the newest: a killed save(..., overwrite=True)
+    with Checkpointer(tmp_path) as ckpt:
+        assert ckpt.all_steps() == [1, 2]
+        assert ckpt.latest_step() == 2
+        assert ckpt.restore(tx, _params()).step == 2
+        _assert_restores(ckpt, tx, 2, saved)
+        ckpt.save(3, *saved[3], tx, extra=3)  # the leftover does not block its step
+        _assert_restores(ckpt, tx, 3, saved)
+    assert sorted(os.listdir(tmp_path)) == ["1", "2", "3"]
 
 
 def test_restore_from_an_empty_directory_fails(tmp_path):
@@ -222,9 +337,9 @@ TOTAL, EVERY, KILL_AT = 40, 5, 15
 
 
 class Worker:
-    """tests/checkpoint_worker.py in a subprocess, its stdout read line by line."""
+    """A Python script in a subprocess, its stdout read line by line."""
 
-    def __init__(self, directory, result):
+    def __init__(self, *args):
         env = {
             **os.environ,
             "JAX_PLATFORMS": "cpu",
@@ -232,9 +347,12 @@ class Worker:
             # sums differently from run to run, and the runs must agree to the bit.
             "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false",
         }
-        args = [sys.executable, WORKER, str(directory), str(TOTAL), str(EVERY), str(result)]
         self.process = subprocess.Popen(
-            args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, *map(str, args)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: queue.Queue = queue.Queue()
         self.stderr: list[str] = []
@@ -269,10 +387,21 @@ class Worker:
     def finish(self, timeout):
         """All remaining stdout lines, once the process has exited successfully."""
         self.process.wait(timeout)
+        lines = self._rest(timeout)
+        assert self.process.returncode == 0, self.errors()
+        return lines
+
+    def sigkill(self):
+        """Kills it with SIGKILL; the stdout lines it wrote that were not read yet."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        assert self.process.returncode == -signal.SIGKILL, self.errors()
+        return self._rest(30)
+
+    def _rest(self, timeout):
         lines = []
         while (line := self.lines.get(timeout=timeout)) is not None:
             lines.append(line)
-        assert self.process.returncode == 0, self.errors()
         return lines
 
     def errors(self):
@@ -289,8 +418,8 @@ def workers():
     """Starts workers; kills those still running when the test ends."""
     started = []
 
-    def start(directory, result):
-        started.append(Worker(directory, result))
+    def start(*args):
+        started.append(Worker(*args))
         return started[-1]
 
     yield start
@@ -308,8 +437,8 @@ def _poll(condition, timeout):
 
 def test_killed_run_resumes_bit_for_bit(tmp_path, workers):
     directory = tmp_path / "killed"
-    whole = workers(tmp_path / "whole", tmp_path / "whole.pkl")
-    killed = workers(directory, tmp_path / "killed.pkl")
+    whole = workers(WORKER, tmp_path / "whole", TOTAL, EVERY, tmp_path / "whole.pkl")
+    killed = workers(WORKER, directory, TOTAL, EVERY, tmp_path / "killed.pkl")
 
     # SIGKILL it while it writes a checkpoint: once the unfinished entry is on disk.
     seen = killed.read_until(f"saving {KILL_AT}", timeout=120)
@@ -324,7 +453,7 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, workers):
     latest = max(int(name) for name in os.listdir(directory) if name.isdigit())
     assert KILL_AT - EVERY <= latest < TOTAL
 
-    resumed = workers(directory, tmp_path / "killed.pkl")
+    resumed = workers(WORKER, directory, TOTAL, EVERY, tmp_path / "killed.pkl")
     lines = resumed.finish(timeout=120)
     assert lines[0] == f"start {latest + 1}"  # it continued, not started over
     assert lines[-1] == f"saved {TOTAL}"
@@ -336,3 +465,43 @@ def test_killed_run_resumes_bit_for_bit(tmp_path, workers):
     with open(tmp_path / "killed.pkl", "rb") as file:
         actual = pickle.load(file)
     assert_bitwise_equal(actual, expected)
+
+
+def _assert_only_complete_checkpoints(directory, progress):
+    """Every listed step restores bit for bit; the newest is at least ``progress``; no debris."""
+    like = kill_worker.state_at(0)[0]
+    with Checkpointer(directory) as ckpt:
+        steps = ckpt.all_steps()
+        assert steps and steps[-1] >= progress, (steps, progress)
+        for step in steps:
+            restored = ckpt.restore(kill_worker.TX, like, step=step)
+            params, opt_state, extra = kill_worker.state_at(step)
+            assert (restored.step, restored.extra) == (step, extra)
+            assert_bitwise_equal((restored.params, restored.opt_state), (params, opt_state))
+    # Opening the directory removed temporary and half-deleted directories.
+    assert sorted(os.listdir(directory)) == sorted(str(step) for step in steps)
+    return steps
+
+
+def test_killed_while_deleting_an_old_step(tmp_path, workers):
+    directory = tmp_path / "run"
+    worker = workers(KILL_WORKER, directory, "--stall-in-delete")
+    # Saving step 3 deletes step 1; the worker stops halfway through that delete.
+    seen = worker.read_until("deleting", timeout=120)
+    assert seen[-2:] == ["saved 2", "deleting"], seen
+    assert worker.sigkill() == []
+    assert _assert_only_complete_checkpoints(directory, progress=3) == [2, 3]
+
+
+def test_randomly_killed_saves_leave_only_complete_checkpoints(tmp_path, workers):
+    """SIGKILL at random moments of a run that saves and deletes at every step, then resume."""
+    seed = random.getrandbits(32)
+    rng, directory, progress = random.Random(seed), tmp_path / "run", 0
+    for _ in range(3):
+        worker = workers(KILL_WORKER, directory)
+        seen = worker.read_until(f"saved {progress + 1}", timeout=120)
+        assert seen[0] == f"start {progress + 1}", seed  # resumed after the newest complete step
+        time.sleep(rng.uniform(0.0, 0.5))  # a few saves: writing, renaming, deleting
+        seen += worker.sigkill()
+        progress = max(int(line.split()[1]) for line in seen if line.startswith("saved"))
+        progress = _assert_only_complete_checkpoints(directory, progress)[-1]
