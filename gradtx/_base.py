@@ -13,12 +13,16 @@ leaves, so they are carried in the static part of the tree automatically.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
+import threading
 from typing import Any, ClassVar
 
 import jax
 import numpy as np
+
+from ._tree import check_float_leaves, check_same_shapes, check_same_structure
 
 
 def static(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
@@ -48,6 +52,15 @@ class Struct:
 
     def __init_subclass__(cls, kw_only: bool = True, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__post_init__")
+        if own is not None:
+            # Validation sees the normalised values: a subclass's own checks run after.
+            @functools.wraps(own)
+            def post_init(self, _own=own):
+                _normalise(self)
+                _own(self)
+
+            cls.__post_init__ = post_init
         # kw_only=False only where optax's API is a class called positionally (MultiSteps).
         dataclasses.dataclass(frozen=True, kw_only=kw_only, eq=False, repr=False)(cls)
         fields = dataclasses.fields(cls)
@@ -56,6 +69,9 @@ class Struct:
         jax.tree_util.register_pytree_with_keys(
             cls, _flatten_with_keys, _make_unflatten(cls), _flatten
         )
+
+    def __post_init__(self) -> None:
+        _normalise(self)
 
     # -- introspection ---------------------------------------------------------
 
@@ -136,20 +152,107 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _value_key(x: Any) -> tuple:
+    """What equality looks at: the shape and the numbers, whatever their dtype.
+
+    ``sgd(1)``, ``sgd(1.0)`` and ``sgd(np.float32(1))`` are the same optimizer;
+    ``jnp.asarray(1e-3)`` holds float32's nearest value, a different number from 1e-3.
+    PRNG keys and other non-numeric leaves compare by dtype and bytes.
+    """
+    array = _as_numpy(x)
+    if array.dtype.kind in "biuf":
+        array = array.astype(np.float64) + 0.0  # -0.0 == 0.0
+    elif array.dtype.kind == "c":
+        array = array.astype(np.complex128) + 0.0
+    else:
+        return (array.shape, str(array.dtype), array.tobytes())
+    return (array.shape, array.tobytes())
+
+
 def _leaf_equal(a: Any, b: Any) -> bool:
     if a is b:
         return True
     if not (_is_concrete(a) and _is_concrete(b)):
         return False
-    a, b = _as_numpy(a), _as_numpy(b)
-    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+    return _value_key(a) == _value_key(b)
 
 
 def _leaf_key(leaf: Any) -> Any:
     if not _is_concrete(leaf):
         raise TypeError("a gradtx object holding traced values cannot be hashed")
-    array = _as_numpy(leaf)
-    return (array.shape, str(array.dtype), (array + np.zeros((), array.dtype)).tobytes())
+    return _value_key(leaf)
+
+
+class FrozenDict(dict):
+    """A dict that cannot change after it is built (a field of a hashable object)."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this dict is a field of an immutable gradtx object: use tree_set")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+jax.tree_util.register_pytree_with_keys(
+    FrozenDict,
+    lambda d: ([(jax.tree_util.DictKey(k), d[k]) for k in d], tuple(d)),
+    lambda keys, values: FrozenDict(zip(keys, values)),
+    lambda d: ([d[k] for k in d], tuple(d)),
+)
+
+
+def _normalise(obj: Struct) -> None:
+    """Gives numeric hyperparameters one canonical form, so equal values compare equal.
+
+    Concrete scalar arrays become Python numbers (their exact value), an int
+    given where the default is a float becomes a float, a dict is frozen. So
+    ``adam(jnp.asarray(0.5)) == adam(0.5)``, both trace to the same jit
+    signature, and a hashed object cannot be changed under its hash.
+    """
+    for field in dataclasses.fields(obj):
+        value = getattr(obj, field.name)
+        new = value
+        if isinstance(value, (np.ndarray, np.generic, jax.Array)) and _is_concrete(value):
+            dtype = np.dtype(value.dtype) if not _is_key(value) else None
+            if dtype is not None and np.ndim(value) == 0 and dtype.kind in "iuf":
+                new = np.asarray(value).item()
+        elif isinstance(value, dict) and not field.metadata.get("static"):
+            new = value if isinstance(value, FrozenDict) else FrozenDict(value)
+        if (
+            isinstance(new, int)
+            and not isinstance(new, bool)
+            and isinstance(field.default, float)
+            and not field.metadata.get("static")
+        ):
+            new = float(new)
+        if field.name.endswith("_dtype"):
+            _check_float_dtype(obj, field.name)
+        if new is not value:
+            object.__setattr__(obj, field.name, new)
+
+
+def _is_key(value: Any) -> bool:
+    return isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key)
+
+
+def _check_float_dtype(obj: Struct, arg: str) -> None:
+    """A storage dtype (``mu_dtype``...) must be None or floating-point: never integer state."""
+    value = getattr(obj, arg)
+    if value is None:
+        return
+    try:
+        dtype = np.dtype(jax.numpy.dtype(value))
+    except TypeError:
+        dtype = None
+    if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
+        shown = dtype.name if dtype is not None else repr(value)
+        raise ValueError(
+            f"{obj.name}({arg}={shown}): {arg} must be None or a floating-point dtype "
+            "(an integer or boolean accumulator would truncate the optimizer's maths)"
+        )
 
 
 # -- printing ------------------------------------------------------------------
@@ -199,11 +302,30 @@ class Transform(Struct):
 
     Works wherever optax expects a ``GradientTransformation``: inside
     ``optax.chain``, flax's ``TrainState`` and ``nnx.Optimizer``.
+
+    Every ``init`` and ``update`` is checked before it runs (once, at trace time,
+    under jit): integer and boolean leaves are refused by every transform that
+    does arithmetic on them (TypeError naming the leaf); the outermost
+    ``update`` also checks that the updates have the params' structure and
+    shapes (ValueError naming the path and both shapes) and that the state was
+    made by this transform's ``init`` (TypeError naming both states).
     """
 
     # True where the maths is per element (or a reduction over all of them), so
     # that it gives the same numbers on flat buffers as per leaf (multi_tensor).
     elementwise: ClassVar[bool] = False
+
+    # Integer and boolean leaves: "refuse" them (TypeError), "pass" them (no
+    # arithmetic: identity, set_to_zero), or None: refuse unless the transform
+    # wraps others (chain, masked, partition), which leave it to those.
+    integer_leaves: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "init" in cls.__dict__:
+            cls.init = _guarded_init(cls.__dict__["init"])
+        if "update" in cls.__dict__:
+            cls.update = _guarded_update(cls.__dict__["update"])
 
     def children_transforms(self) -> tuple[Transform, ...]:
         """The transforms this one wraps (in fields, or tuples and dicts of them)."""
@@ -215,11 +337,121 @@ class Transform(Struct):
             found.extend(v for v in items if isinstance(v, Transform))
         return tuple(found)
 
+    def refuses_integer_leaves(self) -> bool:
+        """Whether integer and boolean leaves raise here (see ``integer_leaves``)."""
+        if self.integer_leaves is None:
+            return not self.children_transforms()
+        return self.integer_leaves == "refuse"
+
     def init(self, params: Any) -> Any:
         raise NotImplementedError
 
     def update(self, updates: Any, state: Any, params: Any = None, **extra_args: Any):
         raise NotImplementedError
+
+
+# -- the checks every init and update runs -----------------------------------------
+
+_calls = threading.local()  # how deep inside an update we are: only the outermost checks
+
+
+def _guarded_init(init):
+    @functools.wraps(init)
+    def checked_init(self, params):
+        if self.refuses_integer_leaves():
+            check_float_leaves(params, "params")
+        return init(self, params)
+
+    checked_init.guarded = True
+    return checked_init
+
+
+def _guarded_update(update):
+    @functools.wraps(update)
+    def checked_update(self, updates, state, params=None, **extra_args):
+        if self.refuses_integer_leaves():
+            check_float_leaves(updates)
+        depth = getattr(_calls, "depth", 0)
+        if depth == 0:
+            if params is not None:
+                check_same_structure(updates, params, "params")
+                check_same_shapes(updates, params, "params")
+            _check_state(self, state, updates if params is None else params)
+        _calls.depth = depth + 1
+        try:
+            return update(self, updates, state, params, **extra_args)
+        finally:
+            _calls.depth = depth
+
+    checked_update.guarded = True
+    return checked_update
+
+
+_EXPECTED_STATES: dict = {}  # (transform structure, params structure) -> init's abstract state
+
+
+def _expected_state(tx: Transform, params: Any) -> Any:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype_of(x)), params)
+    try:
+        key = (jax.tree.structure(tx), jax.tree.structure(params))
+        hash(key)
+    except TypeError:  # an unhashable static part: compute it every time
+        return jax.eval_shape(tx.init, abstract)
+    if key not in _EXPECTED_STATES:
+        if len(_EXPECTED_STATES) > 512:
+            _EXPECTED_STATES.clear()
+        _EXPECTED_STATES[key] = jax.eval_shape(tx.init, abstract)
+    return _EXPECTED_STATES[key]
+
+
+def _dtype_of(x: Any) -> Any:
+    return x.dtype if hasattr(x, "dtype") else jax.numpy.result_type(x)
+
+
+def _is_state_node(x: Any) -> bool:
+    """Tuples and named tuples: what states are made of (params-shaped trees are below)."""
+    return type(x) is tuple or (isinstance(x, tuple) and hasattr(x, "_fields"))
+
+
+def _describe_state(x: Any) -> str:
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return type(x).__name__
+    if _is_state_node(x):
+        return f"a tuple of {len(x)}"
+    return f"a {type(x).__name__}"
+
+
+def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | None:
+    if not (_is_state_node(expected) or _is_state_node(given)):
+        return None
+    same = type(expected) is type(given) and len(expected) == len(given)
+    if isinstance(expected, tuple) and isinstance(given, tuple) and not expected and not given:
+        return None  # () and EmptyState() are both the empty state
+    if not same:
+        return path, _describe_state(expected), _describe_state(given)
+    names = getattr(expected, "_fields", None) or [f"[{i}]" for i in range(len(expected))]
+    for name, a, b in zip(names, expected, given):
+        found = _first_state_difference(a, b, f"{path}.{name}" if name[0] != "[" else path + name)
+        if found:
+            return found
+    return None
+
+
+def _check_state(tx: Transform, state: Any, params: Any) -> None:
+    """Raises a TypeError when ``state`` is not what ``tx.init`` makes (another optimizer's)."""
+    try:
+        expected = _expected_state(tx, params)
+    except TypeError:  # integer params: the transform that refuses them says so, naming the leaf
+        return
+    found = _first_state_difference(expected, state, "state")
+    if found is None:
+        return
+    path, expected, given = found
+    name = getattr(tx, "label", None) or tx.name
+    raise TypeError(
+        f"{name}.update: the state at {path} is {given} where {name}.init makes {expected}. "
+        "Was it made by another optimizer's init? Call init of the optimizer that updates it."
+    )
 
 
 class Schedule(Struct):
@@ -243,6 +475,44 @@ def _concrete_numbers(value: Any) -> np.ndarray | None:
     return None
 
 
+def _schedule_samples(schedule: Schedule) -> np.ndarray | None:
+    """A schedule's values at its knots and at steps around them, to check their range.
+
+    The steps are 0..64, every integer among the schedule's numbers (boundaries,
+    warmup and decay lengths) with its neighbours and their pairwise sums, and
+    powers of two up to 2**31: where every schedule family takes its extremes.
+    None when the schedule holds traced values.
+    """
+    leaves = jax.tree.leaves(schedule)
+    if not all(_is_concrete(x) for x in leaves):
+        return None
+    knots = {int(v) for x in leaves for v in np.ravel(_as_numpy(x)) if np.isfinite(v)}
+    knots = {k for k in knots if 0 <= k < 2**31}
+    near = {k + d for k in knots for d in (-1, 0, 1)}
+    steps = near | {a + b for a in knots for b in knots} | set(range(65))
+    steps |= {2**p for p in range(31)} | {2**31 - 1}
+    counts = sorted(s for s in steps if 0 <= s < 2**31)
+    # One padded length, so that every schedule reuses the same compiled kernels.
+    size = _SAMPLES * -(-len(counts) // _SAMPLES)
+    padded = np.asarray(counts + [0] * (size - len(counts)), dtype=np.int32)
+    try:
+        with jax.ensure_compile_time_eval():  # built inside a jitted function: still concrete
+            values = _evaluate(schedule, padded)
+    except Exception:  # noqa: BLE001 - a schedule that cannot be vmapped is checked when it runs
+        return None
+    if not _is_concrete(values):
+        return None
+    return np.asarray(values, dtype=float)[: len(counts)]
+
+
+_SAMPLES = 1024
+
+
+@jax.jit
+def _evaluate(schedule: Schedule, counts: jax.Array) -> jax.Array:
+    return jax.vmap(schedule)(counts)
+
+
 def check_range(
     obj: Struct,
     arg: str,
@@ -251,21 +521,54 @@ def check_range(
     high: float = math.inf,
     low_open: bool = False,
     high_open: bool = False,
+    allow_inf: bool = False,
+    integer: bool = False,
 ) -> None:
     """Rejects ``getattr(obj, arg)`` outside the interval, naming both.
 
-    Tracers, schedules and None are not checked (they are checked where they
-    are built, or cannot be checked at all).
+    The value must be a finite scalar (``allow_inf`` admits +-inf where it means
+    "no limit"), a whole number when ``integer``. A gradtx schedule is checked at
+    its knots and a sample of steps (see ``_schedule_samples``). Tracers, user
+    functions and None are not checked (they cannot be checked at all).
     """
     value = getattr(obj, arg)
+    if isinstance(value, Schedule):
+        numbers = _schedule_samples(value)
+        if numbers is None:
+            return
+        what = f"{arg} must be in {_interval(low, high, low_open, high_open)} at every step"
+        scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
+        slack = 1e-6 * scale  # a schedule's own float32 rounding around its end values
+        too_low = numbers <= low - slack if low_open else numbers < low - slack
+        too_high = numbers >= high + slack if high_open else numbers > high + slack
+        bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
+        if np.any(bad):
+            raise ValueError(
+                f"{obj.name}({arg}={value!r}): {what}; it is {numbers[bad][0]:g} at some step"
+            )
+        return
     numbers = _concrete_numbers(value)
     if numbers is None:
         return
+    if numbers.ndim:
+        raise ValueError(
+            f"{obj.name}({arg}={value!r}): {arg} must be a scalar, not an array of shape "
+            f"{numbers.shape} (to sweep values, jax.vmap over a function that builds the "
+            "transform)"
+        )
+    if np.isnan(numbers) or (np.isinf(numbers) and not allow_inf):
+        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be a finite number")
+    if integer and np.isfinite(numbers) and numbers != np.round(numbers):
+        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be a whole number")
     too_low = numbers <= low if low_open else numbers < low
     too_high = numbers >= high if high_open else numbers > high
-    if np.any(too_low | too_high) or np.any(np.isnan(numbers)):
-        interval = ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
+    if too_low or too_high:
+        interval = _interval(low, high, low_open, high_open)
         raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be in {interval}")
+
+
+def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    return ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
 
 
 def check_choice(obj: Struct, arg: str, choices: tuple[Any, ...]) -> None:

@@ -24,7 +24,7 @@ class Clip(_Stateless):
     max_delta: float = 1.0
 
     def __post_init__(self):
-        check_range(self, "max_delta", low=0.0)
+        check_range(self, "max_delta", low=0.0, allow_inf=True)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -50,7 +50,7 @@ class ClipByGlobalNorm(_Stateless):
     max_norm: float = 1.0
 
     def __post_init__(self):
-        check_range(self, "max_norm", low=0.0)
+        check_range(self, "max_norm", low=0.0, allow_inf=True)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -85,7 +85,7 @@ class ClipByBlockRms(_Stateless):
     threshold: float = 1.0
 
     def __post_init__(self):
-        check_range(self, "threshold", low=0.0)
+        check_range(self, "threshold", low=0.0, allow_inf=True)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
@@ -116,7 +116,7 @@ class ClipByBlockNorm(_Stateless):
     max_norm: float = 1.0
 
     def __post_init__(self):
-        check_range(self, "max_norm", low=0.0)
+        check_range(self, "max_norm", low=0.0, allow_inf=True)
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args

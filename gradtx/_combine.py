@@ -6,6 +6,7 @@ import inspect
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from ._base import static, Struct, Transform
 
@@ -18,6 +19,7 @@ class Identity(Transform):
     """Leaves updates unchanged: ``u <- u``."""
 
     elementwise = True
+    integer_leaves = "pass"
 
     def init(self, params):
         del params
@@ -131,12 +133,26 @@ class _FrozenTree(Struct):
         return jax.tree.unflatten(self.treedef, self.leaves)
 
 
+def _is_function(tree: Any) -> bool:
+    """A mask (or labels) given as a function: a callable with no value among its leaves.
+
+    A callable pytree with array or boolean leaves (an equinox module with a
+    ``__call__``) is a tree of values, not a function, as in optax; a predicate
+    from ``gradtx.masks`` (a pytree without leaves) is a function.
+    """
+    if callable(tree):
+        return all(map(callable, jax.tree.leaves(tree)))
+    leaves = jax.tree.leaves(tree)
+    return bool(leaves) and all(map(callable, leaves))
+
+
 def freeze_tree(tree: Any) -> Any:
-    """A callable stays as it is; a pytree of Python values becomes hashable."""
-    if tree is None or callable(tree):
+    """A function stays as it is; a pytree of values becomes hashable (scalars as Python values)."""
+    if tree is None or _is_function(tree):
         return tree
     leaves, treedef = jax.tree.flatten(tree)
-    return _FrozenTree(leaves=tuple(leaves), treedef=treedef)
+    plain = [x.item() if hasattr(x, "item") and jnp.ndim(x) == 0 else x for x in leaves]
+    return _FrozenTree(leaves=tuple(plain), treedef=treedef)
 
 
 def resolve_tree(frozen: Any, params: Any) -> Any:

@@ -117,7 +117,7 @@ class ScaleByRprop(Transform):
         check_range(self, "eta_minus", low=0.0, high=1.0, low_open=True, high_open=True)
         check_range(self, "eta_plus", low=1.0, low_open=True)
         check_range(self, "min_step_size", low=0.0)
-        check_range(self, "max_step_size", low=0.0)
+        check_range(self, "max_step_size", low=0.0, allow_inf=True)
         numbers = (self.min_step_size, self.max_step_size)
         if all(isinstance(x, (int, float)) for x in numbers) and numbers[0] > numbers[1]:
             fail(self, "min_step_size", f"must not exceed max_step_size={self.max_step_size}")

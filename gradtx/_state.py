@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import Struct
-from ._tree import check_float_leaves, check_same_structure
+from ._tree import check_float_leaves, check_same_shapes, check_same_structure
 
 
 def apply_updates(params: Any, updates: Any) -> Any:
@@ -19,6 +19,7 @@ def apply_updates(params: Any, updates: Any) -> Any:
     bfloat16 parameter receives a float32 update without a silent upcast.
     """
     check_same_structure(updates, params, "params")
+    check_same_shapes(updates, params, "params")
     check_float_leaves(updates)
     return jax.tree.map(
         lambda p, u: None if p is None else (jnp.asarray(p) + u).astype(jnp.result_type(p)),

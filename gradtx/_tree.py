@@ -56,13 +56,17 @@ def decay_power(decay: Any, count: Any) -> jax.Array:
 def tree_map_unzip(fn: Callable[..., tuple], tree: Any, *rest: Any) -> tuple[Any, ...]:
     """Maps ``fn`` (which returns a tuple) over leaves; returns a tuple of trees.
 
-    This is how a transform written for one array is lifted to pytrees.
+    This is how a transform written for one array is lifted to pytrees. The
+    other trees (states, params) must match ``tree`` leaf for leaf, shapes too.
     """
     leaves, treedef = jax.tree.flatten(tree)
     for other in rest:
         check_same_structure(tree, other)
     others = [treedef.flatten_up_to(r) for r in rest]
     check_float_leaves(tree)
+    for other in others:
+        if any(jnp.shape(a) != jnp.shape(b) for a, b in zip(leaves, other)):
+            check_same_shapes(tree, treedef.unflatten(other))
     columns = [map(jnp.asarray, column) for column in (leaves, *others)]  # Python numbers too
     outputs = [fn(*args) for args in zip(*columns)]
     if not outputs:  # an empty tree: as many empty trees as fn returns values
@@ -76,11 +80,28 @@ def _paths(tree: Any) -> list[str]:
     return [jax.tree_util.keystr(path) or "<root>" for path, _ in flat]
 
 
+def _first_container_difference(a: Any, b: Any, path: tuple = ()) -> tuple | None:
+    """The first node where two trees with the same leaf paths differ in container type."""
+    if type(a) is not type(b):
+        return path, type(a), type(b)
+    children_a, _ = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda x: x is not a)
+    children_b, _ = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda x: x is not b)
+    for (key, x), (_, y) in zip(children_a, children_b):
+        if x is a or y is b:  # a leaf flattens to itself
+            return None
+        found = _first_container_difference(x, y, (*path, *key))
+        if found:
+            return found
+    return None
+
+
 def check_same_structure(updates: Any, reference: Any, what: str = "optimizer state") -> None:
     """Raises a ValueError naming the first differing path when two trees differ in structure.
 
     ``reference`` may have more structure below ``updates``' leaves (it is
-    compared up to them, as jax.tree.map does).
+    compared up to them, as jax.tree.map does). Trees whose leaves line up but
+    whose containers differ (a flax ``FrozenDict`` and a ``dict``, a list and a
+    tuple) are refused too, naming the container: jax cannot map over both.
     """
     treedef = jax.tree.structure(updates)
     try:
@@ -90,6 +111,16 @@ def check_same_structure(updates: Any, reference: Any, what: str = "optimizer st
         pass
     ours, theirs = _paths(updates), _paths(reference)
     first = next((a for a, b in zip(ours, theirs) if a != b), None)
+    if first is None and len(ours) == len(theirs):
+        found = _first_container_difference(updates, reference)
+        path, mine, other = found if found else ((), type(updates), type(reference))
+        where = jax.tree_util.keystr(path) or "<root>"
+        raise ValueError(
+            f"the updates do not match the {what} at {where}: the same leaves, but held in a "
+            f"{mine.__module__}.{mine.__qualname__} in the updates and a "
+            f"{other.__module__}.{other.__qualname__} in the {what}. Convert one to the "
+            "other's container (for flax, flax.core.unfreeze or freeze) before the call."
+        )
     if first is None:
         first = ours[len(theirs)] if len(ours) > len(theirs) else theirs[len(ours)]
     raise ValueError(
@@ -99,6 +130,22 @@ def check_same_structure(updates: Any, reference: Any, what: str = "optimizer st
         f"updates: {treedef}\n{what}: {jax.tree.structure(reference)}\n"
         "Was the state made by init on params of this structure?"
     )
+
+
+def check_same_shapes(updates: Any, reference: Any, what: str = "optimizer state") -> None:
+    """Raises a ValueError naming the first leaf whose shape differs (never broadcast).
+
+    The trees must have the same structure (``check_same_structure`` first).
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(updates)
+    for (path, leaf), other in zip(flat, treedef.flatten_up_to(reference)):
+        if other is not None and jnp.shape(leaf) != jnp.shape(other):
+            raise ValueError(
+                f"the updates do not match the {what} at "
+                f"{jax.tree_util.keystr(path) or '<root>'}: shape {jnp.shape(leaf)} in the "
+                f"updates, {jnp.shape(other)} in the {what}. Gradients must have their "
+                "parameter's shape; was the state made by init on these params?"
+            )
 
 
 def check_float_leaves(tree: Any, what: str = "updates") -> None:

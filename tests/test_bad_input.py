@@ -15,7 +15,7 @@ PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
 def test_updates_with_another_structure_name_the_first_mismatching_path():
     tx = gradtx.adam(1e-3)
     state = tx.init(PARAMS)
-    with pytest.raises(ValueError, match=r"do not match the optimizer state at \['c'\]") as info:
+    with pytest.raises(ValueError, match=r"do not match the params at \[.c.\]") as info:
         tx.update({"w": jnp.ones((2, 3)), "c": jnp.ones(3)}, state, PARAMS)
     message = str(info.value)
     assert "PyTreeDef({'c': *, 'w': *})" in message and "PyTreeDef({'b': *, 'w': *})" in message
@@ -24,8 +24,10 @@ def test_updates_with_another_structure_name_the_first_mismatching_path():
 def test_updates_with_a_missing_leaf_are_rejected():
     tx = gradtx.sgd(0.1, momentum=0.9)
     state = tx.init(PARAMS)
-    with pytest.raises(ValueError, match=r"do not match the optimizer state at \['w'\]"):
+    with pytest.raises(ValueError, match=r"do not match the params at \['w'\]"):
         tx.update({"b": jnp.ones(3)}, state, PARAMS)
+    with pytest.raises(ValueError, match=r"do not match the optimizer state at \['w'\]"):
+        tx.update({"b": jnp.ones(3)}, state)
 
 
 def test_apply_updates_checks_the_structure_too():
@@ -37,10 +39,13 @@ def test_apply_updates_checks_the_structure_too():
 def test_integer_and_boolean_leaves_are_rejected_not_cast(dtype):
     params = {"w": jnp.ones(3), "step": jnp.zeros(3, dtype)}
     tx = gradtx.adam(1e-3)
+    with pytest.raises(TypeError, match=rf"params leaf at \['step'\] has dtype {jnp.dtype(dtype)}"):
+        tx.init(params)  # never integer optimizer state
+    floats = jax.tree.map(lambda x: x.astype(jnp.float32), params)
     with pytest.raises(
         TypeError, match=rf"updates leaf at \['step'\] has dtype {jnp.dtype(dtype)}"
     ):
-        tx.update(params, tx.init(params), params)
+        tx.update(params, tx.init(floats))
     with pytest.raises(TypeError, match=r"\['step'\]"):
         gradtx.apply_updates(params, params)
 
