@@ -2,33 +2,114 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._base import check_range, static, Transform
 from ._combine import as_transform
+from ._tree import check_same_structure
 
 
 @jax.tree_util.register_static
-class WholeLeaves(tuple):
-    """The paths of the leaves kept whole, decided once at init: static, part of the tree."""
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class BufferLayout:
+    """Where each leaf of the params lives, decided once by ``init``: static, part of the tree.
+
+    Per leaf, in flattening order: its path, shape and dtype (the params'), the
+    buffer it goes to (``bucket_<params dtype>``, or its own path when kept
+    whole) and where it starts there (None when whole).
+    """
+
+    treedef: Any
+    paths: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[np.dtype, ...]
+    keys: tuple[str, ...]
+    starts: tuple[int | None, ...]
+    buffer_shapes: dict = dataclasses.field(init=False)  # buffer key -> its shape
+    _hash: int = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        sizes: dict[str, tuple] = {}
+        for key, start, shape in zip(self.keys, self.starts, self.shapes):
+            sizes[key] = shape if start is None else (start + math.prod(shape),)
+        object.__setattr__(self, "buffer_shapes", sizes)
+        # jit hashes the state's static parts at every call: once here, not per leaf each time.
+        object.__setattr__(self, "_hash", hash(self._fields()))
+
+    def _fields(self) -> tuple:
+        return (self.treedef, self.paths, self.shapes, self.dtypes, self.keys, self.starts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, BufferLayout):
+            return NotImplemented
+        return self is other or (self._hash == other._hash and self._fields() == other._fields())
+
+    def __repr__(self) -> str:
+        return f"BufferLayout({len(self.paths)} leaves in {len(self.buffer_shapes)} buffers)"
+
+    def holds(self, x: Any) -> bool:
+        """Whether ``x`` is a value in this layout: a dict of exactly these buffers."""
+        return (
+            isinstance(x, dict)
+            and x.keys() == self.buffer_shapes.keys()
+            and all(jnp.shape(x[k]) == shape for k, shape in self.buffer_shapes.items())
+        )
 
 
 class MultiTensorState(NamedTuple):
     """The inner state in buffer layout (a dict of per-dtype buffers and whole leaves).
 
-    ``offsets`` holds where each bucketed leaf starts in its buffer, as int32
-    scalars: runtime values, so XLA compiles one slicing kernel per leaf shape,
-    not one per leaf (a constant offset is baked into its kernel, and XLA:CPU
-    spends ~10 ms compiling each distinct kernel).
+    ``layout`` (static) says where each leaf of the params lives. ``offsets``
+    holds where each bucketed leaf starts in its buffer, as int32 scalars:
+    runtime values, so XLA compiles one slicing kernel per leaf shape, not one
+    per leaf (a constant offset is baked into its kernel, and XLA:CPU spends
+    ~10 ms compiling each distinct kernel). ``gradtx.tree_get`` reads the
+    state as :meth:`per_leaf` gives it.
     """
 
     inner_state: Any
-    whole: WholeLeaves
+    layout: BufferLayout
     offsets: tuple
+
+    def per_leaf(self) -> Any:
+        """The inner state as the per-leaf path keeps it: buffers split into the params' tree.
+
+        Moments, averages (``ema_params``, ``polyak_average``) and slow weights
+        (``lookahead``) come back with the params' structure and shapes, in the
+        dtypes they are stored in; counts and other values are as they are.
+        """
+        return jax.tree.map(
+            lambda x: _unpack(x, self.layout, self.offsets) if self.layout.holds(x) else x,
+            self.inner_state,
+            is_leaf=self.layout.holds,
+        )
+
+    def _named_children(self) -> list[tuple[str, Any]]:
+        """What ``gradtx.tree_get`` sees: the fields, the inner state per leaf."""
+        return [
+            ("inner_state", self.per_leaf()),
+            ("layout", self.layout),
+            ("offsets", self.offsets),
+        ]
+
+    def _replace_named_children(self, children: dict) -> MultiTensorState:
+        """The state from :meth:`_named_children`' values (``gradtx.tree_set``): packed again."""
+        packed = jax.tree.map(
+            lambda old, new: _pack(new, self.layout, "state") if self.layout.holds(old) else new,
+            self.inner_state,
+            children["inner_state"],
+            is_leaf=self.layout.holds,
+        )
+        return MultiTensorState(packed, children["layout"], children["offsets"])
 
 
 def _unsafe(transform: Any) -> str | None:
@@ -52,15 +133,6 @@ def _is_sharded(x: Any) -> bool:
     return not sharding.is_fully_replicated
 
 
-class _Layout(NamedTuple):
-    """Where each leaf goes: its buffer key and its offset there (None: kept whole)."""
-
-    treedef: Any
-    keys: tuple
-    offsets: tuple
-    shapes: tuple
-
-
 # Leaves from this many elements up stay whole. Bucketing a leaf costs two extra passes
 # over it (packing the gradient, unpacking the update) and saves one kernel: on a CPU a
 # small kernel costs ~5-20 us, the copies ~2 ns per element, even at a few thousand
@@ -71,61 +143,94 @@ DEFAULT_BUCKET_LIMIT = {"cpu": 1 << 12}
 ACCELERATOR_BUCKET_LIMIT = 1 << 19
 
 
-def _whole_leaves(params: Any, bucket_limit: int | None) -> WholeLeaves:
-    """Large leaves and leaves sharded over devices stay whole (no copy, own sharding)."""
+def _buffer_layout(params: Any, bucket_limit: int | None) -> BufferLayout:
+    """Large leaves and leaves sharded over devices stay whole (no copy, own sharding).
+
+    The others share one buffer per params dtype: the state's dtypes follow the
+    params', whatever dtype the gradients come in.
+    """
     if bucket_limit is None:
         backend = jax.default_backend()
         bucket_limit = DEFAULT_BUCKET_LIMIT.get(backend, ACCELERATOR_BUCKET_LIMIT)
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    return WholeLeaves(
-        jax.tree_util.keystr(path)
-        for path, leaf in flat
-        if math.prod(jnp.shape(leaf)) >= bucket_limit or _is_sharded(leaf)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths, shapes, dtypes, keys, starts, filled = [], [], [], [], [], {}
+    for path, leaf in flat:
+        name, shape = jax.tree_util.keystr(path), jnp.shape(leaf)
+        dtype = np.dtype(jnp.result_type(leaf))
+        if math.prod(shape) >= bucket_limit or _is_sharded(leaf):
+            key, start = name, None
+        else:
+            key = f"bucket_{dtype.name}"
+            start = filled.get(key, 0)
+            filled[key] = start + math.prod(shape)
+        paths.append(name)
+        shapes.append(shape)
+        dtypes.append(dtype)
+        keys.append(key)
+        starts.append(start)
+    return BufferLayout(treedef, *map(tuple, (paths, shapes, dtypes, keys, starts)))
+
+
+def _check_fits(tree: Any, layout: BufferLayout, what: str, with_dtypes: bool = False) -> None:
+    """Raises a ValueError naming the first leaf whose path or shape (or dtype) is not the layout's.
+
+    Leaves of other shapes with the same total would otherwise pass: the
+    buffers would be cut at the wrong places, each leaf reading another's state.
+    """
+    leaves, treedef = jax.tree.flatten(tree)
+    if treedef != layout.treedef:
+        check_same_structure(tree, layout.treedef.unflatten(layout.paths), "multi_tensor state")
+    for path, leaf, shape, dtype in zip(layout.paths, leaves, layout.shapes, layout.dtypes):
+        if jnp.shape(leaf) != shape:
+            raise _misfit(what, path, "shape", jnp.shape(leaf), shape)
+        # Gradients may come in another dtype than the params (their buffer is the params').
+        if with_dtypes and jnp.result_type(leaf) != dtype:
+            raise _misfit(what, path, "dtype", jnp.result_type(leaf), dtype)
+
+
+def _misfit(what: str, path: str, kind: str, theirs: Any, ours: Any) -> ValueError:
+    return ValueError(
+        f"multi_tensor: the {what} do not fit the state's buffer layout at {path}: {kind} "
+        f"{theirs} in the {what}, {ours} in the state. Was the state made by init on params "
+        "of these shapes and dtypes?"
     )
 
 
-def _layout(tree: Any, whole: WholeLeaves) -> _Layout:
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    keys, offsets, shapes, filled = [], [], [], {}
-    for path, leaf in flat:
-        name, shape = jax.tree_util.keystr(path), jnp.shape(leaf)
-        if name in whole:
-            keys.append(name)
-            offsets.append(None)
-        else:
-            key = f"bucket_{jnp.dtype(jnp.result_type(leaf)).name}"
-            keys.append(key)
-            offsets.append(filled.get(key, 0))
-            filled[key] = filled.get(key, 0) + math.prod(shape)
-        shapes.append(shape)
-    return _Layout(treedef, tuple(keys), tuple(offsets), tuple(shapes))
+def _offsets(layout: BufferLayout) -> tuple:
+    return tuple(jnp.int32(start) for start in layout.starts if start is not None)
 
 
-def _offsets(layout: _Layout) -> tuple:
-    return tuple(jnp.int32(offset) for offset in layout.offsets if offset is not None)
-
-
-def _pack(tree: Any, layout: _Layout) -> dict:
+def _pack(tree: Any, layout: BufferLayout, what: str) -> dict:
     leaves = layout.treedef.flatten_up_to(tree)
     parts: dict[str, list] = {}
     buffers = {}
-    for leaf, key, offset in zip(leaves, layout.keys, layout.offsets):
-        if offset is None:
+    for leaf, key, start, path in zip(leaves, layout.keys, layout.starts, layout.paths):
+        if start is None:
             buffers[key] = leaf
         else:
-            parts.setdefault(key, []).append(jnp.ravel(leaf))
-    buffers.update({k: jnp.concatenate(v) if len(v) > 1 else v[0] for k, v in parts.items()})
+            parts.setdefault(key, []).append((path, jnp.ravel(leaf)))
+    for key, pieces in parts.items():
+        first_path, first = pieces[0]
+        for path, piece in pieces:
+            if piece.dtype != first.dtype:  # concatenating would promote one of them silently
+                raise ValueError(
+                    f"multi_tensor: the {what} for the params in {key} come in several dtypes "
+                    f"({first.dtype} at {first_path}, {piece.dtype} at {path}); they share one "
+                    "buffer: cast them to one dtype"
+                )
+        flat = [piece for _, piece in pieces]
+        buffers[key] = jnp.concatenate(flat) if len(flat) > 1 else flat[0]
     # Barriers keep XLA from fusing the concatenation into the update and the update into
     # every slice: such fusions each carry all N operands, N^2 work to compile.
     return jax.lax.optimization_barrier(buffers)
 
 
-def _unpack(buffers: dict, layout: _Layout, offsets: tuple) -> Any:
+def _unpack(buffers: dict, layout: BufferLayout, offsets: tuple) -> Any:
     buffers = jax.lax.optimization_barrier(buffers)
     starts = iter(offsets)
     leaves = []
-    for key, offset, shape in zip(layout.keys, layout.offsets, layout.shapes):
-        if offset is None:
+    for key, start, shape in zip(layout.keys, layout.starts, layout.shapes):
+        if start is None:
             leaves.append(buffers[key])
         else:
             part = jax.lax.dynamic_slice(buffers[key], (next(starts),), (math.prod(shape),))
@@ -151,35 +256,45 @@ class MultiTensor(Transform):
             )
 
     def init(self, params):
-        whole = _whole_leaves(params, self.bucket_limit)
-        layout = _layout(params, whole)
-        inner_state = self.inner.init(_pack(params, layout))
-        return MultiTensorState(inner_state, whole, _offsets(layout))
+        layout = _buffer_layout(params, self.bucket_limit)
+        inner_state = self.inner.init(_pack(params, layout, "params"))
+        return MultiTensorState(inner_state, layout, _offsets(layout))
 
     def update(self, updates, state, params=None, **extra_args):
-        layout = _layout(updates, state.whole)
-        flat_params = None if params is None else _pack(params, layout)
+        layout = state.layout
+        _check_fits(updates, layout, "updates")
+        flat_params = None
+        if params is not None:
+            check_same_structure(updates, params, "params")
+            _check_fits(params, layout, "params", with_dtypes=True)
+            flat_params = _pack(params, layout, "params")
         flat, inner_state = self.inner.update(
-            _pack(updates, layout), state.inner_state, flat_params, **extra_args
+            _pack(updates, layout, "updates"), state.inner_state, flat_params, **extra_args
         )
         updates = _unpack(flat, layout, state.offsets)
-        return updates, MultiTensorState(inner_state, state.whole, state.offsets)
+        return updates, MultiTensorState(inner_state, layout, state.offsets)
 
 
 def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
     """The fast path: ``inner`` runs on a few flat buffers instead of leaf by leaf.
 
     Leaves smaller than ``bucket_limit`` elements are concatenated into one
-    buffer per dtype; larger leaves, and leaves sharded over several devices,
-    are kept whole (no copy, and their state keeps their sharding). The default
-    limit is 4096 elements on CPU and 2**19 on accelerators, where a kernel
-    launch costs more copying. Which leaves stay whole is decided by ``init`` from
-    the params it is given. The inner state lives in that layout between steps,
-    so the optimizer's maths is a handful of fused loops per step whatever the
-    leaf count, and compile time grows more slowly than it (measured: leaves**0.75
-    for Adam, against optax's leaves**1.07). The updates come back as a
-    tree, one slice per leaf. Numbers equal the per-leaf path (elementwise
-    maths is the same per element; a global norm sums in another order).
+    buffer per params dtype; larger leaves, and leaves sharded over several
+    devices, are kept whole (no copy, and their state keeps their sharding). The
+    default limit is 4096 elements on CPU and 2**19 on accelerators, where a
+    kernel launch costs more copying. ``init`` decides that layout from the
+    params it is given, and ``update`` refuses updates or params of other paths
+    or shapes (and params of other dtypes), naming the first such leaf.
+    Gradients may come in another dtype than their params (float32 gradients
+    for bfloat16 params), one dtype per buffer. The inner state lives in that
+    layout between steps, so the optimizer's maths is a handful of fused loops
+    per step whatever the leaf count, and compile time grows more slowly than
+    it (measured: leaves**0.75 for Adam, against optax's leaves**1.07). The
+    updates come back as a tree, one slice per leaf. Numbers equal the per-leaf
+    path (elementwise maths is the same per element; a global norm sums in
+    another order). ``gradtx.tree_get`` reads the state as the per-leaf path
+    keeps it (``MultiTensorState.per_leaf``): moments, ``ema_params`` averages
+    and ``lookahead``'s slow weights come back as trees like the params.
 
     Only elementwise transforms can run on buffers: the Adam family, SGD and
     momentum, RMSprop, Adagrad, Adadelta, sign methods, clipping by value or
@@ -194,10 +309,12 @@ def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
     >>> params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
     >>> tx = gradtx.multi_tensor(gradtx.adam(0.1))
     >>> state = tx.init(params)
-    >>> {k: v.shape for k, v in gradtx.tree_get(state, "mu").items()}
+    >>> {k: v.shape for k, v in state.inner_state[0].mu.items()}
     {'bucket_float32': (9,)}
+    >>> {k: v.shape for k, v in state.per_leaf()[0].mu.items()}
+    {'b': (3,), 'w': (2, 3)}
     >>> state = gradtx.multi_tensor(gradtx.adam(0.1), bucket_limit=5).init(params)
-    >>> {k: v.shape for k, v in gradtx.tree_get(state, "mu").items()}
+    >>> {k: v.shape for k, v in state.inner_state[0].mu.items()}
     {"['w']": (2, 3), 'bucket_float32': (3,)}
     """
     return MultiTensor(inner=inner, bucket_limit=bucket_limit)
