@@ -187,3 +187,33 @@ def test_every_port_and_option_is_recorded():
         public = {n for n in public if getattr(module, n).__module__ == module.__name__}
         assert public <= {name for fw, name in recorded_names if fw == framework}
     assert len(CASES) >= 40
+
+
+KERAS_CLIP_ARGS = [
+    {"clipnorm": 1.0, "clipvalue": 0.5},
+    {"global_clipnorm": 1.0, "clipvalue": 0.5},
+    {"clipnorm": 1.0, "global_clipnorm": 1.0},
+    {"clipnorm": 1.0, "clipvalue": 0.0},  # Keras counts every argument that is not None
+]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "lion", "ftrl"])
+@pytest.mark.parametrize("clip_args", KERAS_CLIP_ARGS, ids=lambda kw: "+".join(kw))
+def test_keras_refuses_more_than_one_clipping_argument(name, clip_args):
+    # Keras 3 raises (BaseOptimizer.__init__); clipvalue used to be dropped silently.
+    with pytest.raises(ValueError, match=rf"keras\.{name}\(clipnorm=.*only one of") as error:
+        getattr(compat.keras, name)(**clip_args)
+    for arg, value in clip_args.items():
+        assert f"{arg}={value!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("beta_1", [0.0, -0.1, 1.5])
+def test_keras_lion_refuses_beta_1_outside_0_1(beta_1):
+    # Keras's Lion requires 0 < beta_1 <= 1: at 0 it is sign SGD.
+    with pytest.raises(ValueError, match=rf"keras\.lion\(beta_1={beta_1!r}\): beta_1 must be"):
+        compat.keras.lion(beta_1=beta_1)
+
+
+@pytest.mark.parametrize("beta_1", [1e-3, 1.0])
+def test_keras_lion_accepts_beta_1_in_0_1(beta_1):
+    compat.keras.lion(beta_1=beta_1)

@@ -8,13 +8,13 @@ float64, see ``tests/reference``)::
     gradtx.compat.keras.adam(learning_rate=1e-3, global_clipnorm=1.0)
 
 What every Keras optimizer shares, in Keras's order: the gradient is clipped
-(``clipnorm`` per variable, else ``global_clipnorm``, else ``clipvalue``),
-then ``weight_decay`` decays the variables directly (``p -= p * wd * lr``),
-then the optimizer's own step is applied. ``learning_rate`` may be a gradtx
-schedule, evaluated at the iteration count before the step (as Keras does
-with a ``LearningRateSchedule``). ``use_ema``, ``loss_scale_factor`` and
-``gradient_accumulation_steps`` are not supported here (see ``gradtx``'s own
-wrappers) and raise an error when set.
+(``clipnorm`` per variable, or ``global_clipnorm``, or ``clipvalue``; at most
+one may be set), then ``weight_decay`` decays the variables directly
+(``p -= p * wd * lr``), then the optimizer's own step is applied.
+``learning_rate`` may be a gradtx schedule, evaluated at the iteration count
+before the step (as Keras does with a ``LearningRateSchedule``). ``use_ema``,
+``loss_scale_factor`` and ``gradient_accumulation_steps`` are not supported
+here (see ``gradtx``'s own wrappers) and raise an error when set.
 """
 
 from __future__ import annotations
@@ -50,8 +50,13 @@ def _shell(
                 f"keras.{label}({arg}={value!r}): not supported by gradtx.compat.keras; "
                 "use gradtx's wrappers (ema_params, MultiSteps) instead"
             )
-    if clipnorm is not None and global_clipnorm is not None:
-        raise ValueError(f"keras.{label}: only one of clipnorm and global_clipnorm can be set")
+    clip_args = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+    if sum(value is not None for value in clip_args.values()) > 1:  # Keras's rule, 0 counts
+        given = ", ".join(f"{arg}={value!r}" for arg, value in clip_args.items())
+        raise ValueError(
+            f"keras.{label}({given}): only one of clipnorm, clipvalue and global_clipnorm "
+            "can be set"
+        )
     if clipnorm:
         clipping = clip_by_block_norm(clipnorm)
     elif global_clipnorm:
@@ -245,6 +250,13 @@ def adadelta(
     )
 
 
+def _adam_scaling(beta_1: float, beta_2: float, epsilon: float, amsgrad: bool) -> Transform:
+    """Keras's Adam step: epsilon before bias correction; AMSGrad's max of the raw v."""
+    if amsgrad:
+        return scale_by_amsgrad(beta_1, beta_2, epsilon, max_of="raw", eps_mode="raw")
+    return scale_by_adam(beta_1, beta_2, epsilon, eps_mode="raw")
+
+
 def adam(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -271,10 +283,6 @@ def adam(
         p <- p - alpha_t * m_t / (sqrt(v') + epsilon)
     """
     del name
-    if amsgrad:
-        scaling = scale_by_amsgrad(beta_1, beta_2, epsilon, max_of="raw", eps_mode="raw")
-    else:
-        scaling = scale_by_adam(beta_1, beta_2, epsilon, eps_mode="raw")
     unsupported = _unsupported(
         use_ema,
         ema_momentum,
@@ -284,7 +292,7 @@ def adam(
     )
     return _shell(
         "adam",
-        [scaling, scale_by_learning_rate(learning_rate)],
+        [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)],
         learning_rate,
         weight_decay,
         clipnorm,
@@ -317,26 +325,26 @@ def adamw(
 
         p <- p - p * weight_decay * lr_t;  then the step of :func:`adam`
     """
+    del name
     if weight_decay is None:
         raise ValueError("keras.adamw(weight_decay=None): AdamW needs a weight decay")
-    chain = adam(
-        learning_rate,
-        beta_1,
-        beta_2,
-        epsilon,
-        amsgrad,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
+    unsupported = _unsupported(
         use_ema,
         ema_momentum,
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
-        name,
     )
-    return chain.replace(label="keras.adamw")
+    return _shell(
+        "adamw",
+        [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)],
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
 
 
 def adamax(
@@ -450,8 +458,15 @@ def lion(
     Update rule::
 
         p <- p - lr_t * sign(b1 m_{t-1} + (1 - b1) g);   m_t = b2 m_{t-1} + (1 - b2) g
+
+    As in Keras, ``beta_1`` must be in (0, 1]: at 0 Lion is sign SGD.
     """
     del name
+    if not 0 < beta_1 <= 1:
+        raise ValueError(
+            f"keras.lion(beta_1={beta_1!r}): beta_1 must be in (0, 1]; at 0 the "
+            "optimizer degenerates to SignSGD"
+        )
     step = [scale_by_lion(beta_1, beta_2), scale_by_learning_rate(learning_rate)]
     unsupported = _unsupported(
         use_ema,
