@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_range, static, Transform
+from ._base import check_denominator, check_range, static, Transform
 from ._combine import Chain, named_recipe
 from ._momentum import trace
 from ._regularize import add_decayed_weights
@@ -50,6 +50,7 @@ class ScaleByRms(Transform):
         check_range(self, "decay", low=0.0, high=1.0)
         check_range(self, "eps", low=0.0)
         check_range(self, "initial_scale", low=0.0)
+        check_denominator(self, "eps", "initial_scale")
 
     def init(self, params):
         nu = tree_squares_like(params, self.initial_scale, self.nu_dtype)
@@ -146,6 +147,7 @@ class ScaleByRss(Transform):
     def __post_init__(self):
         check_range(self, "initial_accumulator_value", low=0.0)
         check_range(self, "eps", low=0.0)
+        check_denominator(self, "eps", "initial_accumulator_value")
 
     def init(self, params):
         return ScaleByRssState(
@@ -211,6 +213,7 @@ class ScaleByAdadelta(Transform):
     def __post_init__(self):
         check_range(self, "rho", low=0.0, high=1.0)
         check_range(self, "eps", low=0.0)
+        check_denominator(self, "eps")
 
     def init(self, params):
         # Two trees, not one twice: a donated state must not alias its buffers.

@@ -409,24 +409,30 @@ def _dtype_of(x: Any) -> Any:
 
 
 def _is_state_node(x: Any) -> bool:
-    """Tuples and named tuples: what states are made of (params-shaped trees are below)."""
-    return type(x) is tuple or (isinstance(x, tuple) and hasattr(x, "_fields"))
+    """Named tuples, and tuples of them (a chain's): what states are made of.
+
+    Below them are params-shaped trees and plain tuples of arrays, whose layout
+    depends on the params and is checked where it is used.
+    """
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return True
+    return type(x) is tuple and any(isinstance(item, tuple) for item in x)
 
 
 def _describe_state(x: Any) -> str:
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return type(x).__name__
-    if _is_state_node(x):
+    if type(x) is tuple:
         return f"a tuple of {len(x)}"
     return f"a {type(x).__name__}"
 
 
 def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | None:
+    if isinstance(expected, tuple) and isinstance(given, tuple) and not expected and not given:
+        return None  # () and EmptyState() are both the empty state
     if not (_is_state_node(expected) or _is_state_node(given)):
         return None
     same = type(expected) is type(given) and len(expected) == len(given)
-    if isinstance(expected, tuple) and isinstance(given, tuple) and not expected and not given:
-        return None  # () and EmptyState() are both the empty state
     if not same:
         return path, _describe_state(expected), _describe_state(given)
     names = getattr(expected, "_fields", None) or [f"[{i}]" for i in range(len(expected))]
@@ -543,9 +549,8 @@ def check_range(
         too_high = numbers >= high + slack if high_open else numbers > high + slack
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
-            raise ValueError(
-                f"{obj.name}({arg}={value!r}): {what}; it is {numbers[bad][0]:g} at some step"
-            )
+            worst = np.min(numbers[too_low]) if np.any(too_low) else np.max(numbers[too_high])
+            raise ValueError(f"{obj.name}({arg}={value!r}): {what}; it reaches {worst:g}")
         return
     numbers = _concrete_numbers(value)
     if numbers is None:
@@ -565,6 +570,21 @@ def check_range(
     if too_low or too_high:
         interval = _interval(low, high, low_open, high_open)
         raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be in {interval}")
+
+
+def check_denominator(obj: Struct, *args: str) -> None:
+    """Rejects eps-like arguments that are all 0: a zero gradient would give 0 / 0 = NaN.
+
+    Where any of them is positive (``eps_root``, an initial accumulator) the
+    denominator never vanishes, and 0 is allowed.
+    """
+    values = [_concrete_numbers(getattr(obj, arg)) for arg in args]
+    if all(v is not None and v.ndim == 0 and v == 0 for v in values):
+        given = ", ".join(f"{arg}={getattr(obj, arg)!r}" for arg in args)
+        raise ValueError(
+            f"{obj.name}({given}): with {' and '.join(args)} all 0 a zero gradient gives "
+            f"0 / 0 = NaN (PyTorch and optax return NaN there); make {args[0]} > 0"
+        )
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:

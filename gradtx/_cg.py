@@ -8,7 +8,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._base import check_choice, check_range, fail, static, Transform
 from ._combine import Chain, named_recipe
@@ -30,10 +29,7 @@ INITIAL_GUESSES = ("slope", "one")
 
 
 def _check_positive_int(obj: Transform, arg: str) -> None:
-    value = getattr(obj, arg)
-    if isinstance(value, (int, float, np.number)) and not float(value).is_integer():
-        fail(obj, arg, f"{arg} must be an integer")
-    check_range(obj, arg, low=1.0)
+    check_range(obj, arg, low=1.0, integer=True)
 
 
 # -- conjugate directions ------------------------------------------------------------

@@ -241,6 +241,8 @@ def _unpack(buffers: dict, layout: BufferLayout, offsets: tuple) -> Any:
 class MultiTensor(Transform):
     """Runs an elementwise ``inner`` chain over per-dtype flat buffers."""
 
+    integer_leaves = "refuse"  # checked here, where the paths are still known, not on buffers
+
     inner: Transform
     bucket_limit: int | None = static(None)
 

@@ -31,6 +31,8 @@ def apply_updates(params: Any, updates: Any) -> Any:
 
 def _children(node: Any) -> list[tuple[str | int, Any]]:
     """Named children of the containers state and transforms are made of."""
+    if hasattr(node, "_named_children"):  # a state shown per leaf (MultiTensorState)
+        return node._named_children()
     if isinstance(node, Struct):
         return [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
     if isinstance(node, tuple) and hasattr(node, "_fields"):
@@ -99,6 +101,8 @@ def tree_set(tree: Any, **values: Any) -> Any:
         if not children:
             return node
         new = {name: values[name] if name in values else rebuild(child) for name, child in children}
+        if hasattr(node, "_replace_named_children"):
+            return node._replace_named_children(new)
         if isinstance(node, Struct):
             return dataclasses.replace(node, **new)
         if isinstance(node, tuple) and hasattr(node, "_fields"):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import check_range, fail, static, Transform
+from ._base import check_range, fail, FrozenDict, static, Transform
 from ._combine import as_transform, EmptyState, freeze_tree, Masked, masked, resolve_tree
 from ._scale import value_at
 from ._schedules import _as_schedule
@@ -68,7 +68,7 @@ class Partition(Transform):
     param_labels: Any = static()
 
     def __post_init__(self):
-        transforms = {k: as_transform(t) for k, t in dict(self.transforms).items()}
+        transforms = FrozenDict({k: as_transform(t) for k, t in dict(self.transforms).items()})
         object.__setattr__(self, "transforms", transforms)
         object.__setattr__(self, "param_labels", freeze_tree(self.param_labels))
 
@@ -156,6 +156,7 @@ class MultiSteps(Transform, kw_only=False):
     """
 
     elementwise = True
+    integer_leaves = "refuse"  # it sums the gradients
 
     opt: Transform
     every_k_schedule: Any = 1
@@ -165,7 +166,7 @@ class MultiSteps(Transform, kw_only=False):
 
     def __post_init__(self):
         object.__setattr__(self, "opt", as_transform(self.opt))
-        check_range(self, "every_k_schedule", low=1)
+        check_range(self, "every_k_schedule", low=1, integer=True)
         if self.accumulator_dtype is not None:
             object.__setattr__(self, "accumulator_dtype", jnp.dtype(self.accumulator_dtype))
 
@@ -268,7 +269,7 @@ class ApplyIfFinite(Transform):
 
     def __post_init__(self):
         object.__setattr__(self, "inner", as_transform(self.inner))
-        check_range(self, "max_consecutive_errors", low=1)
+        check_range(self, "max_consecutive_errors", low=1, integer=True)
 
     def init(self, params):
         # Each counter a buffer of its own, so that the state can be donated.
@@ -384,6 +385,7 @@ class Lookahead(Transform):
     """Lookahead: every ``sync_period`` steps, pull slow weights towards the fast ones."""
 
     elementwise = True
+    integer_leaves = "refuse"  # it does arithmetic on the params
 
     fast_optimizer: Transform
     sync_period: Any = 6
@@ -392,7 +394,7 @@ class Lookahead(Transform):
 
     def __post_init__(self):
         object.__setattr__(self, "fast_optimizer", as_transform(self.fast_optimizer))
-        check_range(self, "sync_period", low=1)
+        check_range(self, "sync_period", low=1, integer=True)
         check_range(self, "slow_step_size", low=0.0, high=1.0)
 
     def init(self, params):

@@ -356,7 +356,7 @@ def test_repr():
         (
             gradtx.scale_by_conjugate_gradient,
             {"restart_period": 2.5},
-            r"scale_by_conjugate_gradient\(restart_period=2.5\): restart_period must be an integer",
+            r"scale_by_conjugate_gradient\(restart_period=2.5\): restart_period must be a whole",
         ),
         (
             gradtx.conjugate_gradient,

@@ -160,13 +160,102 @@ def test_float64_params_keep_their_dtype(entry, x64):
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_state_buffers_can_be_donated(entry):
-    # Two state leaves sharing one array make donate_argnums fail ("donate the same
-    # buffer twice"); params must not alias into the state either.
+    # Two state leaves sharing one array (a scalar counter too) make donate_argnums fail
+    # ("donate the same buffer twice"); params must not alias into the state either.
     params = make_params()
-    state = entry.build().init(params)
-    arrays = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array) and x.ndim > 0]
+    tx = entry.build()
+    state = tx.init(params)
+    arrays = [x for x in jax.tree.leaves(state) if isinstance(x, jax.Array)]
     assert len({id(x) for x in arrays}) == len(arrays)
     assert not {id(x) for x in arrays} & {id(x) for x in jax.tree.leaves(params)}
+    step = jax.jit(functools.partial(_eager, tx), donate_argnums=1)
+    for _ in range(2):
+        updates, state = step(_grads(params), state, params)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+
+
+def _with_counter(tree, dtype):
+    """The test params plus an integer (or boolean) leaf named 'count' of a shape of its own."""
+    return {**tree, "count": jnp.arange(5).astype(dtype)}
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_])
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_integer_leaves_are_refused_or_left_alone(entry, dtype):
+    # One rule for every transform: a transform that does arithmetic on an integer or
+    # boolean leaf raises a TypeError naming it (at init for params, at update for
+    # gradients); set_to_zero and identity (and masks that exclude the leaf) pass it on
+    # untouched or zeroed. Never integer optimizer state, never a silent zero update.
+    tx = entry.build()
+    params = _with_counter(make_params(), dtype)
+    grads = _with_counter(_grads(make_params()), dtype)
+    try:
+        state = tx.init(params)
+        updates, state = _eager(tx, grads, state, params)
+    except TypeError as error:
+        assert "['count']" in str(error) and f"dtype {jnp.dtype(dtype)}" in str(error)
+        return
+    count = updates["count"]
+    assert count.dtype == jnp.dtype(dtype)
+    assert bool(jnp.all(count == 0)) or bool(jnp.all(count == grads["count"]))
+    for leaf in jax.tree.leaves(state):
+        if jnp.shape(leaf) == (5,):
+            assert jnp.issubdtype(leaf.dtype, jnp.inexact), f"integer state {leaf}"
+    floats = jax.tree.map(lambda x: x.astype(jnp.float32), params)
+    with pytest.raises(TypeError, match=r"\['count'\]"):  # refused where it would be added
+        gradtx.apply_updates(floats, updates)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_gradients_of_another_shape_are_refused_naming_the_path(entry):
+    # (1,) broadcasts against (4,): it must not silently reshape the state or the params.
+    tx = entry.build()
+    params = make_params()
+    grads = {**_grads(params), "b": jnp.ones(1)}
+    with pytest.raises(ValueError, match=r"at \['b'\]: shape \(1,\) in the updates, \(4,\)"):
+        _eager(tx, grads, tx.init(params), params)
+
+
+def _skeleton(state):
+    return jax.tree.structure(state, is_leaf=lambda x: not isinstance(x, tuple))
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_another_optimizers_state_is_refused(entry):
+    tx = entry.build()
+    params = make_params()
+    own = tx.init(params)
+    foreign = gradtx.adam(0.1).init(params)
+    if _skeleton(foreign) == _skeleton(own):
+        foreign = gradtx.sgd(0.1, momentum=0.9).init(params)
+    with pytest.raises(TypeError, match=r"Was it made by another optimizer's init\?"):
+        _eager(tx, _grads(params), foreign, params)
+
+
+def _saturated(state):
+    """Every step counter of the state set one below int32's maximum."""
+
+    def leaf(path, x):
+        name = jax.tree_util.keystr(path)
+        counter = "count" in name or "step" in name
+        if counter and isinstance(x, jax.Array) and x.dtype == jnp.int32 and x.ndim == 0:
+            return jnp.asarray(2**31 - 2, jnp.int32)
+        return x
+
+    return jax.tree_util.tree_map_with_path(leaf, state)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_counters_saturate_and_updates_stay_finite(entry):
+    # A counter that wraps (count + 1 at 2**31 - 1) turns bias corrections and schedules
+    # into NaN for ever: run a few steps across the saturation point.
+    tx = entry.build()
+    params = make_params()
+    state = _saturated(tx.init(params))
+    for _ in range(3):
+        updates, state = _jitted(tx, _grads(params), state, params)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates)), updates
+        params = gradtx.apply_updates(params, updates)
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)

@@ -180,11 +180,6 @@ def test_averages_and_slow_weights_come_back_as_the_params_tree(tx, name):
     chex.assert_trees_all_close(per_leaf, gradtx.tree_get(expected, name), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs gradtx/_state.py to ask nodes for _named_children and _replace_named_children "
-    "(see MultiTensorState); remove this marker with that change",
-)
 def test_tree_get_and_tree_set_read_and_write_a_multi_tensor_state_per_leaf():
     tx, _ = AVERAGES["ema_params"]
     params = mixed_precision()
