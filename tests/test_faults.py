@@ -340,3 +340,42 @@ def test_injected_non_finite_steps_leave_no_trace(faults):
     chex.assert_trees_all_equal(state.inner_state, clean_state.inner_state)
     assert int(state.total_notfinite) == len(poisoned)
     assert not bool(state.gave_up)
+
+
+def test_the_readmes_training_loop_chain_runs_with_donated_state():
+    schedule = gradtx.warmup_cosine_decay_schedule(0.0, 1e-2, warmup_steps=2, decay_steps=10)
+    labels = {"w": "decay", "b": "no_decay", "frozen": "frozen"}
+    tx = gradtx.apply_if_finite(
+        gradtx.MultiSteps(
+            gradtx.chain(
+                gradtx.clip_by_global_norm(1.0),
+                gradtx.partition(
+                    {
+                        "decay": gradtx.adamw(schedule, weight_decay=0.05),
+                        "no_decay": gradtx.adam(schedule),
+                        "frozen": gradtx.set_to_zero(),
+                    },
+                    labels,
+                ),
+                gradtx.ema_params(0.999),
+            ),
+            every_k_schedule=2,
+        ),
+        max_consecutive_errors=10,
+    )
+    params = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3), "frozen": jnp.arange(3.0)}
+
+    @jax.jit
+    def train_step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return gradtx.apply_updates(params, updates), state
+
+    step = jax.jit(train_step, donate_argnums=(0, 1))
+    state = tx.init(params)
+    for i in range(4):
+        grads = {"w": jnp.full((2, 3), i + 1.0), "b": jnp.ones(3), "frozen": jnp.ones(3)}
+        params, state = step(params, state, grads)
+        gradtx.check_finite_steps(state)
+    np.testing.assert_array_equal(params["frozen"], [0.0, 1.0, 2.0])
+    assert bool(jnp.all(params["w"] < 1.0))
+    assert gradtx.tree_get(state, "average")["w"].shape == (2, 3)
