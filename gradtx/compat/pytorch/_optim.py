@@ -1,33 +1,25 @@
-"""PyTorch's ``torch.optim`` optimizers, reproduced exactly as chains of gradtx primitives.
-
-Each function is the ``torch.optim`` class name lowercased, takes torch's
-keyword names and defaults, and reproduces torch 2.x's single-tensor update
-(verified against torch 2.13 in float64, see ``tests/reference``)::
-
-    torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
-    gradtx.compat.pytorch.adamw(lr=3e-4, weight_decay=0.1)
-
-``lr`` may be a gradtx schedule: ``schedule(t)`` is the rate of step ``t``
-(0-based), which is what calling ``scheduler.step()`` after every
-``optimizer.step()`` gives in torch. The performance flags ``foreach``,
-``fused``, ``capturable`` and ``differentiable`` change no numbers and are
-accepted and ignored.
-"""
+"""torch.optim's optimizer classes (SGD ... ASGD) as chains of gradtx primitives."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_nadam, scale_by_radam
-from .._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
-from .._averaging import polyak_average
-from .._base import Transform
-from .._combine import Chain, identity, named_recipe
-from .._momentum import scale_by_momentum
-from .._regularize import add_decayed_weights
-from .._scale import scale, scale_by_learning_rate, scale_by_schedule, value_at
-from .._schedules import asgd_step_size, inverse_time_decay
-from .._sign import scale_by_rprop
+from ..._adam import (
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_amsgrad,
+    scale_by_nadam,
+    scale_by_radam,
+)
+from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
+from ..._averaging import polyak_average
+from ..._base import Transform
+from ..._combine import Chain, identity, named_recipe
+from ..._momentum import scale_by_momentum
+from ..._regularize import add_decayed_weights
+from ..._scale import scale, scale_by_learning_rate, scale_by_schedule, value_at
+from ..._schedules import asgd_step_size, inverse_time_decay
+from ..._sign import scale_by_rprop
 
 Betas = tuple[float, float]
 

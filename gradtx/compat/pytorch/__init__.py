@@ -1,0 +1,27 @@
+"""PyTorch's ``torch.optim`` optimizers, reproduced exactly as chains of gradtx primitives.
+
+Each function is the ``torch.optim`` class name lowercased, takes torch's
+keyword names and defaults, and reproduces torch 2.x's single-tensor update
+(verified against torch 2.13 in float64, see ``tests/reference``)::
+
+    torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+    gradtx.compat.pytorch.adamw(lr=3e-4, weight_decay=0.1)
+
+``lr`` may be a gradtx schedule: ``schedule(t)`` is the rate of step ``t``
+(0-based), which is what calling ``scheduler.step()`` after every
+``optimizer.step()`` gives in torch. The performance flags ``foreach``,
+``fused``, ``capturable`` and ``differentiable`` change no numbers and are
+accepted and ignored.
+"""
+
+from ._optim import adadelta as adadelta
+from ._optim import adagrad as adagrad
+from ._optim import adam as adam
+from ._optim import adamax as adamax
+from ._optim import adamw as adamw
+from ._optim import asgd as asgd
+from ._optim import nadam as nadam
+from ._optim import radam as radam
+from ._optim import rmsprop as rmsprop
+from ._optim import rprop as rprop
+from ._optim import sgd as sgd
