@@ -179,6 +179,51 @@ OPTIMIZERS = [
         ({"learning_rate": _decaying(0.1, 50), "weight_decay": 0.0}, 500),
         ({"learning_rate": _decaying(0.01, 500), "weight_decay": 0.0}, 4000),
     ),
+    # Trust-ratio and NovoGrad steps have a length set by the rate (times a layer's norm):
+    # near Rosenbrock's minimum (norm sqrt 2) they settle only if the rate decays.
+    _opt(
+        "lamb",
+        {"learning_rate": 0.05, "weight_decay": 1e-3},
+        {"learning_rate": 0.02, "b1": 0.8, "weight_decay": 1e-2},
+        ({"learning_rate": 0.05}, 300),
+        ({"learning_rate": _decaying(0.05, 500)}, 3000),
+    ),
+    _opt(
+        "lars",
+        {"learning_rate": 1.0, "weight_decay": 1e-3, "trust_coefficient": 0.05},
+        {"learning_rate": 0.5, "trust_coefficient": 0.02, "momentum": 0.8},
+        ({"learning_rate": 1.0, "trust_coefficient": 0.05}, 300),
+        ({"learning_rate": _decaying(1.0, 500), "trust_coefficient": 0.01}, 3000),
+    ),
+    _opt(
+        "fromage",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "min_norm": 1e-4},
+        ({"learning_rate": 0.05}, 300),
+        ({"learning_rate": _decaying(0.05, 500)}, 3000),
+    ),
+    _opt(
+        "sm3",
+        {"learning_rate": 0.5},
+        {"learning_rate": 0.2, "momentum": 0.8},
+        ({"learning_rate": 0.5}, 300),
+        ({"learning_rate": 0.5}, 3000),
+    ),
+    _opt(
+        "novograd",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "b2": 0.5, "weight_decay": 1e-3},
+        ({"learning_rate": 0.05}, 300),
+        ({"learning_rate": _decaying(0.01, 500)}, 3000),
+    ),
+    # Relative steps (rate times the params' RMS) of unit RMS: a decaying rate on Rosenbrock.
+    _opt(
+        "adafactor",
+        {"learning_rate": 0.1, "min_dim_size_to_factor": 2},
+        {"learning_rate": 0.05, "decay_rate": 0.6},
+        ({"learning_rate": 0.1}, 300),
+        ({"learning_rate": _decaying(0.05, 500)}, 4000),
+    ),
 ]
 
 TRANSFORMS = [
@@ -240,6 +285,32 @@ TRANSFORMS = [
         extra_args=True,
     ),
     Entry("add_noise", {"eta": 0.01, "gamma": 0.55}, {"eta": 0.02}),
+    Entry(
+        "scale_by_trust_ratio",
+        {},
+        {"trust_coefficient": 0.5, "min_norm": 1e-3, "eps": 1e-6},
+        needs_params=True,
+    ),
+    Entry(
+        "scale_by_fromage_learning_rate",
+        {"learning_rate": 0.1},
+        {"learning_rate": 0.2},
+        needs_params=True,
+    ),
+    Entry("scale_by_sm3", {}, {"b1": 0.8, "b2": 0.99, "eps": 1e-6}),
+    Entry(
+        "scale_by_novograd",
+        {},
+        {"b1": 0.8, "b2": 0.5, "eps": 1e-6, "weight_decay": 0.01},
+        needs_params=True,
+    ),
+    Entry(
+        "scale_by_factored_rms",
+        {"min_dim_size_to_factor": 2},
+        {"decay_rate": 0.6, "epsilon": 1e-20, "step_offset": -3.0},
+    ),
+    Entry("scale_by_param_block_rms", {}, {"min_scale": 0.5}, needs_params=True),
+    Entry("scale_by_param_block_norm", {}, {"min_scale": 0.5}, needs_params=True),
 ]
 
 
