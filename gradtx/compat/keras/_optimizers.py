@@ -1,36 +1,19 @@
-"""Keras 3's optimizers, reproduced exactly as chains of gradtx primitives.
-
-Each function is the ``keras.optimizers`` class name lowercased, with Keras's
-keyword names, defaults and semantics (verified against Keras 3.15 in
-float64, see ``tests/reference``)::
-
-    keras.optimizers.Adam(learning_rate=1e-3, global_clipnorm=1.0)
-    gradtx.compat.keras.adam(learning_rate=1e-3, global_clipnorm=1.0)
-
-What every Keras optimizer shares, in Keras's order: the gradient is clipped
-(``clipnorm`` per variable, or ``global_clipnorm``, or ``clipvalue``; at most
-one may be set), then ``weight_decay`` decays the variables directly
-(``p -= p * wd * lr``), then the optimizer's own step is applied.
-``learning_rate`` may be a gradtx schedule, evaluated at the iteration count
-before the step (as Keras does with a ``LearningRateSchedule``). ``use_ema``,
-``loss_scale_factor`` and ``gradient_accumulation_steps`` are not supported
-here (see ``gradtx``'s own wrappers) and raise an error when set.
-"""
+"""keras.optimizers' classes (SGD ... Lion) as chains of gradtx primitives."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_nadam
-from .._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
-from .._base import Transform
-from .._clipping import clip, clip_by_block_norm, clip_by_global_norm
-from .._combine import Chain, identity, named_recipe
-from .._ftrl import ftrl_proximal
-from .._momentum import trace
-from .._regularize import add_decoupled_weight_decay
-from .._scale import scale_by_learning_rate
-from .._sign import scale_by_lion
+from ..._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_nadam
+from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
+from ..._base import Transform
+from ..._clipping import clip, clip_by_block_norm, clip_by_global_norm
+from ..._combine import Chain, identity, named_recipe
+from ..._ftrl import ftrl_proximal
+from ..._momentum import trace
+from ..._regularize import add_decoupled_weight_decay
+from ..._scale import scale_by_learning_rate
+from ..._sign import scale_by_lion
 
 
 def _shell(
