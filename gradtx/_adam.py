@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_choice, check_range, static, Transform
+from ._base import check_choice, check_denominator, check_range, static, Transform
 from ._combine import Chain, named_recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -35,6 +35,9 @@ def _check_betas(obj: Transform) -> None:
     check_range(obj, "eps", low=0.0)
     if hasattr(obj, "eps_root"):
         check_range(obj, "eps_root", low=0.0)
+        check_denominator(obj, "eps", "eps_root")
+    else:
+        check_denominator(obj, "eps")
     if hasattr(obj, "eps_mode"):
         check_choice(obj, "eps_mode", EPS_MODES)
 

@@ -95,6 +95,14 @@ def test_container_type_differences_name_the_containers(params, grads, mine, the
             r"learning_rate must be in \[0, inf\] at every step; it reaches -0.5",
         ),
         (
+            lambda: gradtx.adam(0.1, eps=0.0),
+            r"scale_by_adam\(eps=0.0, eps_root=0.0\): with eps and eps_root all 0 a zero gradient",
+        ),
+        (
+            lambda: gradtx.adamax(0.1, eps=0.0),
+            r"scale_by_adamax\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
+        ),
+        (
             lambda: gradtx.adadelta(1.0, eps=0.0),
             r"scale_by_adadelta\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
         ),
@@ -113,6 +121,7 @@ def test_limits_that_mean_no_limit_may_be_infinite_and_eps_zero_is_fine_with_a_f
     gradtx.clip(float("inf"))
     gradtx.clip_by_global_norm(jnp.inf)
     gradtx.rmsprop(0.1, eps=0.0, initial_scale=1e-3)  # the accumulator never vanishes
+    gradtx.adam(0.1, eps=0.0, eps_root=1e-12)
     gradtx.adam(gradtx.cosine_decay_schedule(1.0, 10))  # ends at exactly 0: allowed
 
 
