@@ -1,0 +1,121 @@
+"""Mutation testing of gradtx, one module at a time (tests/MUTATION.md).
+
+    python tools/mutation.py _tree _combine      # mutate these modules, print scores and survivors
+    python tools/mutation.py --list              # the modules and their tests
+
+Each module runs in its own folder, .mutation/<module>/, holding a copy of gradtx/, tests/ and
+tools/ and a pyproject.toml whose [tool.mutmut] mutates only that module and selects only its
+tests (``[tool.mutmut.tests_by_module]``). mutmut keeps its results there: a second run
+re-tests only the mutants of functions that changed. mutmut runs under ``nice -n 19`` with two
+worker processes (``--jobs``).
+
+Show or apply one mutant: ``cd .mutation/<module> && mutmut show <name>`` (``apply`` writes it
+into that folder's gradtx/, never into the repository's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import re
+import shutil
+import subprocess
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+COPIED = ("gradtx", "tests", "tools")
+
+
+def _toml_value(value: object) -> str:
+    # JSON strings, numbers, booleans and lists of them are valid TOML.
+    return json.dumps(value)
+
+
+def module_pyproject(text: str, module: str, tests: list[str]) -> str:
+    """pyproject.toml with a [tool.mutmut] that mutates ``module`` only and runs ``tests``."""
+    config = tomllib.loads(text)["tool"]["mutmut"]
+    config = {k: v for k, v in config.items() if k != "tests_by_module"}
+    config["only_mutate"] = [f"gradtx/{module.replace('.', '/')}.py"]
+    config["pytest_add_cli_args_test_selection"] = tests
+    # Drop every [tool.mutmut*] table of the original, keep the rest (pytest's options).
+    kept, skipping = [], False
+    for line in text.splitlines():
+        header = re.match(r"^\[([^\[\]]+)\]\s*$", line)
+        if header:
+            skipping = header.group(1).strip().startswith("tool.mutmut")
+        if not skipping:
+            kept.append(line)
+    section = "\n".join(f"{k} = {_toml_value(v)}" for k, v in config.items())
+    return "\n".join(kept).rstrip() + f"\n\n[tool.mutmut]\n{section}\n"
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    work = ROOT / ".mutation" / module
+    work.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        # copy2 keeps mtimes, so mutmut sees unchanged files as unchanged.
+        shutil.copytree(
+            ROOT / name,
+            work / name,
+            dirs_exist_ok=True,
+            copy_function=shutil.copy2,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+    text = (ROOT / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(module_pyproject(text, module, tests))
+    return work
+
+
+def summary(work: Path) -> dict[str, int]:
+    """Counts by status, from mutmut's export-cicd-stats."""
+    subprocess.run([_mutmut(), "export-cicd-stats"], cwd=work, check=True, capture_output=True)
+    return json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+
+
+def _mutmut() -> str:
+    found = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
+    if found is None:
+        sys.exit('mutation: mutmut is not installed; pip install -e ".[test,mutation]"')
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help="module names as in tests_by_module")
+    parser.add_argument("--list", action="store_true", help="list the modules and their tests")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (2)")
+    args = parser.parse_args()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tests_by_module = pyproject["tool"]["mutmut"]["tests_by_module"]
+    if args.list or not args.modules:
+        for module, tests in tests_by_module.items():
+            print(f"{module}: {' '.join(tests)}")
+        return
+    unknown = [m for m in args.modules if m not in tests_by_module]
+    if unknown:
+        sys.exit(f"mutation: no tests_by_module entry for {unknown} in pyproject.toml")
+    scores = {}
+    for module in args.modules:
+        work = prepare(module, tests_by_module[module])
+        print(f"== {module}: {work.relative_to(ROOT)}", flush=True)
+        run = ["nice", "-n", "19", _mutmut(), "run", "--max-children", str(args.jobs)]
+        subprocess.run(run, cwd=work, check=True)
+        subprocess.run([_mutmut(), "results"], cwd=work, check=True)
+        scores[module] = summary(work)
+    for module, s in scores.items():
+        tested = s["killed"] + s["survived"] + s["timeout"] + s["suspicious"]
+        score = (s["killed"] + s["timeout"]) / tested if tested else float("nan")
+        print(
+            f"{module}: {s['killed']} killed, {s['survived']} survived, {s['timeout']} timeouts, "
+            f"{s['no_tests']} not covered, {s['suspicious']} suspicious; score {score:.1%}"
+        )
+
+
+if __name__ == "__main__":
+    main()
