@@ -69,6 +69,12 @@ from ._layerwise import scale_by_trust_ratio as scale_by_trust_ratio
 from ._layerwise import ScaleByNovogradState as ScaleByNovogradState
 from ._layerwise import ScaleBySM3State as ScaleBySM3State
 from ._layerwise import sm3 as sm3
+from ._matrix import muon as muon
+from ._matrix import MuonDimensionNumbers as MuonDimensionNumbers
+from ._matrix import MuonState as MuonState
+from ._matrix import orthogonalize_via_newton_schulz as orthogonalize_via_newton_schulz
+from ._matrix import scale_by_muon as scale_by_muon
+from ._matrix import scale_by_shape as scale_by_shape
 from ._momentum import bias_correction as bias_correction
 from ._momentum import ema as ema
 from ._momentum import EmaState as EmaState

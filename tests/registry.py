@@ -224,6 +224,14 @@ OPTIMIZERS = [
         ({"learning_rate": 0.1}, 300),
         ({"learning_rate": _decaying(0.05, 500)}, 4000),
     ),
+    # Muon's matrix steps have a spectral size set by the rate: the quadratic needs it to decay.
+    _opt(
+        "muon",
+        {"learning_rate": 0.02},
+        {"learning_rate": 0.03, "beta": 0.9, "weight_decay": 0.01},
+        ({"learning_rate": _decaying(0.1, 50)}, 600),
+        ({"learning_rate": 0.02}, 3000),
+    ),
 ]
 
 TRANSFORMS = [
@@ -311,6 +319,19 @@ TRANSFORMS = [
     ),
     Entry("scale_by_param_block_rms", {}, {"min_scale": 0.5}, needs_params=True),
     Entry("scale_by_param_block_norm", {}, {"min_scale": 0.5}, needs_params=True),
+    # Newton-Schulz needs matrices: the contract runs it on the params' matrix leaves.
+    Entry(
+        "scale_by_muon",
+        {},
+        {"beta": 0.9, "eps": 1e-6, "ns_coeffs": (3.0, -3.2, 1.2)},
+        make=lambda **kw: gradtx.masked(gradtx.scale_by_muon(**kw), gradtx.masks.ndim_at_least(2)),
+    ),
+    Entry(
+        "scale_by_shape",
+        {"consistent_rms": 0.2},
+        {"consistent_rms": 0.3},
+        make=lambda **kw: gradtx.masked(gradtx.scale_by_shape(**kw), gradtx.masks.ndim_at_least(2)),
+    ),
 ]
 
 
@@ -476,6 +497,7 @@ HELPERS = {
     "value_and_grad_from_state",
     "check_finite_steps",
     "Schedule",
+    "orthogonalize_via_newton_schulz",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

@@ -14,6 +14,8 @@ keyword names and defaults, and reproduces torch 2.x's single-tensor update
 accepted and ignored.
 """
 
+from ._adafactor import adafactor as adafactor
+from ._muon import muon as muon
 from ._optim import adadelta as adadelta
 from ._optim import adagrad as adagrad
 from ._optim import adam as adam
