@@ -2,6 +2,7 @@
 
     python tools/mutation.py _tree _combine      # mutate these modules, print scores and survivors
     python tools/mutation.py --list              # the modules and their tests
+    python tools/mutation.py --report _tree      # the last run's results again, run nothing
 
 Each module runs in its own folder, .mutation/<module>/, holding a copy of gradtx/, tests/ and
 tools/ and a pyproject.toml whose [tool.mutmut] mutates only that module and selects only its
@@ -90,6 +91,9 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help="module names as in tests_by_module")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at once (2)")
+    parser.add_argument(
+        "--report", action="store_true", help="print the last run's results, run nothing"
+    )
     args = parser.parse_args()
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tests_by_module = pyproject["tool"]["mutmut"]["tests_by_module"]
@@ -102,18 +106,26 @@ def main() -> None:
         sys.exit(f"mutation: no tests_by_module entry for {unknown} in pyproject.toml")
     scores = {}
     for module in args.modules:
-        work = prepare(module, tests_by_module[module])
+        work = ROOT / ".mutation" / module
         print(f"== {module}: {work.relative_to(ROOT)}", flush=True)
-        run = ["nice", "-n", "19", _mutmut(), "run", "--max-children", str(args.jobs)]
-        subprocess.run(run, cwd=work, check=True)
+        if not args.report:
+            prepare(module, tests_by_module[module])
+            run = ["nice", "-n", "19", _mutmut(), "run", "--max-children", str(args.jobs)]
+            subprocess.run(run, cwd=work, check=True)
         subprocess.run([_mutmut(), "results"], cwd=work, check=True)
         scores[module] = summary(work)
     for module, s in scores.items():
-        tested = s["killed"] + s["survived"] + s["timeout"] + s["suspicious"]
-        score = (s["killed"] + s["timeout"]) / tested if tested else float("nan")
+        # pytest exits 2 when collection fails: the mutant broke a call that a test module makes
+        # at import (a parametrize list of optimizers). mutmut calls that "interrupted by user";
+        # in an unattended run it is a kill.
+        broke_collection = s["check_was_interrupted_by_user"]
+        killed = s["killed"] + s["timeout"] + broke_collection
+        tested = killed + s["survived"] + s["suspicious"]
+        score = killed / tested if tested else float("nan")
         print(
-            f"{module}: {s['killed']} killed, {s['survived']} survived, {s['timeout']} timeouts, "
-            f"{s['no_tests']} not covered, {s['suspicious']} suspicious; score {score:.1%}"
+            f"{module}: {s['killed']} killed, {broke_collection} broke collection, "
+            f"{s['timeout']} timeouts, {s['survived']} survived, {s['suspicious']} suspicious, "
+            f"{s['no_tests']} not covered; score {score:.1%}"
         )
 
 
