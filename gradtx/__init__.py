@@ -58,6 +58,14 @@ from ._factored import scale_by_param_block_norm as scale_by_param_block_norm
 from ._factored import scale_by_param_block_rms as scale_by_param_block_rms
 from ._ftrl import ftrl_proximal as ftrl_proximal
 from ._ftrl import FtrlState as FtrlState
+from ._kronecker import matrix_inverse_pth_root as matrix_inverse_pth_root
+from ._kronecker import power_iteration as power_iteration
+from ._kronecker import scale_by_shampoo as scale_by_shampoo
+from ._kronecker import scale_by_soap as scale_by_soap
+from ._kronecker import ScaleBySoapState as ScaleBySoapState
+from ._kronecker import shampoo as shampoo
+from ._kronecker import ShampooState as ShampooState
+from ._kronecker import soap as soap
 from ._layerwise import fromage as fromage
 from ._layerwise import lamb as lamb
 from ._layerwise import lars as lars

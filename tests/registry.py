@@ -232,6 +232,24 @@ OPTIMIZERS = [
         ({"learning_rate": _decaying(0.1, 50)}, 600),
         ({"learning_rate": 0.02}, 3000),
     ),
+    # float32 roots of statistics matrices differ between jit and eager by rounding that
+    # chex's elementwise 1e-6 cannot hold in small entries (amplified as (ridge /
+    # lambda_max) ** (-5/4)): the contract runs Shampoo on 1 x 1 blocks; test_kronecker
+    # compares whole matrices in float64.
+    _opt(
+        "shampoo",
+        {"learning_rate": 0.05, "start_preconditioning_step": 1, "block_size": 1},
+        {"learning_rate": 0.02, "beta1": 0.8, "matrix_epsilon": 0.1},
+        ({"learning_rate": 0.1, "start_preconditioning_step": 1}, 300),
+        ({"learning_rate": 1e-3, "start_preconditioning_step": 1}, 3000),
+    ),
+    _opt(
+        "soap",
+        {"lr": 0.01, "precondition_frequency": 2},
+        {"lr": 0.02, "eps": 1e-6, "weight_decay": 0.02},
+        ({"lr": 0.05, "precondition_frequency": 2, "weight_decay": 0.0}, 500),
+        ({"lr": 0.02, "precondition_frequency": 2, "weight_decay": 0.0}, 3000),
+    ),
 ]
 
 TRANSFORMS = [
@@ -332,6 +350,13 @@ TRANSFORMS = [
         {"consistent_rms": 0.3},
         make=lambda **kw: gradtx.masked(gradtx.scale_by_shape(**kw), gradtx.masks.ndim_at_least(2)),
     ),
+    Entry(
+        "scale_by_shampoo",
+        # 1 x 1 blocks, as for shampoo above.
+        {"start_preconditioning_step": 1, "block_size": 1},
+        {"beta1": 0.8, "matrix_epsilon": 0.1},
+    ),
+    Entry("scale_by_soap", {"precondition_frequency": 2}, {"b1": 0.8, "b2": 0.9}),
 ]
 
 
@@ -498,6 +523,8 @@ HELPERS = {
     "check_finite_steps",
     "Schedule",
     "orthogonalize_via_newton_schulz",
+    "matrix_inverse_pth_root",
+    "power_iteration",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

@@ -1,0 +1,217 @@
+"""Shampoo, SOAP and their matrix helpers, against naive NumPy oracles and pytorch-optimizer.
+
+The problem and the pytorch-optimizer trajectories come from
+``tests/reference/record_kronecker.py`` (``data/kronecker.npz``): four leaves (6, 5), (2,),
+() and (2, 3, 5), 60 open-loop gradients with zero and sign-flipped steps. Every
+trajectory is compiled once per static configuration (``_trajectory`` takes the optimizer
+as an argument), so cases that change only numbers share a compile.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import kronecker_oracles as oracles
+import numpy as np
+import optax
+import pytest
+
+import gradtx
+
+DATA = pathlib.Path(__file__).parent / "reference" / "data"
+INFO = json.loads((DATA / "kronecker.json").read_text())
+_NPZ = np.load(DATA / "kronecker.npz")
+P0 = {k: _NPZ[f"p0/{k}"] for k in INFO["shapes"]}
+GRADS = {k: _NPZ[f"grads/{k}"] for k in INFO["shapes"]}
+STEPS = INFO["steps"]
+
+
+@jax.jit
+def _trajectory(tx, params, grads):
+    def body(carry, g):
+        params, state = carry
+        updates, state = tx.update(g, state, params)
+        params = gradtx.apply_updates(params, updates)
+        return (params, state), params
+
+    return lax.scan(body, (params, tx.init(params)), grads)[1]
+
+
+def _run(tx, leaves=tuple(P0), steps=STEPS):
+    params = {k: jnp.asarray(P0[k], jnp.float64) for k in leaves}
+    grads = {k: jnp.asarray(GRADS[k][:steps], jnp.float64) for k in leaves}
+    return {k: np.asarray(v) for k, v in _trajectory(tx, params, grads).items()}
+
+
+def _oracle_grads(leaves=tuple(P0), steps=STEPS):
+    return [{k: GRADS[k][t] for k in leaves} for t in range(steps)]
+
+
+def _stack(history):
+    return {k: np.stack([h[k] for h in history]) for k in history[0]}
+
+
+def _relative_error(ours, reference):
+    """The largest deviation of any leaf's trajectory, relative to that leaf's scale."""
+    return max(
+        float(np.max(np.abs(ours[k] - reference[k])) / np.max(np.abs(reference[k])))
+        for k in reference
+    )
+
+
+# -- matrix helpers -------------------------------------------------------------------
+
+
+def _psd(n, rank, seed):
+    a = np.random.default_rng(seed).normal(size=(n, rank))
+    return a @ a.T
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_matrix_inverse_pth_root_matches_the_eigendecomposition_oracle(x64, relative):
+    for n, rank, p, eps in [(1, 1, 2, 1e-6), (5, 5, 4, 1e-6), (7, 3, 4, 1e-3), (6, 6, 3.0, 0.0)]:
+        m = _psd(n, rank, n)
+        expected = oracles.inverse_root(m, p, eps, relative)
+        ours, error = gradtx.matrix_inverse_pth_root(
+            jnp.asarray(m), p, ridge_epsilon=eps, relative_matrix_epsilon=relative
+        )
+        assert error < 1e-12
+        np.testing.assert_allclose(ours, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+    # The defining property: (root ** p) (m + ridge I) = I.
+    m = _psd(5, 5, 0)
+    root = np.asarray(gradtx.matrix_inverse_pth_root(jnp.asarray(m), 4, ridge_epsilon=0.0)[0])
+    np.testing.assert_allclose(np.linalg.matrix_power(root, 4) @ m, np.eye(5), atol=1e-10)
+
+
+def test_matrix_inverse_pth_root_agrees_with_optax_and_keeps_the_dtype():
+    m = jnp.asarray(_psd(6, 8, 1) + np.eye(6), jnp.float32)
+    ours, error = gradtx.matrix_inverse_pth_root(m, 4)
+    theirs, their_error = optax.matrix_inverse_pth_root(m, 4)  # coupled Newton, to 1e-6
+    np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=2e-5)
+    assert error <= max(float(their_error), 1e-5)
+    half, _ = gradtx.matrix_inverse_pth_root(m.astype(jnp.bfloat16), 4)
+    assert half.dtype == jnp.bfloat16  # computed in float32, then cast
+    np.testing.assert_allclose(half.astype(jnp.float32), ours, rtol=2e-2, atol=2e-2)
+
+
+def test_power_iteration_finds_the_dominant_eigenpair():
+    m = _psd(6, 6, 2)
+    lam, vectors = np.linalg.eigh(m)
+    value, vector = gradtx.power_iteration(jnp.asarray(m, jnp.float32), num_iters=500)
+    np.testing.assert_allclose(value, lam[-1], rtol=1e-5)
+    np.testing.assert_allclose(abs(float(jnp.dot(vector, vectors[:, -1]))), 1.0, rtol=1e-4)
+    theirs, _ = optax.power_iteration(jnp.asarray(m, jnp.float32), num_iters=500)
+    np.testing.assert_allclose(value, theirs, rtol=1e-5)
+    # A function of a pytree: the same operator on {"a": first 2, "b": last 4 entries}.
+    matrix = jnp.asarray(m, jnp.float32)
+
+    def product(tree):
+        v = matrix @ jnp.concatenate([tree["a"], tree["b"]])
+        return {"a": v[:2], "b": v[2:]}
+
+    v0 = {"a": jnp.ones(2), "b": jnp.ones(4)}
+    value, tree = gradtx.power_iteration(product, v0=v0, num_iters=500)
+    np.testing.assert_allclose(value, lam[-1], rtol=1e-5)
+    assert set(tree) == {"a", "b"}
+    with pytest.raises(ValueError, match=r"power_iteration\(v0=None\)"):
+        gradtx.power_iteration(product)
+
+
+# -- pytorch-optimizer, recorded and live ----------------------------------------------
+
+_GRAFTS = {0: "none", 1: "sgd", 2: "adagrad", 3: "rmsprop", 4: "sqrt_n"}
+
+
+def _from_pytorch_optimizer(case):
+    """The gradtx optimizer that takes pytorch-optimizer's steps in ``case``.
+
+    pytorch-optimizer starts its statistics at ``matrix_eps I`` and takes SVD roots
+    without a ridge; gradtx (as distributed_shampoo) also adds ``matrix_epsilon I`` to
+    the statistic it roots. With beta2 = 1 the two agree when gradtx's matrix_epsilon
+    is half theirs. Its 1-based step counter starts preconditioning one step earlier.
+    """
+    kw, name = case["kwargs"], case["optimizer"]
+    if name == "Shampoo":  # Gupta et al.'s Algorithm 1: sums, no grafting, no momentum
+        return gradtx.shampoo(
+            kw.get("lr", 1e-3),
+            beta1=0.0,
+            beta2=1.0,
+            matrix_epsilon=kw.get("matrix_eps", 1e-6) / 2,
+            start_preconditioning_step=0,
+            best_effort_shape_interpretation=False,
+            graft_type="none",
+            relative_matrix_epsilon=False,
+        )
+    if name == "ScalableShampoo":
+        beta1 = kw.get("betas", (0.9, 0.999))[0]
+        return gradtx.shampoo(
+            kw.get("lr", 1e-3),
+            block_size=kw.get("block_size", 512),
+            beta1=beta1,
+            beta2=case["beta2"],
+            diagonal_epsilon=kw.get("diagonal_eps", 1e-10),
+            matrix_epsilon=kw["matrix_eps"] / 2,
+            weight_decay=kw.get("weight_decay", 0.0),
+            start_preconditioning_step=kw.get("start_preconditioning_step", 25) - 1,
+            preconditioning_compute_steps=kw["preconditioning_compute_steps"],
+            best_effort_shape_interpretation=False,
+            graft_type=_GRAFTS[kw.get("graft_type", 1)],
+            nesterov=kw.get("nesterov", True),
+            exponent_override=kw.get("inverse_exponent_override", 0),
+            moving_average_for_momentum=kw.get("moving_average_for_momentum", False),
+            skip_preconditioning_dim_size_gt=kw.get(
+                "no_preconditioning_for_layers_with_dim_gt", 8192
+            ),
+            relative_matrix_epsilon=False,
+            skip_preconditioning_rank_lt=2,  # it preconditions only leaves of rank > 1
+            decoupled_weight_decay=kw.get("decoupled_weight_decay", False),
+        )
+    return gradtx.soap(
+        lr=kw.get("lr", 3e-3),
+        betas=tuple(kw.get("betas", (0.95, 0.95))),
+        shampoo_beta=kw.get("shampoo_beta"),
+        eps=kw.get("eps", 1e-8),
+        weight_decay=kw.get("weight_decay", 1e-2),
+        precondition_frequency=kw.get("precondition_frequency", 10),
+        max_precond_dim=kw.get("max_precondition_dim", 10000),
+        merge_dims=kw.get("merge_dims", False),
+        precondition_1d=kw.get("precondition_1d", False),
+        normalize_grads=kw.get("normalize_gradient", False),
+        correct_bias=kw.get("correct_bias", True),
+    )
+
+
+def _tolerance(case):
+    # pytorch-optimizer's SOAP runs its QR refresh in float32 even for float64 params.
+    refreshes = case["optimizer"] == "SOAP" and case["kwargs"]["precondition_frequency"] < STEPS
+    return 1e-5 if refreshes else 1e-9
+
+
+CASES = INFO["cases"]
+IDS = [f"{c['index']}-{c['optimizer']}" for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_matches_recorded_pytorch_optimizer(case, x64):
+    ours = _run(_from_pytorch_optimizer(case), case["leaves"])
+    recorded = {k: _NPZ[f"{case['index']}/{k}"] for k in case["leaves"]}
+    assert _relative_error(ours, recorded) <= _tolerance(case)
+
+
+def test_matches_live_pytorch_optimizer(x64):
+    pytest.importorskip("torch")
+    pytest.importorskip("pytorch_optimizer")
+    from reference import record_kronecker
+
+    p0, grads = record_kronecker.problem()
+    np.testing.assert_array_equal(grads["t"], GRADS["t"])
+    for index in (1, 3, 8, 11):  # Shampoo, ScalableShampoo, SOAP, SOAP with refreshes
+        case = CASES[index]
+        live = record_kronecker.run_case(case, p0, grads)
+        assert _relative_error(_run(_from_pytorch_optimizer(case), case["leaves"]), live) <= (
+            _tolerance(case)
+        )
