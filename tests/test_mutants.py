@@ -44,3 +44,8 @@ def test_scale_by_learning_rate_keeps_the_last_applied_rate_and_may_not_flip():
         assert int(state.count) == t + 1
     flipped = gradtx.scale_by_learning_rate(schedule)
     np.testing.assert_allclose(_steps(flipped, {"w": jnp.ones(1)}, 1)[0][0]["w"], [-0.5])
+
+
+def test_scale_by_learning_rate_defaults_to_1e_3():
+    # scale_by_learning_rate's documented default learning rate.
+    assert gradtx.scale_by_learning_rate().learning_rate == 1e-3

@@ -3,6 +3,7 @@
     python tools/mutation.py _tree _combine      # mutate these modules, print scores and survivors
     python tools/mutation.py --list              # the modules and their tests
     python tools/mutation.py --report _tree      # the last run's results again, run nothing
+    python tools/mutation.py --check _tree NAME  # does tests/test_mutants.py kill mutant NAME?
 
 Each module runs in its own folder, .mutation/<module>/, holding a copy of gradtx/, tests/ and
 tools/ and a pyproject.toml whose [tool.mutmut] mutates only that module and selects only its
@@ -10,19 +11,22 @@ tests (``[tool.mutmut.tests_by_module]``). mutmut keeps its results there: a sec
 re-tests only the mutants of functions that changed. mutmut runs under ``nice -n 19`` with two
 worker processes (``--jobs``).
 
-Show or apply one mutant: ``cd .mutation/<module> && mutmut show <name>`` (``apply`` writes it
-into that folder's gradtx/, never into the repository's).
+Show one mutant: ``cd .mutation/<module> && mutmut show <name>``. ``--check`` runs the current
+tests/test_mutants.py against mutants through mutmut's trampolines in a scratch copy (mutmut
+3.8's ``apply`` can patch the method of the wrong class, so it is not used).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -79,6 +83,21 @@ def summary(work: Path) -> dict[str, int]:
     return json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
 
 
+def check(module: str, names: list[str]) -> None:
+    """Runs tests/test_mutants.py against each mutant: killed or survived."""
+    mutants = ROOT / ".mutation" / module / "mutants"
+    with tempfile.TemporaryDirectory() as scratch:
+        shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
+        shutil.copytree(ROOT / "tests", Path(scratch) / "tests")
+        shutil.copy2(mutants / "pyproject.toml", scratch)
+        for name in names:
+            run = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"]
+            run += ["-p", "no:cacheprovider", "tests/test_mutants.py"]
+            env = {**os.environ, "MUTANT_UNDER_TEST": name}
+            result = subprocess.run(run, cwd=scratch, env=env, capture_output=True, text=True)
+            print(f"{name}: {'killed' if result.returncode else 'survived'}", flush=True)
+
+
 def _mutmut() -> str:
     found = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
     if found is None:
@@ -94,7 +113,13 @@ def main() -> None:
     parser.add_argument(
         "--report", action="store_true", help="print the last run's results, run nothing"
     )
+    parser.add_argument(
+        "--check", action="store_true", help="MODULE MUTANT...: run tests/test_mutants.py on each"
+    )
     args = parser.parse_args()
+    if args.check:
+        check(args.modules[0], args.modules[1:])
+        return
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tests_by_module = pyproject["tool"]["mutmut"]["tests_by_module"]
     if args.list or not args.modules:
