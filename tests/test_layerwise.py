@@ -3,12 +3,17 @@
 - equal to optax's functions of the same names, every option, 120 steps, float32 and float64;
 - a zero-norm param or update gives ratio 1, never NaN;
 - SM3 holds m + n statistics for an m x n leaf;
-- arguments are checked when built.
+- arguments are checked when built;
+- ``compat.keras.lamb`` equals Keras 3's Lamb over 200 float64 steps, recorded and live.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import json
+import os
+import pathlib
 
 import chex
 import jax
@@ -16,8 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from reference import record_layerwise as reference
+from test_compat import keras_schedule
 
 import gradtx
+from gradtx import compat
 
 STEPS = 120
 
@@ -404,3 +412,103 @@ def test_the_params_are_required(tx):
     params = {"w": jnp.ones(3)}
     with pytest.raises(ValueError, match=f"{tx.name} needs the params"):
         tx.update(params, tx.init(params))
+
+
+# -- keras.optimizers.Lamb: recorded by tests/reference/record_layerwise.py, and live -------
+
+DATA = pathlib.Path(__file__).parent / "reference" / "data"
+KERAS_CASES = json.loads((DATA / "layerwise.json").read_text())["cases"]
+
+
+def _keras_port(case):
+    kwargs = dict(case["kwargs"])
+    if case["schedule"]:
+        kwargs["learning_rate"] = keras_schedule(case["schedule"])
+    return compat.keras.lamb(**kwargs)
+
+
+@jax.jit
+def _keras_trajectory(tx):
+    # tx is an argument: its float64 numbers are traced, one compile per chain layout.
+    def body(carry, step):
+        params, state = carry
+        updates, state = tx.update(reference.gradient(params, step, xp=jnp), state, params)
+        params = gradtx.apply_updates(params, updates)
+        return (params, state), params
+
+    params = jax.tree.map(jnp.asarray, reference.initial_params())
+    return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(1, reference.STEPS + 1))[1]
+
+
+@functools.cache
+def _keras_ours(index):
+    with jax.enable_x64(True):
+        return jax.tree.map(np.asarray, _keras_trajectory(_keras_port(KERAS_CASES[index])))
+
+
+def _assert_keras_trajectories_equal(ours, expected):
+    for leaf in reference.SHAPES:
+        np.testing.assert_allclose(ours[leaf], expected[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)
+        assert np.ptp(expected[leaf]) > 0
+
+
+def _keras_id(case):
+    return f"{case['index']}-{case['kwargs']}-{case['schedule']}"
+
+
+@pytest.mark.parametrize("case", KERAS_CASES, ids=_keras_id)
+def test_keras_lamb_matches_the_recorded_reference(case):
+    data = np.load(DATA / "layerwise.npz")
+    expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in reference.SHAPES}
+    _assert_keras_trajectories_equal(_keras_ours(case["index"]), expected)
+    if case["schedule"]:
+        with jax.enable_x64(True):
+            rates = jax.vmap(keras_schedule(case["schedule"]))(jnp.arange(reference.STEPS))
+        np.testing.assert_allclose(rates, data[f"{case['index']}/lr"], rtol=1e-12)
+
+
+def test_every_option_of_keras_lamb_is_recorded():
+    options = {key for case in KERAS_CASES for key in case["kwargs"]}
+    assert options >= {
+        "learning_rate",
+        "beta_1",
+        "beta_2",
+        "epsilon",
+        "weight_decay",
+        "clipnorm",
+        "global_clipnorm",
+        "clipvalue",
+    }
+    assert any(not case["kwargs"] and not case["schedule"] for case in KERAS_CASES)
+    assert any(case["schedule"] for case in KERAS_CASES)
+
+
+@pytest.fixture
+def keras_float64():
+    """Keras on JAX, float64; jax's x64 flag and Keras's floatx restored afterwards."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "jax":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, not JAX")
+    x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
+    yield
+    jax.config.update("jax_enable_x64", x64)
+    keras.config.set_floatx(floatx)
+
+
+LIVE = [c for c in KERAS_CASES if {"weight_decay", "epsilon"} & set(c["kwargs"])]
+
+
+@pytest.mark.parametrize("case", LIVE, ids=_keras_id)
+def test_keras_lamb_matches_keras_live(case, keras_float64):
+    _assert_keras_trajectories_equal(_keras_ours(case["index"]), reference.run_keras(case))
+
+
+def test_keras_lamb_refuses_a_decay_it_cannot_reproduce():
+    with pytest.raises(
+        ValueError, match=r"(?s)keras\.lamb\(learning_rate=.*weight_decay=0\.1\).*a constant"
+    ):
+        compat.keras.lamb(gradtx.exponential_decay(0.1, 10, 0.5), weight_decay=0.1)
+    with pytest.raises(ValueError, match=r"keras\.lamb\(learning_rate=10, weight_decay=0\.1\)"):
+        compat.keras.lamb(10, weight_decay=0.1)
+    assert compat.keras.lamb(gradtx.exponential_decay(0.1, 10, 0.5))  # no decay: schedules work

@@ -17,6 +17,7 @@ before the step (as Keras does with a ``LearningRateSchedule``). ``use_ema``,
 here (see ``gradtx``'s own wrappers) and raise an error when set.
 """
 
+from ._layerwise import lamb as lamb
 from ._optimizers import adadelta as adadelta
 from ._optimizers import adagrad as adagrad
 from ._optimizers import adam as adam

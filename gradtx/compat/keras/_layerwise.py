@@ -1,0 +1,80 @@
+"""keras.optimizers.Lamb as a chain of gradtx primitives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._adam import scale_by_adam
+from ..._combine import Chain
+from ..._layerwise import scale_by_trust_ratio
+from ..._scale import scale_by_learning_rate
+from ._optimizers import _shell, _unsupported
+
+
+def lamb(
+    learning_rate: Any = 0.001,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Lamb``: Adam's step scaled per variable by its trust ratio.
+
+    Update rule (Keras 3), per variable::
+
+        p' = p - p * weight_decay * lr_t                    (the decay comes first)
+        r_t = (m_t / (1 - b1**t)) / (sqrt(v_t / (1 - b2**t)) + epsilon)
+        p <- p' - lr_t * (|p'| / |r_t|) * r_t                (ratio 1 where a norm is 0)
+
+    Unlike ``gradtx.lamb`` (optax's), the ratio is of the Adam step alone and
+    of the already decayed weights: ``|p'| = (1 - lr * weight_decay) |p|``,
+    which is the trust ratio's ``trust_coefficient``. So with a
+    ``weight_decay`` the learning rate must be a number (lr * weight_decay < 1);
+    a schedule with a weight decay is refused.
+    """
+    del name
+    coefficient = 1.0
+    if weight_decay:
+        if callable(learning_rate):
+            raise ValueError(
+                f"keras.lamb(learning_rate={learning_rate!r}, weight_decay={weight_decay!r}): "
+                "Keras takes the trust ratio of weights already decayed by lr_t * weight_decay; "
+                "gradtx.compat.keras.lamb reproduces that for a constant learning rate only"
+            )
+        coefficient = 1.0 - learning_rate * weight_decay
+        if not coefficient > 0:
+            raise ValueError(
+                f"keras.lamb(learning_rate={learning_rate!r}, weight_decay={weight_decay!r}): "
+                "learning_rate * weight_decay must be below 1 (the decay would zero or flip "
+                "the weights at every step)"
+            )
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    return _shell(
+        "lamb",
+        [
+            scale_by_adam(beta_1, beta_2, epsilon),
+            scale_by_trust_ratio(trust_coefficient=coefficient),
+            scale_by_learning_rate(learning_rate),
+        ],
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
