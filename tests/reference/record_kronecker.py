@@ -129,6 +129,7 @@ def cases() -> list[dict]:
             weight_decay=0.0,
             precondition_frequency=4,
             precondition_1d=True,
+            max_precondition_dim=5,
             betas=(0.9, 0.95),
         ),
     ]
