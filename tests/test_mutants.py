@@ -5,8 +5,12 @@ Each test names the mutated line it guards, so a later run can tell which surviv
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import gradtx
 
@@ -49,3 +53,64 @@ def test_scale_by_learning_rate_keeps_the_last_applied_rate_and_may_not_flip():
 def test_scale_by_learning_rate_defaults_to_1e_3():
     # scale_by_learning_rate's documented default learning rate.
     assert gradtx.scale_by_learning_rate().learning_rate == 1e-3
+
+
+# -- _combine -------------------------------------------------------------------------
+
+
+def test_chain_prints_nested_transforms_one_per_line_under_its_label():
+    # Chain._pformat: the label (or "chain"), four spaces per level, "chain()" when empty.
+    inner = gradtx.chain(gradtx.scale(0.5))
+    assert repr(gradtx.chain(inner, gradtx.identity())) == (
+        "chain(\n    chain(\n        Scale(step_size=0.5),\n    ),\n    Identity(),\n)"
+    )
+    assert repr(gradtx.chain()) == "chain()"
+    assert repr(gradtx.sgd(0.1)).startswith("sgd(\n    Identity(),\n")
+
+
+def test_identity_returns_the_updates_and_its_state_unchanged():
+    tx = gradtx.identity()
+    updates, state = tx.update({"w": jnp.array([1.0, -2.0])}, tx.init({"w": jnp.zeros(2)}))
+    np.testing.assert_array_equal(updates["w"], [1.0, -2.0])
+    assert state == ()
+
+
+class _PlainOptaxScale(NamedTuple):
+    """An optax-style transform whose update takes no extra arguments."""
+
+    factor: float
+
+    def init(self, params):
+        return ()
+
+    def update(self, updates, state, params=None):
+        return jax.tree.map(lambda g, p: self.factor * g + p, updates, params), state
+
+
+def test_an_optax_transform_in_a_chain_gets_params_and_only_the_arguments_it_takes():
+    # FromOptax.update: params passed on; extra arguments dropped for a plain transform and
+    # passed to one that takes **extra_args.
+    params, grads = {"w": jnp.array([1.0])}, {"w": jnp.array([2.0])}
+    plain = gradtx.chain(_PlainOptaxScale(3.0))
+    updates, _ = plain.update(grads, plain.init(params), params, value=jnp.array(5.0))
+    np.testing.assert_allclose(updates["w"], [7.0])
+    seen = {}
+
+    def update_with_extra_args(updates, state, params=None, **extra_args):
+        seen.update(extra_args)
+        return updates, state
+
+    takes_extra = optax.GradientTransformationExtraArgs(lambda p: (), update_with_extra_args)
+    tx = gradtx.chain(takes_extra)
+    tx.update(grads, tx.init(params), params, value=5.0)
+    assert seen == {"value": 5.0}
+
+
+def test_masked_applies_inner_only_where_the_mask_is_true_with_masked_params():
+    # Masked.init/update: the inner transform sees only masked-in leaves (updates and params).
+    params = {"w": jnp.array([1.0, 2.0]), "b": jnp.array([3.0])}
+    grads = {"w": jnp.array([0.5, 0.5]), "b": jnp.array([0.5])}
+    tx = gradtx.masked(gradtx.add_decayed_weights(1.0), lambda p: {"w": True, "b": False})
+    updates, state = tx.update(grads, tx.init(params), params)
+    np.testing.assert_allclose(updates["w"], [1.5, 2.5])
+    np.testing.assert_allclose(updates["b"], [0.5])
