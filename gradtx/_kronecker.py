@@ -293,7 +293,8 @@ class ScaleByShampoo(Transform):
         """How a leaf of this shape is preconditioned; None when it is only grafted."""
         shape = tuple(shape)
         too_large = any(d > self.skip_preconditioning_dim_size_gt for d in shape)
-        if len(shape) < self.skip_preconditioning_rank_lt or too_large or not shape:
+        empty = not shape or 0 in shape  # scalars and zero-size leaves: nothing to factor
+        if len(shape) < self.skip_preconditioning_rank_lt or too_large or empty:
             return None
         if self.best_effort_shape_interpretation:
             shape = _merge_small_dims(shape, self.merge_small_dims_block_size)
@@ -670,6 +671,8 @@ class ScaleBySoap(Transform):
     def layout(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[bool, ...]]:
         """The shape SOAP sees a leaf in, and which of its dims it preconditions."""
         shape = tuple(shape)
+        if 0 in shape:  # a zero-size leaf: nothing to factor
+            return shape, (False,) * len(shape)
         if len(shape) == 1:
             return shape, (self.precondition_1d and shape[0] <= self.max_precond_dim,)
         if self.merge_dims and len(shape) > 1:

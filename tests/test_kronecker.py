@@ -411,3 +411,13 @@ def test_weight_decay_without_params_is_refused():
     params = {"w": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match=r"weight_decay=0.1\): weight decay needs the params"):
         tx.update(params, tx.init(params))
+
+
+@pytest.mark.parametrize(
+    "tx", [gradtx.shampoo(0.1), gradtx.soap(precondition_1d=True)], ids=["shampoo", "soap"]
+)
+def test_zero_size_leaves_are_left_unfactored(tx):
+    params = {"w": jnp.ones((2, 2)), "empty": jnp.zeros((0, 3)), "none": jnp.zeros((0,))}
+    state = tx.init(params)
+    updates, _ = tx.update(params, state, params)
+    assert updates["empty"].shape == (0, 3) and updates["none"].shape == (0,)
