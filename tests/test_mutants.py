@@ -5,12 +5,14 @@ Each test names the mutated line it guards, so a later run can tell which surviv
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import gradtx
 
@@ -53,6 +55,16 @@ def test_scale_by_learning_rate_keeps_the_last_applied_rate_and_may_not_flip():
 def test_scale_by_learning_rate_defaults_to_1e_3():
     # scale_by_learning_rate's documented default learning rate.
     assert gradtx.scale_by_learning_rate().learning_rate == 1e-3
+
+
+def test_scale_by_learning_rate_none_says_why_it_is_refused():
+    # scale_by_learning_rate's whole message: it explains the difference from optax.
+    message = (
+        "scale_by_learning_rate(learning_rate=None): a learning rate is required "
+        "(optax treats None as no scaling, which ascends the gradient)"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        gradtx.scale_by_learning_rate(None)
 
 
 # -- _combine -------------------------------------------------------------------------
