@@ -67,6 +67,15 @@ def test_scale_by_learning_rate_none_says_why_it_is_refused():
         gradtx.scale_by_learning_rate(None)
 
 
+def test_a_schedule_returning_integers_gives_a_float_learning_rate_in_the_state():
+    # value_at: the rate is cast to float32 (float64 under x64), so the state's dtype does not
+    # follow what a schedule happens to return.
+    tx = gradtx.scale_by_learning_rate(lambda count: count + 1)
+    updates, state = tx.update({"w": jnp.ones(2)}, tx.init({"w": jnp.zeros(2)}))
+    assert state.learning_rate.dtype == jnp.float32
+    np.testing.assert_allclose(updates["w"], [-1.0, -1.0])
+
+
 # -- _combine -------------------------------------------------------------------------
 
 
