@@ -294,7 +294,15 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("factory", "kwargs", "message"), BAD, ids=lambda x: str(x)[:40])
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "message"),
+    BAD,
+    # Names, not reprs: a function's repr holds its address, which differs between
+    # pytest-xdist workers and makes them collect different tests.
+    ids=[
+        f"{factory.__name__}-{'-'.join(kwargs)}-{i}" for i, (factory, kwargs, _) in enumerate(BAD)
+    ],
+)
 def test_bad_arguments_are_refused_naming_them(factory, kwargs, message):
     if message is None:
         name = "pytorch.adafactor" if factory is PYTORCH else factory.__name__
