@@ -127,6 +127,16 @@ def test_an_optax_transform_in_a_chain_gets_params_and_only_the_arguments_it_tak
     assert seen == {"value": 5.0}
 
 
+def test_an_optax_transform_in_a_chain_keeps_its_state_between_steps():
+    # FromOptax.update hands the inner transform its own state.
+    tx = gradtx.chain(optax.trace(decay=0.5))
+    grads = {"w": jnp.ones(1)}
+    state = tx.init(grads)
+    for expected in (1.0, 1.5, 1.75):
+        updates, state = tx.update(grads, state)
+        np.testing.assert_allclose(updates["w"], [expected])
+
+
 def test_masked_applies_inner_only_where_the_mask_is_true_with_masked_params():
     # Masked.init/update: the inner transform sees only masked-in leaves (updates and params).
     params = {"w": jnp.array([1.0, 2.0]), "b": jnp.array([3.0])}
