@@ -46,7 +46,9 @@ def module_pyproject(text: str, module: str, tests: list[str]) -> str:
     """pyproject.toml with a [tool.mutmut] that mutates ``module`` only and runs ``tests``."""
     config = tomllib.loads(text)["tool"]["mutmut"]
     config = {k: v for k, v in config.items() if k != "tests_by_module"}
-    config["only_mutate"] = [f"gradtx/{module.replace('.', '/')}.py"]
+    path = f"gradtx/{module.replace('.', '/')}"
+    # A module is a file or a package (compat.keras): every file in it.
+    config["only_mutate"] = [f"{path}/*" if (ROOT / path).is_dir() else f"{path}.py"]
     config["pytest_add_cli_args_test_selection"] = tests
     # Drop every [tool.mutmut*] table of the original, keep the rest (pytest's options).
     kept, skipping = [], False
