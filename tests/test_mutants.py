@@ -145,3 +145,12 @@ def test_masked_applies_inner_only_where_the_mask_is_true_with_masked_params():
     updates, state = tx.update(grads, tx.init(params), params)
     np.testing.assert_allclose(updates["w"], [1.5, 2.5])
     np.testing.assert_allclose(updates["b"], [0.5])
+
+
+def test_a_masked_optax_transform_is_a_pytree_that_jit_takes_as_an_argument():
+    # Masked.__post_init__ wraps an optax inner transform (closures) so its functions are static.
+    tx = gradtx.masked(optax.scale(2.0), {"w": True, "b": False})
+    grads = {"w": jnp.ones(1), "b": jnp.ones(1)}
+    updates, _ = jax.jit(lambda tx, g, s: tx.update(g, s))(tx, grads, tx.init(grads))
+    np.testing.assert_allclose(updates["w"], [2.0])
+    np.testing.assert_allclose(updates["b"], [1.0])
