@@ -110,7 +110,7 @@ class _PlainOptaxScale(NamedTuple):
 
 def test_an_optax_transform_in_a_chain_gets_params_and_only_the_arguments_it_takes():
     # FromOptax.update: params passed on; extra arguments dropped for a plain transform and
-    # passed to one that takes **extra_args.
+    # passed (through chain and masked) to one that takes **extra_args.
     params, grads = {"w": jnp.array([1.0])}, {"w": jnp.array([2.0])}
     plain = gradtx.chain(_PlainOptaxScale(3.0))
     updates, _ = plain.update(grads, plain.init(params), params, value=jnp.array(5.0))
@@ -125,6 +125,10 @@ def test_an_optax_transform_in_a_chain_gets_params_and_only_the_arguments_it_tak
     tx = gradtx.chain(takes_extra)
     tx.update(grads, tx.init(params), params, value=5.0)
     assert seen == {"value": 5.0}
+    seen.clear()  # Masked.update passes them on too
+    tx = gradtx.masked(takes_extra, {"w": True})
+    tx.update(grads, tx.init(params), params, value=6.0)
+    assert seen == {"value": 6.0}
 
 
 def test_an_optax_transform_in_a_chain_keeps_its_state_between_steps():
