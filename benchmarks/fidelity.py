@@ -4,28 +4,40 @@
     python benchmarks/fidelity.py --write    # and replace it in README.md
 
 Every cell is the largest relative error, max over steps of
-``max|gradtx - reference| / max|reference|``, over all the cases the test
-suite runs for that optimizer and reference, in float64:
+``max|gradtx - reference| / max|reference|`` (all leaves together), over all the
+float64 cases the test suite runs for that optimizer and reference, and their number:
 
 - PyTorch, Keras: the trajectories recorded from torch 2.13 and Keras 3.15
-  (``tests/reference``), replayed through ``gradtx.compat``;
-- optax: ``gradtx.<name>`` against ``optax.<name>`` (``tests/test_optax_equivalence.py``);
-- paper oracle: naive NumPy implementations of the papers (``tests/oracles.py``).
+  (``tests/reference``), replayed through ``gradtx.compat`` (``test_compat``,
+  ``test_factored``, ``test_layerwise``, ``test_matrix``, ``test_compat_keras_structured``);
+- optax: ``gradtx.<name>`` against ``optax.<name>`` (``test_optax_equivalence``,
+  ``test_layerwise``; ``muon`` against ``optax.contrib.muon`` in ``test_matrix``;
+  ``adafactor``'s updates with both fed gradtx's params, as ``test_factored`` compares them);
+- pytorch-optimizer: its Shampoo, ScalableShampoo and SOAP recorded (``test_kronecker``);
+- paper oracle: naive NumPy implementations of the papers (``tests/oracles.py``,
+  ``tests/kronecker_oracles.py``, Newton-Schulz in ``test_matrix``).
 
 It reuses the test modules' cases, so the table measures exactly what the tests assert.
+Primitives the tests compare on their own (``scale_by_sm3``, ``scale_by_factored_rms``)
+and float32 runs are left out.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
+import importlib.util
 import pathlib
 import re
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -33,12 +45,18 @@ sys.path.insert(0, str(ROOT / "tests"))
 from jax.flatten_util import ravel_pytree  # noqa: E402
 from problems import make_params  # noqa: E402
 import test_compat  # noqa: E402
+import test_factored  # noqa: E402
+import test_kronecker  # noqa: E402
+import test_layerwise  # noqa: E402
+import test_matrix  # noqa: E402
 import test_optax_equivalence  # noqa: E402
 import test_oracles  # noqa: E402
 
 import gradtx  # noqa: E402
 
-COLUMNS = ("PyTorch", "Keras", "optax", "paper oracle")
+# pytorch-optimizer has its own column: a third-party collection of re-implementations (its
+# ScalableShampoo cites Google's distributed_shampoo), neither torch.optim nor the papers' code.
+COLUMNS = ("PyTorch", "Keras", "optax", "pytorch-optimizer", "paper oracle")
 START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
 
 
@@ -49,6 +67,17 @@ def relative_error(actual, expected) -> float:
     diff = np.abs(actual - expected).reshape(steps, -1).max(axis=1)
     scale = np.abs(expected).reshape(steps, -1).max(axis=1)
     return float((diff / np.maximum(scale, 1e-300)).max())
+
+
+def stacked(tree) -> np.ndarray:
+    """All leaves of a tree of trajectories side by side: shape (steps, total size)."""
+    return np.concatenate(
+        [np.asarray(x).reshape(np.shape(x)[0], -1) for x in jax.tree.leaves(tree)], axis=1
+    )
+
+
+def trajectory_error(actual, expected) -> float:
+    return relative_error(stacked(actual), stacked(expected))
 
 
 def framework_errors(errors):
@@ -70,10 +99,7 @@ def optax_errors(errors):
             theirs = test_optax_equivalence._run(
                 getattr(test_optax_equivalence.optax, name)(**kwargs), loss, params
             )
-            flat = lambda tree: np.concatenate(  # noqa: E731
-                [np.asarray(x).reshape(x.shape[0], -1) for x in jax.tree.leaves(tree)], axis=1
-            )
-            errors[name]["optax"].append(relative_error(flat(ours), flat(theirs)))
+            errors[name]["optax"].append(trajectory_error(ours, theirs))
 
 
 def oracle_errors(errors):
@@ -94,7 +120,127 @@ def oracle_errors(errors):
             errors[name]["paper oracle"].append(relative_error(actual, expected))
 
 
-def table(errors) -> str:
+def adafactor_errors(errors):
+    """gradtx.adafactor against optax's, compat.pytorch.adafactor against recorded torch."""
+    params = test_factored._params("float64")
+    for kwargs in test_factored.ADAFACTOR_CASES.values():
+        # test_adafactor_matches_optax's float64 set-up: optax's decay schedule in float64
+        # and its momentum kept in float64.
+        kwargs = {"dtype_momentum": jnp.float64, **kwargs}
+        factorized = optax._src.factorized
+        float64_decay = functools.partial(
+            factorized.scale_by_factored_rms, decay_rate_fn=test_factored._float64_decay
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(factorized, "scale_by_factored_rms", float64_decay)
+            ours, theirs = gradtx.adafactor(**kwargs), optax.adafactor(**kwargs)
+        updates, expected, _, _ = test_factored._side_by_side(ours, theirs, params)
+        errors["adafactor"]["optax"].append(trajectory_error(updates, expected))
+    data = np.load(test_factored.DATA / "factored.npz")
+    for case in test_factored.CASES:
+        expected = {k: data[f"{case['index']}/{k}"] for k in test_factored.reference.SHAPES}
+        error = trajectory_error(test_factored._ours(case["index"]), expected)
+        errors["adafactor"]["PyTorch"].append(error)
+
+
+def layerwise_errors(errors):
+    """lamb, lars, fromage, sm3, novograd against optax; compat.keras.lamb against Keras."""
+    params = test_layerwise.initial_params(jnp.float64)
+    for name, kwargs in test_layerwise.CASES:
+        if name not in test_layerwise.PRIMITIVES:
+            ours = test_layerwise._run(test_layerwise._build(gradtx, name, kwargs), params)
+            theirs = test_layerwise._run(
+                test_layerwise._build(optax, name, kwargs),
+                test_layerwise._optax_params(name, params),
+            )
+            errors[name]["optax"].append(trajectory_error(ours, theirs))
+    data = np.load(test_layerwise.DATA / "layerwise.npz")
+    for case in test_layerwise.KERAS_CASES:
+        expected = {k: data[f"{case['index']}/{k}"] for k in test_layerwise.reference.SHAPES}
+        error = trajectory_error(test_layerwise._keras_ours(case["index"]), expected)
+        errors["lamb"]["Keras"].append(error)
+
+
+def muon_errors(errors, notes):
+    """muon against optax.contrib.muon and torch.optim.Muon; Newton-Schulz against NumPy."""
+    for case, dtype in test_matrix.OPTAX_RUNS:
+        if dtype == "float64":
+            params = test_matrix._problem_params(dtype)
+            ours, theirs = test_matrix._build(case)
+            error = trajectory_error(
+                test_matrix._trajectory(ours, params), test_matrix._trajectory(theirs, params)
+            )
+            errors["muon"]["optax"].append(error)
+    data = np.load(test_matrix.DATA / "matrix.npz")
+    in_lr = []  # torch's default bfloat16 iteration: an absolute error, in units of lr
+    for case in test_matrix.TORCH_CASES:
+        got = test_matrix._torch_trajectory(test_matrix._torch_port(case))
+        expected = {k: data[f"{case['index']}/{k}"] for k in test_matrix.record_matrix.SHAPES}
+        if case["ns_float64"]:
+            errors["muon"]["PyTorch"].append(trajectory_error(got, expected))
+        else:
+            deviation = np.abs(stacked(got) - stacked(expected)).max()
+            in_lr.append(deviation / case["kwargs"].get("lr", 1e-3))
+    if in_lr:
+        notes.append(
+            f"muon, PyTorch: torch.optim.Muon with its Newton-Schulz iteration in float64; "
+            f"with its default bfloat16 iteration ({len(in_lr)} recorded cases) an entry "
+            f"moves by at most {max(in_lr):.2f} lr (`test_matrix` allows 0.1 lr)."
+        )
+    for shape, coeffs, steps, preconditioning in test_matrix.ORACLE_CASES:
+        x = np.random.default_rng(0).normal(size=shape)  # as test_newton_schulz_matches_the_oracle
+        ours = gradtx.orthogonalize_via_newton_schulz(x, coeffs, steps, preconditioning)
+        expected = test_matrix.newton_schulz_oracle(x, coeffs, steps, preconditioning)
+        error = relative_error(np.asarray(ours)[None], expected[None])
+        errors["orthogonalize_via_newton_schulz"]["paper oracle"].append(error)
+
+
+def kronecker_errors(errors, notes):
+    """shampoo and soap against pytorch-optimizer (recorded) and the naive NumPy oracles."""
+    k = test_kronecker
+    soap = {True: [], False: []}  # by whether pytorch-optimizer refreshes by a float32 QR
+    for case in k.CASES:
+        ours = k._run(k._from_pytorch_optimizer(case), case["leaves"])
+        recorded = {leaf: k._NPZ[f"{case['index']}/{leaf}"] for leaf in case["leaves"]}
+        name = "soap" if case["optimizer"] == "SOAP" else "shampoo"
+        error = trajectory_error(ours, recorded)
+        errors[name]["pytorch-optimizer"].append(error)
+        if name == "soap":
+            soap[k._tolerance(case) > 1e-9].append(error)
+    refreshing, others = soap[True], soap[False]
+    if refreshing:
+        notes.append(
+            f"soap, pytorch-optimizer: {len(refreshing)} cases refresh the eigenbasis, by a QR "
+            f"that pytorch-optimizer runs in float32 (at most {max(refreshing):.1e}, "
+            f"`test_kronecker` allows 1e-5); the other {len(others)} at most "
+            f"{max(others, default=0.0):.1e}."
+        )
+    for name, cases in (("shampoo", k.SHAMPOO_ORACLE_CASES), ("soap", k.SOAP_ORACLE_CASES)):
+        for kwargs, leaves in cases:
+            ours = k._run(getattr(gradtx, name)(**kwargs), leaves)
+            oracle = getattr(k.oracles, name)
+            history = oracle(
+                {leaf: k.P0[leaf] for leaf in leaves}, k._oracle_grads(leaves), **kwargs
+            )
+            errors[name]["paper oracle"].append(trajectory_error(ours, k._stack(history)))
+
+
+def keras_structured_errors(errors):
+    """compat.keras.adafactor and compat.keras.muon against Keras, where their tests exist."""
+    if importlib.util.find_spec("test_compat_keras_structured") is None:
+        print("no tests/test_compat_keras_structured.py: no Keras adafactor, muon", file=sys.stderr)
+        return
+    import test_compat_keras_structured as tests
+
+    data = np.load(tests.DATA / "keras_structured.npz")
+    for case in tests.CASES:  # the steps the recording saved
+        leaves = tests.reference.SHAPES[case["optimizer"]]
+        expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in leaves}
+        error = trajectory_error(tests._ours(case["index"]), expected)
+        errors[case["optimizer"]]["Keras"].append(error)
+
+
+def table(errors, notes) -> str:
     lines = [
         "| optimizer | " + " | ".join(COLUMNS) + " |",
         "|---|" + "---|" * len(COLUMNS),
@@ -105,7 +251,7 @@ def table(errors) -> str:
             values = errors[name][column]
             cells.append(f"{max(values):.1e} ({len(values)})" if values else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n\n".join(["\n".join(lines), *notes])
 
 
 def main(argv=None) -> None:
@@ -113,11 +259,24 @@ def main(argv=None) -> None:
     parser.add_argument("--write", action="store_true", help="replace the table in README.md")
     args = parser.parse_args(argv)
     errors = collections.defaultdict(lambda: collections.defaultdict(list))
+    notes = []
+    sections = [
+        framework_errors,
+        optax_errors,
+        oracle_errors,
+        adafactor_errors,
+        layerwise_errors,
+        functools.partial(muon_errors, notes=notes),
+        functools.partial(kronecker_errors, notes=notes),
+        keras_structured_errors,
+    ]
     with jax.enable_x64(True):
-        framework_errors(errors)
-        optax_errors(errors)
-        oracle_errors(errors)
-    text = table(errors)
+        for section in sections:
+            start = time.perf_counter()
+            section(errors)
+            name = getattr(section, "func", section).__name__
+            print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    text = table(errors, notes)
     print(text)
     if args.write:
         readme = ROOT / "README.md"
