@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from jax.flatten_util import ravel_pytree  # noqa: E402
 from problems import make_params  # noqa: E402
+import replay  # noqa: E402
 import test_compat  # noqa: E402
 import test_factored  # noqa: E402
 import test_kronecker  # noqa: E402
@@ -174,7 +175,7 @@ def muon_errors(errors, notes):
     data = np.load(test_matrix.DATA / "matrix.npz")
     in_lr = []  # torch's default bfloat16 iteration: an absolute error, in units of lr
     for case in test_matrix.TORCH_CASES:
-        got = test_matrix._torch_trajectory(test_matrix._torch_port(case))
+        got = replay.trajectory(test_matrix._torch_port(case), test_matrix.record_matrix)
         expected = {k: data[f"{case['index']}/{k}"] for k in test_matrix.record_matrix.SHAPES}
         if case["ns_float64"]:
             errors["muon"]["PyTorch"].append(trajectory_error(got, expected))

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 from reference import record_factored as reference
+import replay
 
 import gradtx
 from gradtx import compat
@@ -326,28 +327,10 @@ def _port(case):
     return compat.pytorch.adafactor(**kwargs)
 
 
-@jax.jit
-def _trajectory(tx):
-    def body(carry, step):
-        params, state = carry
-        updates, state = tx.update(reference.gradient(params, step, xp=jnp), state, params)
-        params = gradtx.apply_updates(params, updates)
-        return (params, state), params
-
-    params = jax.tree.map(jnp.asarray, reference.initial_params())
-    return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(1, reference.STEPS + 1))[1]
-
-
 @functools.cache
 def _ours(index):
     with jax.enable_x64(True):
-        return jax.tree.map(np.asarray, _trajectory(_port(CASES[index])))
-
-
-def _assert_trajectories_equal(ours, expected):
-    for leaf in reference.SHAPES:
-        np.testing.assert_allclose(ours[leaf], expected[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)
-        assert np.ptp(expected[leaf]) > 0
+        return jax.tree.map(np.asarray, replay.trajectory(_port(CASES[index]), reference))
 
 
 def _id(case):
@@ -358,7 +341,7 @@ def _id(case):
 def test_pytorch_adafactor_matches_the_recorded_reference(case):
     data = np.load(DATA / "factored.npz")
     expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in reference.SHAPES}
-    _assert_trajectories_equal(_ours(case["index"]), expected)
+    replay.assert_trajectories_equal(_ours(case["index"]), expected, reference.SHAPES)
     if case["schedule"]:
         schedule = _port(case).transforms[-1].learning_rate  # the same lr feeds rho_t and decay
         with jax.enable_x64(True):
@@ -376,4 +359,6 @@ def test_every_option_of_pytorch_adafactor_is_recorded():
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_pytorch_adafactor_matches_torch_live(case):
     pytest.importorskip("torch")
-    _assert_trajectories_equal(_ours(case["index"]), reference.run_torch(case))
+    replay.assert_trajectories_equal(
+        _ours(case["index"]), reference.run_torch(case), reference.SHAPES
+    )

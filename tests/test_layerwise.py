@@ -22,6 +22,7 @@ import numpy as np
 import optax
 import pytest
 from reference import record_layerwise as reference
+import replay
 from test_compat import keras_schedule
 
 import gradtx
@@ -425,29 +426,12 @@ def _keras_port(case):
     return compat.keras.lamb(**kwargs)
 
 
-@jax.jit
-def _keras_trajectory(tx):
-    # tx is an argument: its float64 numbers are traced, one compile per chain layout.
-    def body(carry, step):
-        params, state = carry
-        updates, state = tx.update(reference.gradient(params, step, xp=jnp), state, params)
-        params = gradtx.apply_updates(params, updates)
-        return (params, state), params
-
-    params = jax.tree.map(jnp.asarray, reference.initial_params())
-    return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(1, reference.STEPS + 1))[1]
-
-
 @functools.cache
 def _keras_ours(index):
     with jax.enable_x64(True):
-        return jax.tree.map(np.asarray, _keras_trajectory(_keras_port(KERAS_CASES[index])))
-
-
-def _assert_keras_trajectories_equal(ours, expected):
-    for leaf in reference.SHAPES:
-        np.testing.assert_allclose(ours[leaf], expected[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)
-        assert np.ptp(expected[leaf]) > 0
+        return jax.tree.map(
+            np.asarray, replay.trajectory(_keras_port(KERAS_CASES[index]), reference)
+        )
 
 
 def _keras_id(case):
@@ -458,7 +442,7 @@ def _keras_id(case):
 def test_keras_lamb_matches_the_recorded_reference(case):
     data = np.load(DATA / "layerwise.npz")
     expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in reference.SHAPES}
-    _assert_keras_trajectories_equal(_keras_ours(case["index"]), expected)
+    replay.assert_trajectories_equal(_keras_ours(case["index"]), expected, reference.SHAPES)
     if case["schedule"]:
         with jax.enable_x64(True):
             rates = jax.vmap(keras_schedule(case["schedule"]))(jnp.arange(reference.STEPS))
@@ -500,7 +484,9 @@ LIVE = [c for c in KERAS_CASES if "weight_decay" in c["kwargs"]]
 
 @pytest.mark.parametrize("case", LIVE, ids=_keras_id)
 def test_keras_lamb_matches_keras_live(case, keras_float64):
-    _assert_keras_trajectories_equal(_keras_ours(case["index"]), reference.run_keras(case))
+    replay.assert_trajectories_equal(
+        _keras_ours(case["index"]), reference.run_keras(case), reference.SHAPES
+    )
 
 
 def test_keras_lamb_refuses_a_decay_it_cannot_reproduce():

@@ -13,6 +13,7 @@ import optax
 import optax.contrib
 import pytest
 from reference import record_matrix
+import replay
 
 import gradtx
 from gradtx import compat, MuonDimensionNumbers
@@ -387,19 +388,6 @@ def _torch_port(case):
     return compat.pytorch.muon(**kwargs)
 
 
-@jax.jit
-def _torch_trajectory(tx):  # tx traced: cases that differ only in numbers share a compile
-    def body(carry, step):
-        params, state = carry
-        updates, state = tx.update(record_matrix.gradient(params, step, xp=jnp), state, params)
-        params = gradtx.apply_updates(params, updates)
-        return (params, state), params
-
-    params = jax.tree.map(jnp.asarray, record_matrix.initial_params())
-    steps = jnp.arange(1, record_matrix.STEPS + 1)
-    return jax.lax.scan(body, (params, tx.init(params)), steps)[1]
-
-
 def _torch_id(case):
     return f"{case['index']}-" + ("float64-iteration" if case["ns_float64"] else "bfloat16")
 
@@ -407,7 +395,7 @@ def _torch_id(case):
 @pytest.mark.parametrize("case", TORCH_CASES, ids=[_torch_id(c) for c in TORCH_CASES])
 def test_pytorch_muon_matches_the_recorded_reference(case, x64):
     data = np.load(DATA / "matrix.npz")
-    got = _torch_trajectory(_torch_port(case))
+    got = replay.trajectory(_torch_port(case), record_matrix)
     lr = case["kwargs"].get("lr", 1e-3)
     # torch's CPU kernels and XLA sum float32 products in other orders: once in a few hundred
     # iterations a bfloat16 result rounds the other way, moving an entry by lr * 2**-8 (the
@@ -424,7 +412,7 @@ def test_pytorch_muon_matches_torch_live(x64):
     del torch
     for case in [c for c in TORCH_CASES if c["ns_float64"]][1:3]:
         expected = record_matrix.run_torch(case)
-        got = _torch_trajectory(_torch_port(case))
+        got = replay.trajectory(_torch_port(case), record_matrix)
         for leaf in record_matrix.SHAPES:
             np.testing.assert_allclose(got[leaf], expected[leaf], rtol=1e-9, atol=1e-12)
 
