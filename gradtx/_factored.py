@@ -13,7 +13,7 @@ from ._base import check_choice, check_denominator, check_range, Schedule, stati
 from ._clipping import _Stateless, clip_by_block_rms
 from ._combine import Chain, identity, named_recipe
 from ._momentum import ema
-from ._regularize import _require_params, add_decayed_weights
+from ._regularize import _require_params, add_decayed_weights, CountState
 from ._scale import scale, scale_by_learning_rate, value_at
 from ._tree import (
     default_float,
@@ -244,14 +244,51 @@ class ScaleByParamBlockNorm(_ScaleByParamBlock):
     block_size = staticmethod(_block_norm)
 
 
-def scale_by_param_block_rms(min_scale: float = 1e-3) -> ScaleByParamBlockRms:
+class ScaleByDecayedParamBlockRms(ScaleByParamBlockRms):
+    """Multiplies each leaf's updates by the RMS of its params after a decoupled decay."""
+
+    weight_decay: Any = 0.0
+    learning_rate: Any = 1.0
+
+    def __post_init__(self):
+        check_range(self, "min_scale", low=0.0)
+        check_range(self, "weight_decay", low=0.0)
+        check_range(self, "learning_rate", low=0.0)
+
+    @property
+    def name(self) -> str:
+        return "scale_by_param_block_rms"
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        _require_params(self, params)
+        rate = value_at(self.learning_rate, state.count) * value_at(self.weight_decay, state.count)
+        # The params as the decay leaves them, in their dtype: p' = p - p * wd_t * lr_t.
+        decayed = jax.tree.map(
+            lambda p: (up(p) - up(p) * hp(rate, up(p))).astype(jnp.result_type(p)), params
+        )
+        updates, _ = super().update(updates, state, decayed, **extra_args)
+        return updates, CountState(safe_increment(state.count))
+
+
+def scale_by_param_block_rms(
+    min_scale: float = 1e-3, *, weight_decay: Any = None, learning_rate: Any = 1.0
+) -> ScaleByParamBlockRms:
     """Scales each leaf by the RMS of its parameters, as ``optax.scale_by_param_block_rms``.
 
     Update rule, for each leaf (block) separately::
 
         u <- u * max(rms(p), min_scale)        rms(p) = sqrt(mean(|p|**2))
+        weight_decay given: rms of p' = p - lr_t * weight_decay_t * p instead
 
-    A relative step: Adafactor's ``multiply_by_parameter_scale``.
+    A relative step: Adafactor's ``multiply_by_parameter_scale``. With
+    ``weight_decay`` (a number or schedule, as ``learning_rate``) the RMS is that
+    of the params already decayed by a decoupled weight decay applied before the
+    step, as Keras does (``gradtx.compat.keras.adafactor``); the decay itself is
+    not added here (``add_decoupled_weight_decay`` does that).
 
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.scale_by_param_block_rms()
@@ -259,7 +296,11 @@ def scale_by_param_block_rms(min_scale: float = 1e-3) -> ScaleByParamBlockRms:
     >>> tx.update({"w": jnp.ones(2)}, tx.init(p), p)[0]["w"]
     Array([3.535534, 3.535534], dtype=float32)
     """
-    return ScaleByParamBlockRms(min_scale=min_scale)
+    if weight_decay is None:
+        return ScaleByParamBlockRms(min_scale=min_scale)
+    return ScaleByDecayedParamBlockRms(
+        min_scale=min_scale, weight_decay=weight_decay, learning_rate=learning_rate
+    )
 
 
 def scale_by_param_block_norm(min_scale: float = 1e-3) -> ScaleByParamBlockNorm:

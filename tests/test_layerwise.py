@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
 import pathlib
 
 import chex
@@ -463,19 +462,6 @@ def test_every_option_of_keras_lamb_is_recorded():
     }
     assert any(not case["kwargs"] and not case["schedule"] for case in KERAS_CASES)
     assert any(case["schedule"] for case in KERAS_CASES)
-
-
-@pytest.fixture
-def keras_float64():
-    """Keras on JAX, float64; jax's x64 flag and Keras's floatx restored afterwards."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "jax":
-        pytest.skip(f"Keras runs on {keras.backend.backend()}, not JAX")
-    x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
-    yield
-    jax.config.update("jax_enable_x64", x64)
-    keras.config.set_floatx(floatx)
 
 
 # Live, the case where Keras differs most from optax (each live case takes seconds).

@@ -17,7 +17,9 @@ before the step (as Keras does with a ``LearningRateSchedule``). ``use_ema``,
 here (see ``gradtx``'s own wrappers) and raise an error when set.
 """
 
+from ._adafactor import adafactor as adafactor
 from ._layerwise import lamb as lamb
+from ._muon import muon as muon
 from ._optimizers import adadelta as adadelta
 from ._optimizers import adagrad as adagrad
 from ._optimizers import adam as adam

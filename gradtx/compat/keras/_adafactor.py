@@ -1,0 +1,93 @@
+"""keras.optimizers.Adafactor as a chain of gradtx primitives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..._clipping import clip_by_block_rms
+from ..._combine import Chain
+from ..._factored import relative_step_size, scale_by_factored_rms, scale_by_param_block_rms
+from ..._scale import scale_by_learning_rate
+from ._optimizers import _shell, _unsupported
+
+
+def adafactor(
+    learning_rate: Any = 0.001,
+    beta_2_decay: float = -0.8,
+    epsilon_1: float = 1e-30,
+    epsilon_2: float = 1e-3,
+    clip_threshold: float = 1.0,
+    relative_step: bool = True,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.Adafactor``: the last two axes factored, the step capped at 1/sqrt(t).
+
+    Update rule (Keras 3), at step t = 1, 2, ...::
+
+        p' = p - p * weight_decay * lr_t                    (the decay comes first)
+        beta_t = 1 - t**beta_2_decay;   rho_t = min(lr_t, 1 / sqrt(t))
+        rank >= 2: R_t = beta_t R + (1 - beta_t) mean_{-1}(g**2 + epsilon_1)
+                   C_t = beta_t C + (1 - beta_t) mean_{-2}(g**2 + epsilon_1)
+                   V = (R_t / mean_{-1}(R_t)) C_t
+        else:      V = v_t = beta_t v + (1 - beta_t) (g**2 + epsilon_1)
+        u = g / sqrt(V);   u <- u / max(1, rms(u) / clip_threshold)
+        p <- p' - rho_t * max(rms(p'), epsilon_2) * u
+
+    Every leaf of rank >= 2 is factored over its last two axes, whatever their
+    sizes. ``relative_step`` is accepted and changes nothing: Keras caps the rate
+    at ``1/sqrt(t)`` whether it is set or not, and for schedules too. The
+    parameter scale is the RMS of the already decayed weights
+    (``scale_by_param_block_rms(weight_decay=...)``).
+
+    Unlike :func:`gradtx.adafactor` (optax: the two largest axes of size >= 128
+    factored, no cap on the step, no decay inside the RMS) and
+    ``gradtx.compat.pytorch.adafactor`` (torch: eps clamped rather than added,
+    the parameter RMS of the weights before the decay).
+    """
+    del name, relative_step  # Keras applies min(lr, 1/sqrt(t)) with or without it
+    if beta_2_decay > 0:
+        raise ValueError(
+            f"keras.adafactor(beta_2_decay={beta_2_decay!r}): beta_2_decay must be <= 0 "
+            "(beta_t = 1 - t**beta_2_decay is negative otherwise)"
+        )
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    parameter_scale = (
+        scale_by_param_block_rms(epsilon_2, weight_decay=weight_decay, learning_rate=learning_rate)
+        if weight_decay
+        else scale_by_param_block_rms(epsilon_2)
+    )
+    return _shell(
+        "adafactor",
+        [
+            scale_by_factored_rms(
+                decay_rate=-beta_2_decay,
+                epsilon=epsilon_1,
+                min_dim_size_to_factor=1,
+                factor_axes="last",
+            ),
+            clip_by_block_rms(clip_threshold),
+            parameter_scale,
+            scale_by_learning_rate(relative_step_size(learning_rate)),
+        ],
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
