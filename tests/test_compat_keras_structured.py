@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import pathlib
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from reference import record_keras_structured as reference
+from replay import assert_trajectories_equal, trajectory
 from test_compat import keras_schedule
 
 import gradtx
@@ -36,32 +38,30 @@ def _port(case):
     return getattr(compat.keras, case["optimizer"])(**kwargs)
 
 
-@functools.partial(jax.jit, static_argnames="optimizer")
-def _trajectory(tx, optimizer):
-    # tx is an argument: its float64 numbers are traced, one compile per chain layout.
-    def body(carry, step):
-        params, state = carry
-        grads = reference.gradient(optimizer, params, step, xp=jnp)
-        updates, state = tx.update(grads, state, params)
-        params = gradtx.apply_updates(params, updates)
-        return (params, state), params
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """The recorder's problem for one optimizer, as :func:`replay.trajectory` takes it."""
 
-    params = jax.tree.map(jnp.asarray, reference.initial_params(optimizer))
-    return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(1, reference.STEPS + 1))[1]
+    optimizer: str
+    STEPS = reference.STEPS
+
+    def initial_params(self):
+        return reference.initial_params(self.optimizer)
+
+    def gradient(self, params, step, xp):
+        return reference.gradient(self.optimizer, params, step, xp=xp)
 
 
 @functools.cache
 def _ours(index):
     case = CASES[index]
     with jax.enable_x64(True):
-        out = _trajectory(_port(case), case["optimizer"])
+        out = trajectory(_port(case), _Problem(case["optimizer"]))
         return {k: np.asarray(v)[reference.SAVED] for k, v in out.items()}
 
 
 def _assert_trajectories_equal(case, ours, expected):
-    for leaf in reference.SHAPES[case["optimizer"]]:
-        np.testing.assert_allclose(ours[leaf], expected[leaf], rtol=1e-9, atol=1e-12, err_msg=leaf)
-        assert np.ptp(expected[leaf]) > 0
+    assert_trajectories_equal(ours, expected, reference.SHAPES[case["optimizer"]])
 
 
 def _id(case):
