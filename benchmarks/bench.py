@@ -266,7 +266,11 @@ def compile_step(tx, apply_updates, params, state, grads):
 
 
 def setup_jax(impl, chain, host_params, host_grads) -> Runner:
-    tx, apply_updates = jax_transform(impl, CHAINS[chain].build)
+    return jax_runner(*jax_transform(impl, CHAINS[chain].build), host_params, host_grads)
+
+
+def jax_runner(tx, apply_updates, host_params, host_grads) -> Runner:
+    """A jitted, donated step of ``tx`` over the leaves ``host_params`` with fixed gradients."""
     params = [jnp.array(a) for a in host_params]
     grads = [jnp.array(a) for a in host_grads]
     state = tx.init(params)
@@ -309,10 +313,17 @@ def _torch_sync():
 
 
 def setup_torch(impl, chain, host_params, host_grads) -> Runner:
+    mode = {impl.split()[-1]: True}  # foreach=True or fused=True
+    make = CHAINS[chain].torch
+    return torch_runner(lambda params: make(params, **mode), host_params, host_grads)
+
+
+def torch_runner(make, host_params, host_grads) -> Runner:
+    """``make(params) -> (optimizer, step)`` over torch copies of the leaves, fixed gradients."""
     params = [torch.nn.Parameter(torch.tensor(a, device=torch_device())) for a in host_params]
     for p, g in zip(params, host_grads):
         p.grad = torch.tensor(g, device=torch_device())
-    opt, opt_step = CHAINS[chain].torch(params, **{impl.split()[-1]: True})
+    opt, opt_step = make(params)
 
     def step():
         opt_step()

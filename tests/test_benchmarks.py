@@ -60,3 +60,24 @@ def test_the_quick_suite_writes_results_and_plots(tmp_path):
     for name in ("step_time.png", "compile_time.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "### Goals" in (tmp_path / "summary.md").read_text()
+
+
+def test_the_structured_cases_write_ratios_and_state_sizes(tmp_path):
+    import structured
+
+    results = structured.main(
+        ["--quick", "--cases", "adafactor", "soap-refresh", "--repeats", "1", "--warmup", "0"]
+        + ["--out", str(tmp_path)]
+    )
+    step = {(r["case"], r["impl"]): r for r in results["step"]}
+    assert step["adafactor", "optax.adafactor"]["ratio"] == 1.0
+    assert step["soap-refresh", "gradtx.soap, no refresh"]["ratio"] == 1.0
+    for r in results["step"]:
+        assert r["step_s"] > 0
+        assert r["impl"].startswith("torch") or r["compile_s"] > 0
+    # Factored: m + n statistics for each m x n matrix, well under a float per parameter.
+    assert step["adafactor", "gradtx.adafactor"]["state_bytes_per_param"] < 0.1
+    # SOAP: Adam's two moments plus, per 128 x 128 matrix, two 128 x 128 bases and statistics.
+    assert step["soap-refresh", "gradtx.soap, refresh every step"]["state_bytes_per_param"] > 8
+    text = (tmp_path / "summary.md").read_text()
+    assert text.count("| adafactor |") == len({i for c, i in step if c == "adafactor"})
