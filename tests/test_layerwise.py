@@ -92,6 +92,12 @@ def _not_vectors(params):
 # The defaults are compared by signature (test_defaults_are_optaxs); each optimizer runs once
 # with every option changed, which also checks that each argument reaches its primitive.
 CASES = [
+    # Every default but the learning rate, then every option changed at once.
+    ("lamb", {"learning_rate": 0.002}),
+    ("lars", {"learning_rate": 0.02}),
+    ("fromage", {"learning_rate": 0.005}),
+    ("sm3", {"learning_rate": 0.01}),
+    ("novograd", {"learning_rate": 0.001}),
     (
         "lamb",
         {
@@ -166,7 +172,9 @@ def test_defaults_are_optaxs(name):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=[name for name, _ in CASES])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), CASES, ids=[f"{name}-{len(kwargs)}" for name, kwargs in CASES]
+)
 def test_every_option_matches_optax(name, kwargs, dtype):
     with jax.enable_x64(dtype == jnp.float64):
         params = initial_params(dtype)
