@@ -1,0 +1,788 @@
+"""Adam's descendants: AdaBelief, Yogi, Adan, ADOPT, AdEMAMix, optimistic gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._adam import _check_betas, scale_by_adam, ScaleByAdamState
+from ._base import check_denominator, check_range, static, Transform
+from ._combine import Chain, named_recipe
+from ._regularize import add_decayed_weights
+from ._scale import scale_by_learning_rate
+from ._tree import (
+    bias_correction,
+    debias,
+    ema,
+    hp,
+    safe_increment,
+    tree_full_like,
+    tree_map_unzip,
+    tree_squares_like,
+    tree_zeros_like,
+    up,
+    zero_count,
+)
+
+
+def _at(value: Any, count: jax.Array) -> Any:
+    """A schedule's value at ``count``; a number as it is, so ``1 - b`` is formed exactly."""
+    return value(count) if callable(value) else value
+
+
+def _abs_sq(g: jax.Array) -> jax.Array:
+    """|g|**2 in g's compute dtype (real for complex g)."""
+    g = up(g)
+    return jnp.real(g * jnp.conj(g)) if jnp.iscomplexobj(g) else g * g
+
+
+# -- AdaBelief -------------------------------------------------------------------------
+
+
+class ScaleByBeliefState(NamedTuple):
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+class ScaleByBelief(Transform):
+    """AdaBelief: Adam with the variance of the gradient around its EMA."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-16
+    eps_root: float = 1e-16
+    nesterov: bool = static(False)
+
+    def __post_init__(self):
+        _check_betas(self)
+
+    def init(self, params):
+        return ScaleByBeliefState(
+            zero_count(), tree_zeros_like(params), tree_squares_like(params, 0.0)
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
+        bc1_next = bias_correction(self.b1, safe_increment(count))
+
+        def leaf(g, mu, nu):
+            mu = ema(g, mu, self.b1, 1)
+            nu = ema(up(g) - up(mu), nu, self.b2, 2)
+            nu = (up(nu) + hp(self.eps_root, nu)).astype(nu.dtype)
+            if self.nesterov:
+                b1, one_minus_b1 = hp(self.b1, g), hp(1 - self.b1, g)
+                m_hat = b1 * debias(mu, bc1_next) + one_minus_b1 * debias(g, bc1)
+            else:
+                m_hat = debias(mu, bc1)
+            u = m_hat / (jnp.sqrt(debias(nu, bc2)) + hp(self.eps, m_hat))
+            return u.astype(g.dtype), mu, nu
+
+        updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
+        return updates, ScaleByBeliefState(count, mu, nu)
+
+
+def scale_by_belief(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
+) -> ScaleByBelief:
+    """AdaBelief's scaling, as ``optax.scale_by_belief``.
+
+    Update rule::
+
+        m_t = b1 * m_{t-1} + (1 - b1) * u_t
+        s_t = b2 * s_{t-1} + (1 - b2) * (u_t - m_t)**2 + eps_root     (eps_root kept in s_t)
+        m^_t = m_t / (1 - b1**t)
+             (Nesterov: b1 * m_t / (1 - b1**(t+1)) + (1 - b1) * u_t / (1 - b1**t))
+        u_t <- m^_t / (sqrt(s_t / (1 - b2**t)) + eps)
+
+    The paper's defaults are eps=1e-8 and no eps_root; its authors' package
+    (``adabelief-pytorch`` >= 0.1) and optax use 1e-16 for both.
+
+    Reference: Zhuang et al., *AdaBelief Optimizer: Adapting Stepsizes by the
+    Belief in Observed Gradients*, NeurIPS 2020, arXiv:2010.07468.
+    """
+    return ScaleByBelief(b1=b1, b2=b2, eps=eps, eps_root=eps_root, nesterov=nesterov)
+
+
+# -- Yogi ------------------------------------------------------------------------------
+
+
+class ScaleByYogi(Transform):
+    """Yogi: Adam whose second moment moves by at most (1 - b2) * g**2 per step."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-3
+    eps_root: float = 0.0
+    initial_accumulator_value: float = 1e-6
+
+    def __post_init__(self):
+        # Not _check_betas: a positive initial v keeps v positive, so eps may be 0 then.
+        for arg in ("b1", "b2"):
+            check_range(self, arg, low=0.0, high=1.0, high_open=True)
+        for arg in ("eps", "eps_root", "initial_accumulator_value"):
+            check_range(self, arg, low=0.0)
+        check_denominator(self, "eps", "eps_root", "initial_accumulator_value")
+
+    def init(self, params):
+        return ScaleByAdamState(
+            zero_count(),
+            tree_full_like(params, self.initial_accumulator_value),
+            tree_squares_like(params, self.initial_accumulator_value),
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
+
+        def leaf(g, mu, nu):
+            mu = ema(g, mu, self.b1, 1)
+            g2, v = _abs_sq(g), up(nu)
+            nu = (v - hp(1 - self.b2, v) * jnp.sign(v - g2) * g2).astype(nu.dtype)
+            root = jnp.sqrt(debias(nu, bc2) + hp(self.eps_root, v))
+            u = debias(mu, bc1) / (root + hp(self.eps, v))
+            return u.astype(g.dtype), mu, nu
+
+        updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
+        return updates, ScaleByAdamState(count, mu, nu)
+
+
+def scale_by_yogi(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-3,
+    eps_root: float = 0.0,
+    initial_accumulator_value: float = 1e-6,
+) -> ScaleByYogi:
+    """Yogi's scaling, as ``optax.scale_by_yogi``.
+
+    Update rule::
+
+        m_t = b1 * m_{t-1} + (1 - b1) * u_t              (m_0 = initial_accumulator_value)
+        v_t = v_{t-1} - (1 - b2) * sign(v_{t-1} - u_t**2) * u_t**2      (v_0 likewise)
+        u_t <- (m_t / (1 - b1**t)) / (sqrt(v_t / (1 - b2**t) + eps_root) + eps)
+
+    As optax, both moments start at ``initial_accumulator_value`` and are
+    bias-corrected; the paper's Algorithm 2 starts m at 0 and writes no bias
+    correction.
+
+    Reference: Zaheer et al., *Adaptive Methods for Nonconvex Optimization*, NeurIPS 2018.
+    """
+    return ScaleByYogi(
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        initial_accumulator_value=initial_accumulator_value,
+    )
+
+
+# -- Adan ------------------------------------------------------------------------------
+
+
+class ScaleByAdanState(NamedTuple):
+    count: jax.Array
+    m: Any
+    v: Any
+    n: Any
+    prev_grad: Any
+
+
+class ScaleByAdan(Transform):
+    """Adan: Nesterov momentum through EMAs of the gradient and its differences."""
+
+    elementwise = True
+
+    b1: float = 0.98
+    b2: float = 0.92
+    b3: float = 0.99
+    eps: float = 1e-8
+    eps_root: float = 0.0
+
+    def __post_init__(self):
+        _check_betas(self)
+        check_range(self, "b3", low=0.0, high=1.0, high_open=True)
+
+    def init(self, params):
+        return ScaleByAdanState(
+            zero_count(),
+            tree_zeros_like(params),
+            tree_zeros_like(params),
+            tree_squares_like(params, 0.0),
+            tree_zeros_like(params),
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        first = state.count == 0
+        count = safe_increment(state.count)
+        bc1, bc2, bc3 = (bias_correction(b, count) for b in (self.b1, self.b2, self.b3))
+
+        def leaf(g, m, v, n, prev):
+            diff = jnp.where(first, 0, up(g) - up(prev))  # no previous gradient at t = 1
+            m, v = ema(g, m, self.b1, 1), ema(diff, v, self.b2, 1)
+            one_minus_b2 = hp(1 - self.b2, diff)
+            n = ema(up(g) + one_minus_b2 * diff, n, self.b3, 2)
+            root = jnp.sqrt(debias(n, bc3) + hp(self.eps_root, diff))
+            u = (debias(m, bc1) + one_minus_b2 * debias(v, bc2)) / (root + hp(self.eps, diff))
+            return u.astype(g.dtype), m, v, n, g.astype(prev.dtype)
+
+        updates, m, v, n, prev = tree_map_unzip(
+            leaf, updates, state.m, state.v, state.n, state.prev_grad
+        )
+        return updates, ScaleByAdanState(count, m, v, n, prev)
+
+
+def scale_by_adan(
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+) -> ScaleByAdan:
+    """Adan's scaling, as ``optax.scale_by_adan``.
+
+    Update rule (d_1 = 0)::
+
+        d_t = u_t - u_{t-1}
+        m_t = b1 * m_{t-1} + (1 - b1) * u_t
+        v_t = b2 * v_{t-1} + (1 - b2) * d_t
+        n_t = b3 * n_{t-1} + (1 - b3) * (u_t + (1 - b2) * d_t)**2
+        u_t <- (m^_t + (1 - b2) * v^_t) / (sqrt(n^_t + eps_root) + eps)    (^: / (1 - b**t))
+
+    The b's are decays (the paper's 1 - beta). The state holds ``count`` and
+    ``prev_grad`` where optax's holds ``t`` and ``g``.
+
+    Reference: Xie et al., *Adan: Adaptive Nesterov Momentum Algorithm for Faster
+    Optimizing Deep Models*, arXiv:2208.06677 (Algorithm 1, with bias correction).
+    """
+    return ScaleByAdan(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root)
+
+
+# -- ADOPT -----------------------------------------------------------------------------
+
+
+def fourth_root_of_count(count: jax.Array) -> jax.Array:
+    """ADOPT's default clipping bound, ``count ** 0.25`` (count = 0, 1, 2, ...)."""
+    return count**0.25
+
+
+class ScaleByAdopt(Transform):
+    """ADOPT: the gradient normalised by the previous second moment, then averaged."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.9999
+    eps: float = 1e-6
+    clip_value_fn: Any = fourth_root_of_count
+    mu_dtype: Any = static(None)
+    nesterov: bool = static(False)
+    use_clipping: bool = static(True)
+
+    def __post_init__(self):
+        _check_betas(self)
+
+    def init(self, params):
+        return ScaleByAdamState(
+            zero_count(), tree_zeros_like(params, self.mu_dtype), tree_squares_like(params, 0.0)
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        first = state.count == 0  # only v_0 = u_0**2 is formed: the update is 0
+        bound = self.clip_value_fn(state.count) if self.use_clipping else None
+
+        def leaf(g, mu, nu):
+            normalised = up(g) / jnp.maximum(jnp.sqrt(up(nu)), hp(self.eps, g))
+            if self.use_clipping:
+                normalised = jnp.clip(normalised, -bound, bound)
+            mu_prev = hp(mu, normalised)  # in the gradients' precision until stored
+            m = jnp.where(first, mu_prev, ema(normalised, mu_prev, self.b1, 1))
+            u = ema(normalised, m, self.b1, 1) if self.nesterov else m
+            u = jnp.where(first, m, u)
+            nu = jnp.where(first, _abs_sq(g), up(ema(g, nu, self.b2, 2))).astype(nu.dtype)
+            return u.astype(g.dtype), m.astype(mu.dtype), nu
+
+        updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
+        return updates, ScaleByAdamState(safe_increment(state.count), mu, nu)
+
+
+def scale_by_adopt(
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    use_clipping: bool = True,
+    clip_value_fn: Callable[[jax.Array], jax.Array] = fourth_root_of_count,
+) -> ScaleByAdopt:
+    """ADOPT's scaling, as ``optax.contrib.scale_by_adopt``.
+
+    Update rule (t = 0, 1, 2, ...)::
+
+        t = 0:  v_0 = u_0**2;  u_0 <- m_0 (= 0)
+        n_t = clip(u_t / max(sqrt(v_{t-1}), eps), clip_value_fn(t))    (use_clipping)
+        m_t = b1 * m_{t-1} + (1 - b1) * n_t
+        u_t <- m_t      (Nesterov: b1 * m_t + (1 - b1) * n_t)
+        v_t = b2 * v_{t-1} + (1 - b2) * u_t**2
+
+    No bias correction. ``clip_value_fn`` is a function of the step count (a
+    gradtx schedule, or a module-level function: a fresh lambda is a new jit
+    cache key each time). Differences from optax: 1 - b1 and 1 - b2 are formed
+    from the numbers given; optax rounds b1 and b2 to float32 first, so in
+    float32 its 1 - b2 for b2 = 0.9999 is 1.00017e-4, 1.7e-4 too large.
+
+    Reference: Taniguchi et al., *ADOPT: Modified Adam Can Converge with Any beta_2
+    with the Optimal Rate*, NeurIPS 2024, arXiv:2411.02853.
+    """
+    return ScaleByAdopt(
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        mu_dtype=mu_dtype,
+        nesterov=nesterov,
+        use_clipping=use_clipping,
+        clip_value_fn=clip_value_fn,
+    )
+
+
+# -- AdEMAMix --------------------------------------------------------------------------
+
+
+class ScaleByAdemamixState(NamedTuple):
+    count: jax.Array
+    m1: Any
+    m2: Any
+    nu: Any
+
+
+class ScaleByAdemamix(Transform):
+    """AdEMAMix: Adam's step plus alpha times a slow, uncorrected EMA of the gradient."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.999
+    b3: Any = 0.9999
+    alpha: Any = 6.0
+    eps: float = 1e-8
+    eps_root: float = 0.0
+    mu_dtype: Any = static(None)
+    nu_dtype: Any = static(None)
+
+    def __post_init__(self):
+        _check_betas(self)
+        check_range(self, "b3", low=0.0, high=1.0, high_open=True)
+        check_range(self, "alpha", low=0.0)
+
+    def init(self, params):
+        return ScaleByAdemamixState(
+            zero_count(),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_zeros_like(params, self.mu_dtype),
+            tree_squares_like(params, 0.0, self.nu_dtype),
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        b3, alpha = _at(self.b3, state.count), _at(self.alpha, state.count)
+        count = safe_increment(state.count)
+        bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
+
+        def leaf(g, m1, m2, nu):
+            m1, m2 = ema(g, m1, self.b1, 1), ema(g, m2, b3, 1)
+            nu = ema(g, nu, self.b2, 2)
+            fast_and_slow = debias(m1, bc1) + hp(alpha, g) * up(m2)
+            root = jnp.sqrt(debias(nu, bc2) + hp(self.eps_root, g))
+            u = fast_and_slow / (root + hp(self.eps, g))
+            return u.astype(g.dtype), m1, m2, nu
+
+        updates, m1, m2, nu = tree_map_unzip(leaf, updates, state.m1, state.m2, state.nu)
+        return updates, ScaleByAdemamixState(count, m1, m2, nu)
+
+
+def scale_by_ademamix(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: Any = 0.9999,
+    alpha: Any = 6.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> ScaleByAdemamix:
+    """AdEMAMix's scaling, as ``optax.contrib.scale_by_ademamix``.
+
+    Update rule (b3 and alpha numbers or schedules, evaluated at t - 1)::
+
+        m1_t = b1 * m1_{t-1} + (1 - b1) * u_t
+        m2_t = b3_t * m2_{t-1} + (1 - b3_t) * u_t              (not bias-corrected)
+        v_t = b2 * v_{t-1} + (1 - b2) * u_t**2
+        u_t <- (m1_t / (1 - b1**t) + alpha_t * m2_t) / (sqrt(v_t / (1 - b2**t) + eps_root) + eps)
+
+    The paper warms alpha up linearly and b3 by its own schedule (both over
+    T_alpha = T_b3 steps); pass them as schedules. Differences from optax:
+    ``mu_dtype`` stores m1 and m2, ``nu_dtype`` v (optax stores v in mu_dtype
+    and, after the first step, all three in the gradients' dtype); the state
+    has no second counter (optax's ``count_m2`` always equals ``count``).
+
+    Reference: Pagliardini, Ablin, Grangier, *The AdEMAMix Optimizer: Better,
+    Faster, Older*, arXiv:2409.03137.
+    """
+    return ScaleByAdemamix(
+        b1=b1,
+        b2=b2,
+        b3=b3,
+        alpha=alpha,
+        eps=eps,
+        eps_root=eps_root,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+
+
+class ScaleBySimplifiedAdemamixState(NamedTuple):
+    count: jax.Array
+    m: Any
+    n: Any
+
+
+class ScaleBySimplifiedAdemamix(Transform):
+    """Simplified AdEMAMix: an undamped momentum sum plus alpha times the gradient."""
+
+    elementwise = True
+
+    b1: float = 0.99
+    b2: float = 0.95
+    alpha: Any = 0.0
+    eps: float = 1e-8
+    eps_root: float = 0.0
+
+    def __post_init__(self):
+        _check_betas(self)
+        check_range(self, "alpha", low=0.0)
+
+    def init(self, params):
+        return ScaleBySimplifiedAdemamixState(
+            zero_count(), tree_zeros_like(params), tree_squares_like(params, 0.0)
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        alpha = _at(self.alpha, state.count)
+        count = safe_increment(state.count)
+        bc2 = bias_correction(self.b2, count)
+
+        def leaf(g, m, n):
+            g32 = up(g)
+            m = (g32 + hp(self.b1, g32) * up(m)).astype(m.dtype)
+            n = ema(g, n, self.b2, 2)
+            root = jnp.sqrt(debias(n, bc2) + hp(self.eps_root, g32))
+            u = (up(m) + hp(alpha, g32) * g32) / (root + hp(self.eps, g32))
+            return u.astype(g.dtype), m, n
+
+        updates, m, n = tree_map_unzip(leaf, updates, state.m, state.n)
+        return updates, ScaleBySimplifiedAdemamixState(count, m, n)
+
+
+def scale_by_simplified_ademamix(
+    b1: float = 0.99,
+    b2: float = 0.95,
+    alpha: Any = 0.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+) -> ScaleBySimplifiedAdemamix:
+    """Simplified AdEMAMix's scaling, as ``optax.contrib.scale_by_simplified_ademamix``.
+
+    Update rule (alpha a number or a schedule, evaluated at t - 1)::
+
+        m_t = b1 * m_{t-1} + u_t                                 (a sum: no 1 - b1)
+        v_t = b2 * v_{t-1} + (1 - b2) * u_t**2
+        u_t <- (m_t + alpha_t * u_t) / (sqrt(v_t / (1 - b2**t) + eps_root) + eps)
+
+    The momentum sum is about 1 / (1 - b1) times a gradient: scale the learning
+    rate down accordingly. The state holds ``count`` where optax's holds ``t``.
+
+    Reference: Morwani et al., *Connections between Schedule-Free Optimizers,
+    AdEMAMix, and Accelerated SGD Variants*, arXiv:2502.02431.
+    """
+    return ScaleBySimplifiedAdemamix(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
+
+
+# -- optimistic gradients --------------------------------------------------------------
+
+
+class ScaleByOptimisticGradientState(NamedTuple):
+    is_initial_step: jax.Array
+    previous_gradient: Any
+
+
+class ScaleByOptimisticGradient(Transform):
+    """Optimistic gradient: the gradient plus beta times its last change."""
+
+    elementwise = True
+
+    alpha: float = 1.0
+    beta: float = 1.0
+
+    def __post_init__(self):
+        check_range(self, "alpha", low=0.0)
+        check_range(self, "beta", low=0.0)
+
+    def init(self, params):
+        return ScaleByOptimisticGradientState(jnp.asarray(True), tree_zeros_like(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+
+        def leaf(g, prev):
+            g32 = up(g)
+            prev32 = jnp.where(state.is_initial_step, g32, up(prev))
+            beta = hp(self.beta, g32)
+            u = hp(self.alpha + self.beta, g32) * g32 - beta * prev32
+            return u.astype(g.dtype), g.astype(prev.dtype)
+
+        updates, prev = tree_map_unzip(leaf, updates, state.previous_gradient)
+        return updates, ScaleByOptimisticGradientState(jnp.asarray(False), prev)
+
+
+def scale_by_optimistic_gradient(
+    alpha: float = 1.0, beta: float = 1.0
+) -> ScaleByOptimisticGradient:
+    """Optimistic gradient scaling, as ``optax.scale_by_optimistic_gradient``.
+
+    Update rule (u_0 = u_1 at the first step)::
+
+        u_t <- (alpha + beta) * u_t - beta * u_{t-1}
+
+    With ``scale_by_learning_rate(lr)`` after it and alpha = beta = 1 this is
+    optimistic gradient descent, ``p_t = p_{t-1} - 2 lr g_t + lr g_{t-1}``.
+
+    Reference: Mokhtari, Ozdaglar, Pattathil, *A Unified Analysis of Extra-gradient
+    and Optimistic Gradient Methods for Saddle Point Problems*, AISTATS 2020.
+    """
+    return ScaleByOptimisticGradient(alpha=alpha, beta=beta)
+
+
+# -- recipes ---------------------------------------------------------------------------
+
+
+def adabelief(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    *,
+    nesterov: bool = False,
+) -> Chain:
+    """AdaBelief, as ``optax.adabelief``.
+
+    Update rule: :func:`scale_by_belief`, then ``p_t = p_{t-1} - lr_t * u_t``.
+
+    Reference: Zhuang et al., arXiv:2010.07468.
+
+    >>> import gradtx
+    >>> tx = gradtx.adabelief(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    -0.1
+    """
+    return named_recipe(
+        "adabelief",
+        scale_by_belief(b1, b2, eps, eps_root, nesterov=nesterov),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def yogi(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3) -> Chain:
+    """Yogi, as ``optax.yogi`` (eps 1e-3, accumulators starting at 1e-6).
+
+    Update rule: :func:`scale_by_yogi`, then ``p_t = p_{t-1} - lr_t * u_t``.
+
+    Reference: Zaheer et al., NeurIPS 2018.
+    """
+    return named_recipe("yogi", scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+def adan(
+    learning_rate: Any,
+    b1: float = 0.98,
+    b2: float = 0.92,
+    b3: float = 0.99,
+    eps: float = 1e-8,
+    eps_root: float = 1e-8,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+) -> Chain:
+    """Adan, as ``optax.adan`` (note eps_root=1e-8 here, 0 in :func:`scale_by_adan`).
+
+    Update rule::
+
+        p_t = p_{t-1} - lr_t * (adan_step_t + weight_decay * p_{t-1})
+
+    The decay is decoupled and multiplied by the rate: the official code's
+    ``no_prox=True``. The paper (and the code's default) divides by
+    ``1 + lr * weight_decay`` after the step instead (the same to first order).
+
+    Reference: Xie et al., arXiv:2208.06677.
+    """
+    return named_recipe(
+        "adan",
+        scale_by_adan(b1, b2, b3, eps, eps_root),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adopt(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.9999,
+    eps: float = 1e-6,
+    mu_dtype: Any = None,
+    *,
+    nesterov: bool = False,
+    use_clipping: bool = True,
+    clip_value_fn: Callable[[jax.Array], jax.Array] = fourth_root_of_count,
+) -> Chain:
+    """ADOPT, as ``optax.contrib.adopt``: no step at t = 0, clipped normalised gradients.
+
+    Update rule: :func:`scale_by_adopt`, then ``p_t = p_{t-1} - lr_t * u_t``.
+
+    Reference: Taniguchi et al., arXiv:2411.02853.
+    """
+    return named_recipe(
+        "adopt",
+        scale_by_adopt(
+            b1,
+            b2,
+            eps,
+            mu_dtype,
+            nesterov=nesterov,
+            use_clipping=use_clipping,
+            clip_value_fn=clip_value_fn,
+        ),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def ademamix(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    b3: Any = 0.9999,
+    alpha: Any = 5.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+    *,
+    nu_dtype: Any = None,
+) -> Chain:
+    """AdEMAMix with decoupled weight decay, as ``optax.contrib.ademamix``.
+
+    Update rule::
+
+        p_t = p_{t-1} - lr_t * (ademamix_step_t + weight_decay * p_{t-1})
+
+    As in optax, alpha defaults to 5 here and to 6 in :func:`scale_by_ademamix`.
+
+    Reference: Pagliardini, Ablin, Grangier, arXiv:2409.03137.
+    """
+    return named_recipe(
+        "ademamix",
+        scale_by_ademamix(b1, b2, b3, alpha, eps, eps_root, mu_dtype, nu_dtype=nu_dtype),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def simplified_ademamix(
+    learning_rate: Any,
+    b1: float = 0.99,
+    b2: float = 0.95,
+    alpha: Any = 0.0,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+) -> Chain:
+    """Simplified AdEMAMix with decoupled weight decay, as ``optax.contrib.simplified_ademamix``.
+
+    Update rule::
+
+        p_t = p_{t-1} - lr_t * (simplified_ademamix_step_t + weight_decay * p_{t-1})
+
+    Reference: Morwani et al., arXiv:2502.02431.
+    """
+    return named_recipe(
+        "simplified_ademamix",
+        scale_by_simplified_ademamix(b1, b2, alpha, eps, eps_root),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def optimistic_gradient_descent(learning_rate: Any, alpha: float = 1.0, beta: float = 1.0) -> Chain:
+    """Optimistic gradient descent, as ``optax.optimistic_gradient_descent``.
+
+    Update rule::
+
+        p_t = p_{t-1} - lr_t * ((alpha + beta) * g_t - beta * g_{t-1})     (g_0 = g_1)
+
+    Reference: Mokhtari, Ozdaglar, Pattathil, AISTATS 2020.
+    """
+    return named_recipe(
+        "optimistic_gradient_descent",
+        scale_by_optimistic_gradient(alpha, beta),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def optimistic_adam_v2(
+    learning_rate: Any,
+    *,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    mu_dtype: Any = None,
+    nesterov: bool = True,
+    nu_dtype: Any = None,
+) -> Chain:
+    """Optimistic Adam, as ``optax.optimistic_adam_v2``: optimism applied to Adam's steps.
+
+    Update rule::
+
+        a_t = adam_step_t   (:func:`scale_by_adam`, Nesterov by default)
+        p_t = p_{t-1} - lr_t * ((alpha + beta) * a_t - beta * a_{t-1})     (a_0 = a_1)
+
+    Reference: Daskalakis et al., *Training GANs with Optimism*, ICLR 2018.
+    """
+    return named_recipe(
+        "optimistic_adam_v2",
+        scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
+        scale_by_optimistic_gradient(alpha, beta),
+        scale_by_learning_rate(learning_rate),
+    )
