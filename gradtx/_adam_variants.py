@@ -600,10 +600,12 @@ def adabelief(
 
     Reference: Zhuang et al., arXiv:2010.07468.
 
+    At the first step ``m^ = g`` and ``s^ = (g - 0.1 g)**2``: the step is ``lr / 0.9``.
+
     >>> import gradtx
     >>> tx = gradtx.adabelief(0.1)
     >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
-    -0.1
+    -0.1111
     """
     return named_recipe(
         "adabelief",
