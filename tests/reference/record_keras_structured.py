@@ -100,7 +100,8 @@ def gradient(optimizer: str, params: dict, step, xp=np) -> dict:
         * (
             xp.asarray(2.0 * a[n], p.dtype) * p
             + 1.5 * xp.cos(3.0 * p)
-            + xp.asarray(c[n] + 0.4 * xp.sin(0.06 * step + phase[n]), p.dtype)
+            + xp.asarray(c[n], p.dtype)
+            + 0.4 * xp.sin(0.06 * step + xp.asarray(phase[n], p.dtype))
         )
         for n, p in params.items()
     }

@@ -66,7 +66,10 @@ def gradient(params: dict, step, xp=np) -> dict:
         * (
             xp.asarray(2.0 * A[k], p.dtype) * p
             + 1.5 * xp.cos(3.0 * p)
-            + xp.asarray(C[k] + 0.4 * xp.sin(0.06 * step + PHASE[k]), p.dtype)
+            # Constants converted at p's dtype: jax caches a NumPy constant's conversion across
+            # the x64 flag, and a float64 one would meet float32 leaves.
+            + xp.asarray(C[k], p.dtype)
+            + 0.4 * xp.sin(0.06 * step + xp.asarray(PHASE[k], p.dtype))
         )
         for k, p in params.items()
     }
