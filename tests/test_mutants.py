@@ -5,8 +5,10 @@ Each test names the mutated line it guards, so a later run can tell which surviv
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -158,3 +160,161 @@ def test_a_masked_optax_transform_is_a_pytree_that_jit_takes_as_an_argument():
     updates, _ = jax.jit(lambda tx, g, s: tx.update(g, s))(tx, grads, tx.init(grads))
     np.testing.assert_allclose(updates["w"], [2.0])
     np.testing.assert_allclose(updates["b"], [1.0])
+
+
+# -- _tree ----------------------------------------------------------------------------
+
+
+def test_clip_by_global_norm_divides_by_the_l2_norm_of_all_leaves_together():
+    # tree_global_norm: |x|**2 summed over every leaf, then the root (not 2|x|, not |x|**3).
+    grads = {"a": jnp.array([-3.0]), "b": jnp.array([[4.0]])}
+    tx = gradtx.clip_by_global_norm(1.0)
+    updates, _ = tx.update(grads, tx.init(grads))
+    np.testing.assert_allclose(updates["a"], [-0.6], rtol=1e-6)
+    np.testing.assert_allclose(updates["b"], [[0.8]], rtol=1e-6)
+
+
+def test_under_x64_a_global_norm_sums_in_float64_and_debias_keeps_float32(x64):
+    # tree_global_norm starts its sum from a default_float() zero, so float32 leaves add up in
+    # float64 (2**24 + 3 is not a float32); debias casts the float64 correction to the moment's
+    # dtype, so a float32 moment stays float32 (the compute-dtype rule of the module docstring).
+    from gradtx._tree import bias_correction, debias, tree_global_norm
+
+    norm = tree_global_norm({"a": jnp.array([4096.0], jnp.float32), "b": jnp.ones(3, jnp.float32)})
+    assert norm.dtype == jnp.float64
+    assert float(norm) == np.sqrt(2.0**24 + 3)
+    assert debias(jnp.ones(2, jnp.float32), bias_correction(0.9, 1)).dtype == jnp.float32
+
+
+def _message(call):
+    with pytest.raises((ValueError, TypeError)) as info:
+        call()
+    return str(info.value)
+
+
+def test_a_structure_mismatch_lists_up_to_eight_leaf_paths_of_each_tree():
+    # check_same_structure: the first differing path, the first eight paths of each tree and
+    # "..." only after more than eight, both treedefs; _paths: a leaf at the root is "<root>".
+    def paths(n):
+        return "[" + ", ".join(f"\"['k{i}']\"" for i in range(n)) + "]"
+
+    def tree(n):
+        return {f"k{i}": jnp.ones(1) for i in range(n)}
+
+    def treedef(n):
+        return "PyTreeDef({" + ", ".join(f"'k{i}': *" for i in range(n)) + "})"
+
+    question = "Was the state made by init on params of this structure?"
+    assert _message(lambda: gradtx.apply_updates(tree(9), tree(8))) == (
+        f"the updates do not match the params at ['k8']: updates have leaves {paths(8)}, "
+        f"the params has {paths(8)}....\nupdates: {treedef(8)}\nparams: {treedef(9)}\n{question}"
+    )
+    assert _message(lambda: gradtx.apply_updates(tree(8), tree(9))) == (
+        f"the updates do not match the params at ['k8']: updates have leaves {paths(8)}..., "
+        f"the params has {paths(8)}.\nupdates: {treedef(9)}\nparams: {treedef(8)}\n{question}"
+    )
+    tx = gradtx.adam(0.1)  # the same number of leaves, another key; the state (tree_map_unzip)
+    assert _message(lambda: tx.update({"w": jnp.ones(1)}, tx.init({"v": jnp.ones(1)}))) == (
+        "the updates do not match the optimizer state at ['w']: updates have leaves "
+        "[\"['w']\"], the optimizer state has [\"['v']\"].\nupdates: PyTreeDef({'w': *})\n"
+        f"optimizer state: PyTreeDef({{'v': *}})\n{question}"
+    )
+    assert _message(lambda: gradtx.apply_updates(jnp.ones(2), {"w": jnp.ones(2)})) == (
+        "the updates do not match the params at ['w']: updates have leaves [\"['w']\"], "
+        f"the params has ['<root>'].\nupdates: PyTreeDef({{'w': *}})\nparams: PyTreeDef(*)\n"
+        f"{question}"
+    )
+
+
+_SHAPE_ADVICE = (
+    "Gradients must have their parameter's shape; was the state made by init on these params?"
+)
+
+
+def test_a_shape_mismatch_names_the_leaf_both_shapes_and_the_tree_it_was_checked_against():
+    # check_same_shapes: the path ("<root>" for a bare array), both shapes, "params" or (from
+    # tree_map_unzip, the default) "optimizer state".
+    assert _message(lambda: gradtx.apply_updates({"w": jnp.ones(3)}, {"w": jnp.ones(2)})) == (
+        f"the updates do not match the params at ['w']: shape (2,) in the updates, (3,) in the "
+        f"params. {_SHAPE_ADVICE}"
+    )
+    tx = gradtx.adam(0.1)
+    assert _message(lambda: tx.update(jnp.ones(2), tx.init(jnp.ones(3)))) == (
+        "the updates do not match the optimizer state at <root>: shape (2,) in the updates, "
+        f"(3,) in the optimizer state. {_SHAPE_ADVICE}"
+    )
+
+
+def test_an_integer_leaf_at_the_root_is_named_with_the_way_to_exclude_it():
+    # check_float_leaves: "<root>" for a bare array, and the advice (masked / partition).
+    tx = gradtx.sgd(0.1)
+    assert _message(lambda: tx.update(jnp.ones(2, jnp.int32), tx.init(jnp.ones(2)))) == (
+        "gradtx: the updates leaf at <root> has dtype int32; optimizers take floating-point "
+        "(or complex) leaves. Keep integer and boolean arrays out of the optimized params, or "
+        "exclude them with gradtx.masked / gradtx.partition and set_to_zero."
+    )
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["w"], meta_fields=["tag"])
+@dataclasses.dataclass
+class _Tagged:
+    """A pytree node whose static field is part of its treedef."""
+
+    w: Any
+    tag: str
+
+
+def _container_message(where, mine, theirs):
+    return (
+        f"the updates do not match the params at {where}: the same leaves, but held in a {mine} "
+        f"in the updates and a {theirs} in the params. Convert one to the other's container "
+        "(for flax, flax.core.unfreeze or freeze) before the call."
+    )
+
+
+def test_trees_with_the_same_leaves_name_the_first_container_that_differs():
+    # _first_container_difference: the first node (depth first, past equal siblings) whose
+    # type differs; check_same_structure: <root> with both types when no container type differs
+    # (a static field differs).
+    x = jnp.ones(2)
+    assert _message(lambda: gradtx.apply_updates([x], (x,))) == _container_message(
+        "<root>", "builtins.tuple", "builtins.list"
+    )
+    nested = _message(
+        lambda: gradtx.apply_updates({"a": x, "b": {"c": [x]}}, {"a": x, "b": {"c": (x,)}})
+    )
+    assert nested == _container_message("['b']['c']", "builtins.tuple", "builtins.list")
+    tagged = f"{__name__}._Tagged"
+    assert _message(
+        lambda: gradtx.apply_updates(_Tagged(x, "a"), _Tagged(x, "b"))
+    ) == _container_message("<root>", tagged, tagged)
+
+
+def test_factored_rms_starts_its_second_moments_at_zero_and_steps_with_a_none_in_them():
+    # tree_squares_like: the default fill value 0 (scale_by_factored_rms does not pass one);
+    # check_same_shapes: a None in the state (v of a factored leaf) has no shape to compare.
+    tx = gradtx.scale_by_factored_rms(min_dim_size_to_factor=2)
+    state = tx.init({"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
+    for leaf in jax.tree.leaves((state.v_row, state.v_col, state.v)):
+        np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
+    # w is factored (a row and a column statistic), b is not (a full one).
+    assert [len(jax.tree.leaves(s)) for s in (state.v_row, state.v_col, state.v)] == [1, 1, 1]
+    updates, _ = tx.update({"w": jnp.ones((4, 3)), "b": jnp.ones(3)}, state)
+    assert updates["w"].shape == (4, 3)
+
+
+def test_a_none_param_takes_an_update_without_a_shape_check_and_stays_none():
+    # check_same_shapes skips a None param (optax's convention: a None param is not updated).
+    grads, params = {"w": jnp.ones(2), "b": jnp.ones(1)}, {"w": jnp.ones(2), "b": None}
+    tx = gradtx.sgd(0.1)
+    updates, _ = tx.update(grads, tx.init(grads), params)
+    np.testing.assert_allclose(updates["b"], [-0.1])
+    assert gradtx.apply_updates(params, grads)["b"] is None
+
+
+def test_adam_keeps_float16_second_moments_in_float32_but_bfloat16_ones_in_bfloat16():
+    # tree_squares_like: (1 - b2) * g**2 underflows in float16, not in bfloat16 (float32's range).
+    params = {"h": jnp.ones(2, jnp.float16), "b": jnp.ones(2, jnp.bfloat16)}
+    state = gradtx.scale_by_adam().init(params)
+    assert state.nu["h"].dtype == jnp.float32 and state.nu["b"].dtype == jnp.bfloat16
+    assert state.mu["h"].dtype == jnp.float16
