@@ -1,0 +1,124 @@
+"""keras.optimizers.ScheduleFreeAdamW as a gradtx Schedule-Free wrapper."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+
+from ..._adaptive import scale_by_rms
+from ..._base import check_range, Transform
+from ..._combine import as_transform, Chain
+from ..._regularize import _require_params
+from ..._scale import scale_by_learning_rate, value_at
+from ..._schedule_free import schedule_free, ScheduleFreeWarmup
+from ..._tree import hp, safe_increment, up, zero_count
+from ._optimizers import _shell, _unsupported
+
+
+class DecayParamsFirstState(NamedTuple):
+    count: jax.Array
+    inner_state: Any
+
+
+class DecayParamsFirst(Transform):
+    """Keras's weight decay ahead of an update that reads the params: ``inner`` sees them decayed.
+
+    Update rule::
+
+        p' = p - p * weight_decay * lr_t;   u <- (p' - p) + inner(g, params=p')
+    """
+
+    elementwise = True
+
+    inner: Transform
+    weight_decay: Any
+    learning_rate: Any
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        check_range(self, "weight_decay", low=0.0)
+        check_range(self, "learning_rate", low=0.0)
+
+    def init(self, params):
+        return DecayParamsFirstState(zero_count(), self.inner.init(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        _require_params(self, params)
+        lr = value_at(self.learning_rate, state.count)
+
+        def decay(p):
+            return (up(p) - up(p) * hp(self.weight_decay, p) * hp(lr, p)).astype(p.dtype)
+
+        decayed = jax.tree.map(decay, params)
+        inner, inner_state = self.inner.update(updates, state.inner_state, decayed, **extra_args)
+        updates = jax.tree.map(
+            lambda u, d, p: (up(d) - up(p) + up(u)).astype(u.dtype), inner, decayed, params
+        )
+        return updates, DecayParamsFirstState(safe_increment(state.count), inner_state)
+
+
+def schedule_free_adamw(
+    learning_rate: Any = 0.0025,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+    warmup_steps: int = 0,
+    weight_decay: float | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
+    use_ema: bool = False,
+    ema_momentum: float = 0.99,
+    ema_overwrite_frequency: int | None = None,
+    loss_scale_factor: float | None = None,
+    gradient_accumulation_steps: int | None = None,
+    name: str | None = None,
+) -> Chain:
+    """``keras.optimizers.ScheduleFreeAdamW`` (Keras 3.15): the uniform average, no lr weights.
+
+    Update rule (Keras 3), at step t = 1, 2, ... with y the params::
+
+        y' = y - y * weight_decay * lr            (the decay comes first, without warmup)
+        lr_t = lr * min(t / warmup_steps, 1);   v_t = b2 v + (1 - b2) g**2
+        z_t = z_{t-1} - lr_t * g / (sqrt(v_t / (1 - b2**t)) + epsilon)
+        x_t = (1 - 1/t) (y' - (1 - b1) z_{t-1}) / b1 + z_t / t
+        y_t = b1 x_t + (1 - b1) z_t
+
+    That is :func:`gradtx.schedule_free` with ``weight_lr_power=0`` (every
+    step weighs the same; the authors and optax weigh step t by lr_max**2)
+    around the decayed params (:class:`DecayParamsFirst`; the authors and
+    optax add ``weight_decay * y`` to z's step instead). Keras has no
+    evaluation mode: its model stays at y. ``gradtx.schedule_free_eval_params
+    (state, params)`` gives x.
+    """
+    del name
+    unsupported = _unsupported(
+        use_ema,
+        ema_momentum,
+        ema_overwrite_frequency,
+        loss_scale_factor,
+        gradient_accumulation_steps,
+    )
+    rate = ScheduleFreeWarmup(learning_rate=learning_rate, warmup_steps=warmup_steps)
+    adam_step = Chain(
+        transforms=(
+            scale_by_rms(beta_2, epsilon, eps_in_sqrt=False, bias_correction=True),
+            scale_by_learning_rate(rate),
+        )
+    )
+    step = DecayParamsFirst(  # with weight_decay None, 0: p' = p exactly
+        inner=schedule_free(adam_step, rate, beta_1, weight_lr_power=0.0, lr_one_step_ahead=False),
+        weight_decay=weight_decay or 0.0,
+        learning_rate=learning_rate,
+    )
+    return _shell(
+        "schedule_free_adamw",
+        [step],
+        learning_rate,
+        None,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+    )
