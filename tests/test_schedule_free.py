@@ -156,9 +156,7 @@ WARMUP = {"sgd-every-option", "adamw-every-option"}
 
 @pytest.mark.parametrize("name", OPTAX_CASES)
 def test_matches_optax(name, monkeypatch):
-    float32 = _WavyProblem(120, "float32")
-    ours32 = _ours(OPTAX_CASES[name](gradtx), float32)
-    theirs32 = _theirs(OPTAX_CASES[name](OPTAX), float32)
+    ours32 = _ours(OPTAX_CASES[name](gradtx), _WavyProblem(120, "float32"))
     with jax.enable_x64(True):
         problem = _WavyProblem(120, "float64")
         theirs = _theirs(OPTAX_CASES[name](OPTAX), problem)
@@ -172,11 +170,10 @@ def test_matches_optax(name, monkeypatch):
             ours = _ours(OPTAX_CASES[name](gradtx), problem)
     assert _relative_error(ours, theirs) <= 1e-10
     assert all(np.ptp(x) > 0.1 for x in jax.tree.leaves(ours[1]))  # x moves
-    # float32: gradtx forms y_t - y_{t-1} directly; optax subtracts y_{t-1} from y_t, two
-    # parameter-sized numbers, and drifts up to 2e-5 from its own float64 trajectory (Adam's
-    # normalisation amplifies it) where gradtx stays within 1e-6 of it.
+    # float32 against optax's float64 trajectory. gradtx forms y_t - y_{t-1} directly; optax
+    # subtracts y_{t-1} from y_t, two parameter-sized numbers, and its float32 trajectory
+    # drifts from its float64 one by up to 1.2e-5 here (Adam amplifies it), gradtx's by 9e-7.
     assert _relative_error(ours32, theirs) <= 1e-6
-    assert _relative_error(ours32, theirs32) <= 3e-5
 
 
 def test_state_dtype_matches_optax(x64):
@@ -204,17 +201,24 @@ def test_defaults_and_state_are_optax():
     np.testing.assert_allclose(gradtx.schedule_free_eval_params(state, params)["w"], expected["w"])
 
 
+def _first_step(tx, params):
+    """The updates and state of ``tx``'s first step on the wavy loss, and the gradients."""
+    grads = jax.grad(wavy_loss)(params)
+    return (*tx.update(grads, tx.init(params), params), grads)
+
+
+_first_step_ours = jax.jit(_first_step)
+_first_step_theirs = jax.jit(_first_step, static_argnums=0)
+
+
 def test_warmup_steps_zero_trains_where_optax_never_moves():
     # optax.warmup_constant_schedule(0, lr, 0) stays at 0: its schedule_free_sgd never moves.
     params = make_params()
-    grads = jax.grad(wavy_loss)(params)
-    ours, plain = gradtx.schedule_free_sgd(0.1, warmup_steps=0), gradtx.schedule_free_sgd(0.1)
-    u_ours = ours.update(grads, ours.init(params), params)[0]
-    u_plain = plain.update(grads, plain.init(params), params)[0]
-    np.testing.assert_allclose(u_ours["w"], u_plain["w"], rtol=1e-6)
-    assert np.all(np.abs(u_ours["w"]) > 0)
-    theirs = optax.contrib.schedule_free_sgd(0.1, warmup_steps=0)
-    state = theirs.update(grads, theirs.init(params), params)[1]
+    ours = _first_step_ours(gradtx.schedule_free_sgd(0.1, warmup_steps=0), params)[0]
+    plain = _first_step_ours(gradtx.schedule_free_sgd(0.1), params)[0]
+    np.testing.assert_allclose(ours["w"], plain["w"], rtol=1e-6)
+    assert np.all(np.abs(ours["w"]) > 0)
+    state = _first_step_theirs(optax.contrib.schedule_free_sgd(0.1, warmup_steps=0), params)[1]
     np.testing.assert_array_equal(state.z["w"], params["w"])  # z never moves
 
 
@@ -222,16 +226,15 @@ def test_warmup_rate_is_one_step_later_in_optax_than_in_the_authors():
     # With a warmup, optax's base optimizer steps at rate(t - 1) (0 at the first step) while its
     # weights use rate(t); the authors' package uses rate(t) = lr * t / warmup_steps for both.
     params = make_params()
-    grads = jax.grad(wavy_loss)(params)
-    optax_like = gradtx.schedule_free_sgd(1.0, warmup_steps=4)
+    optax_like = _first_step_ours(gradtx.schedule_free_sgd(1.0, warmup_steps=4), params)[0]
+    assert not np.any(optax_like["w"])
     authors = compat.pytorch.sgd_schedule_free(lr=1.0, warmup_steps=4)
-    assert not np.any(optax_like.update(grads, optax_like.init(params), params)[0]["w"])
-    updates, state = authors.update(grads, authors.init(params), params)
+    updates, state, grads = _first_step_ours(authors, params)
     # First step: c = 1, so y_1 = z_1 = y_0 - 0.25 g.
     np.testing.assert_allclose(updates["w"], -0.25 * grads["w"], rtol=1e-6)
     assert float(gradtx.tree_get(state, "max_lr")) == 0.25
     rate = ScheduleFreeWarmup(learning_rate=1.0, warmup_steps=4)
-    np.testing.assert_allclose([rate(k) for k in range(6)], [0.25, 0.5, 0.75, 1, 1, 1])
+    np.testing.assert_allclose(rate(jnp.arange(6)), [0.25, 0.5, 0.75, 1, 1, 1])
 
 
 def test_scalars_stay_float32_for_bfloat16_params():
@@ -398,7 +401,7 @@ def torch_float64():
     torch.set_default_dtype(dtype)
 
 
-@pytest.mark.parametrize("index", [1, 8, 11, 15, 17], ids=lambda i: _id(CASES[i]))
+@pytest.mark.parametrize("index", [1, 11, 17], ids=lambda i: _id(CASES[i]))
 def test_matches_the_authors_package_live(index, torch_float64):
     expected = reference.run_torch(CASES[index], steps=LIVE_STEPS)
     _assert_matches(index, expected)
@@ -409,7 +412,7 @@ def test_matches_keras_live(index, keras_float64):
     keras = pytest.importorskip("keras")
     if not hasattr(keras.optimizers, "ScheduleFreeAdamW"):
         pytest.skip(f"Keras {keras.__version__} has no ScheduleFreeAdamW")
-    expected = reference.run_keras(CASES[index], steps=LIVE_STEPS)
+    expected = reference.run_keras(CASES[index], steps=12)
     _assert_matches(index, expected)
 
 
