@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import check_range, fail, FrozenDict, static, Transform
+from ._base import check_choice, check_range, fail, FrozenDict, static, Transform
 from ._combine import as_transform, EmptyState, freeze_tree, Masked, masked, resolve_tree
 from ._scale import value_at
 from ._schedules import _as_schedule
@@ -567,3 +567,81 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
         )
 
     return factory
+
+
+class CautiousState(NamedTuple):
+    inner_state: Any
+
+
+class Cautious(Transform):
+    """Zeroes the inner update where it would climb the incoming gradient; rescales the rest."""
+
+    integer_leaves = "refuse"  # it multiplies the updates by a mask
+
+    inner: Transform
+    eps: float = 1.0
+    normalize: str = static("count")
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        check_range(self, "eps", low=0.0, low_open=True)
+        check_choice(self, "normalize", ("count", "mean"))
+
+    def init(self, params):
+        return CautiousState(self.inner.init(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        new, inner = self.inner.update(updates, state.inner_state, params, **extra_args)
+
+        def leaf(u, g):
+            u32 = up(u)
+            # Descent updates point against g: keep where Re(u conj(g)) < 0 (per real pair).
+            keep = jnp.real(u32 * jnp.conj(up(g))) < 0
+            real = jnp.real(u32).dtype  # float64 for float64 and complex128 leaves
+            eps = jnp.asarray(self.eps, real)
+            if self.normalize == "count":
+                scale = jnp.size(u) / (jnp.sum(keep, dtype=real) + eps)
+            else:
+                scale = 1 / (jnp.mean(keep, dtype=real) + eps)
+            return jnp.where(keep, u32 * scale, 0).astype(jnp.result_type(u))
+
+        return jax.tree.map(leaf, new, updates), CautiousState(inner)
+
+
+def cautious(inner: Any, eps: float = 1.0, *, normalize: str = "count") -> Cautious:
+    """The cautious form of any optimizer (C-AdamW, C-Lion): no step against the gradient.
+
+    Update rule, for each leaf of ``n`` elements, with ``g_t`` the updates coming
+    in (the gradient) and ``u_t`` what ``inner`` makes of them (added to the params)::
+
+        phi_t = 1 where u_t * g_t < 0 (the step descends along g_t), else 0
+        u_t <- u_t * phi_t * n / (sum(phi_t) + eps)         normalize="count"
+        u_t <- u_t * phi_t / (mean(phi_t) + eps)            normalize="mean"
+
+    The default (``"count"``, eps=1) is the authors' code, their paper's algorithm
+    box (``d / (nnz + 1)``) and pytorch-optimizer's ``cautious=True``; ``"mean"``
+    with a small eps is the paper's later one-line form ``m / (m.mean() + eps)``.
+    Each leaf is normalised by itself (every implementation works per tensor;
+    the paper's ``d`` reads as the whole parameter vector). A zero gradient keeps
+    nothing: that step is zero. Complex leaves keep an element where
+    ``Re(u conj(g)) < 0``.
+
+    ``inner`` is a complete optimizer (its updates are added to the params, so a
+    descent step is negative along g). Decoupled weight decay outside the mask, as
+    the paper's C-AdamW::
+
+        gradtx.chain(gradtx.cautious(gradtx.adam(lr)), gradtx.add_decoupled_weight_decay(wd, lr))
+
+    The inner state is kept as it is (``tree_get(state, "learning_rate")`` works).
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.cautious(gradtx.sgd(0.1, momentum=0.9))
+    >>> params = {"w": jnp.zeros(2)}
+    >>> _, state = tx.update({"w": jnp.array([1.0, 1.0])}, tx.init(params), params)
+    >>> tx.update({"w": jnp.array([1.0, -0.5])}, state, params)[0]["w"]
+    Array([-0.19,  0.  ], dtype=float32)
+
+    Reference: Liang, Chen, Liu, Liu, *Cautious Optimizers: Improving Training with
+    One Line of Code*, arXiv:2411.16085.
+    """
+    return Cautious(inner=inner, eps=eps, normalize=normalize)
