@@ -243,6 +243,15 @@ def test_a_shape_mismatch_names_the_leaf_both_shapes_and_the_tree_it_was_checked
         "the updates do not match the optimizer state at <root>: shape (2,) in the updates, "
         f"(3,) in the optimizer state. {_SHAPE_ADVICE}"
     )
+    # tree_map_unzip compares every pair of shapes, a scalar against an array too (no broadcast).
+    for grads, params, shapes in [
+        (jnp.ones(2), jnp.ones(()), "(2,) in the updates, ()"),
+        (jnp.ones(()), jnp.ones(3), "() in the updates, (3,)"),
+    ]:
+        assert _message(lambda g=grads, p=params: tx.update(g, tx.init(p))) == (
+            f"the updates do not match the optimizer state at <root>: shape {shapes} in the "
+            f"optimizer state. {_SHAPE_ADVICE}"
+        )
 
 
 def test_an_integer_leaf_at_the_root_is_named_with_the_way_to_exclude_it():
@@ -290,17 +299,18 @@ def test_trees_with_the_same_leaves_name_the_first_container_that_differs():
     ) == _container_message("<root>", tagged, tagged)
 
 
-def test_factored_rms_starts_its_second_moments_at_zero_and_steps_with_a_none_in_them():
+def test_factored_rms_starts_its_second_moments_at_zero_in_the_params_dtype():
     # tree_squares_like: the default fill value 0 (scale_by_factored_rms does not pass one);
-    # check_same_shapes: a None in the state (v of a factored leaf) has no shape to compare.
+    # tree_full_like: an abstract leaf (the factored row and column) gets the requested dtype.
     tx = gradtx.scale_by_factored_rms(min_dim_size_to_factor=2)
-    state = tx.init({"w": jnp.ones((4, 3)), "b": jnp.ones(3)})
+    state = tx.init({"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.ones(3)})
     for leaf in jax.tree.leaves((state.v_row, state.v_col, state.v)):
         np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
+    assert [leaf.dtype for leaf in jax.tree.leaves((state.v_row, state.v_col))] == [
+        jnp.bfloat16
+    ] * 2
     # w is factored (a row and a column statistic), b is not (a full one).
     assert [len(jax.tree.leaves(s)) for s in (state.v_row, state.v_col, state.v)] == [1, 1, 1]
-    updates, _ = tx.update({"w": jnp.ones((4, 3)), "b": jnp.ones(3)}, state)
-    assert updates["w"].shape == (4, 3)
 
 
 def test_a_none_param_takes_an_update_without_a_shape_check_and_stays_none():
@@ -318,3 +328,32 @@ def test_adam_keeps_float16_second_moments_in_float32_but_bfloat16_ones_in_bfloa
     state = gradtx.scale_by_adam().init(params)
     assert state.nu["h"].dtype == jnp.float32 and state.nu["b"].dtype == jnp.bfloat16
     assert state.mu["h"].dtype == jnp.float16
+
+
+def test_ema_of_a_float32_leaf_gives_the_same_bits_with_and_without_x64():
+    # ema: both decays are cast to the leaf's compute dtype (float32 here, also under x64), so
+    # jax_enable_x64 does not change a float32 moment's rounding.
+    from gradtx._tree import ema
+
+    rng = np.random.default_rng(0)
+    g, m = (jnp.asarray(rng.normal(size=1000), jnp.float32) for _ in range(2))
+    without = [ema(g, m, 0.9), ema(g, m, 0.999, 2)]
+    with jax.enable_x64(True):
+        with_x64 = [ema(g, m, 0.9), ema(g, m, 0.999, 2)]
+    for a, b in zip(with_x64, without):
+        assert a.dtype == jnp.float32
+        np.testing.assert_array_equal(a, b)
+
+
+def test_scale_keeps_a_bfloat16_leaf_bfloat16_and_float32_rounding_under_x64():
+    # tree_scale: the product is cast back to the leaf's dtype, and the scalar is cast to the
+    # leaf's compute dtype first (float32 for a float32 leaf, also under x64).
+    tx = gradtx.scale(0.1)
+    half = jnp.ones(3, jnp.bfloat16)
+    assert tx.update(half, tx.init(half))[0].dtype == jnp.bfloat16
+    g = jnp.asarray(np.random.default_rng(0).normal(size=1000), jnp.float32)
+    without = tx.update(g, tx.init(g))[0]
+    with jax.enable_x64(True):
+        with_x64 = tx.update(g, tx.init(g))[0]
+    assert with_x64.dtype == jnp.float32
+    np.testing.assert_array_equal(with_x64, without)
