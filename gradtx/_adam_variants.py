@@ -11,8 +11,8 @@ import jax.numpy as jnp
 from ._adam import _check_betas, scale_by_adam, ScaleByAdamState
 from ._base import check_denominator, check_range, static, Transform
 from ._combine import Chain, named_recipe
-from ._regularize import add_decayed_weights
-from ._scale import scale_by_learning_rate
+from ._regularize import _require_params, add_decayed_weights
+from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction,
     debias,
@@ -787,4 +787,180 @@ def optimistic_adam_v2(
         scale_by_adam(b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov, nu_dtype=nu_dtype),
         scale_by_optimistic_gradient(alpha, beta),
         scale_by_learning_rate(learning_rate),
+    )
+
+
+# -- ACProp ------------------------------------------------------------------------------
+
+
+class ScaleByAcprop(Transform):
+    """ACProp: the gradient over the root of the *previous* centred second moment."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-16
+    eps_root: float = 1e-16
+
+    def __post_init__(self):
+        _check_betas(self)
+
+    def init(self, params):
+        return ScaleByBeliefState(
+            zero_count(), tree_zeros_like(params), tree_squares_like(params, 0.0)
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        first = state.count == 0
+        # s_{t-1} is corrected by 1 - b2**(t-1); at t = 1 there is none and s^_0 = 1.
+        bc2 = bias_correction(self.b2, jnp.maximum(state.count, 1))
+
+        def leaf(g, mu, nu):
+            s_hat = jnp.where(first, 1, debias(nu, bc2))
+            u = up(g) / (jnp.sqrt(s_hat) + hp(self.eps, g))
+            new_nu = ema(up(g) - up(mu), nu, self.b2, 2)  # the error of the *previous* m
+            new_nu = (up(new_nu) + hp(self.eps_root, new_nu)).astype(nu.dtype)
+            return u.astype(g.dtype), ema(g, mu, self.b1, 1), new_nu
+
+        updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
+        return updates, ScaleByBeliefState(safe_increment(state.count), mu, nu)
+
+
+def scale_by_acprop(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16, eps_root: float = 1e-16
+) -> ScaleByAcprop:
+    """ACProp's scaling, as ``optax.contrib.scale_by_acprop``.
+
+    Update rule::
+
+        u_t <- u_t / (sqrt(s_{t-1} / (1 - b2**(t-1))) + eps)       (s^_0 = 1 at t = 1)
+        m_t = b1 * m_{t-1} + (1 - b1) * g_t
+        s_t = b2 * s_{t-1} + (1 - b2) * (g_t - m_{t-1})**2 + eps_root
+
+    The prediction error is taken against m_{t-1}, as optax's code does (its
+    docstring writes m_t). The denominator uses steps up to t - 1 only.
+
+    Reference: Zhuang et al., *Momentum Centering and Asynchronous Update for
+    Adaptive Gradient Methods*, NeurIPS 2021, arXiv:2110.05454.
+    """
+    return ScaleByAcprop(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
+
+
+def acprop(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-16,
+    eps_root: float = 1e-16,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+) -> Chain:
+    """ACProp, as ``optax.contrib.acprop``.
+
+    Update rule: :func:`scale_by_acprop`, then
+    ``p_t = p_{t-1} - lr_t * (u_t + weight_decay * p_{t-1})``.
+
+    Reference: Zhuang et al., arXiv:2110.05454.
+    """
+    return named_recipe(
+        "acprop",
+        scale_by_acprop(b1, b2, eps, eps_root),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+# -- MADGRAD -----------------------------------------------------------------------------
+
+
+class MadgradState(NamedTuple):
+    """``grad_sum_sq`` and ``s`` are the lambda-weighted sums of g**2 and g; ``x0`` the start."""
+
+    count: jax.Array
+    grad_sum_sq: Any
+    s: Any
+    x0: Any
+
+
+class ScaleByMadgrad(Transform):
+    """MADGRAD: dual averaging with a cube-root denominator, and momentum on the iterate."""
+
+    elementwise = True
+    integer_leaves = "refuse"  # it does arithmetic on the params
+
+    learning_rate: Any = 1e-2
+    momentum: float = 0.9
+    eps: float = 1e-6
+
+    def __post_init__(self):
+        check_range(self, "learning_rate", low=0.0)
+        check_range(self, "momentum", low=0.0, high=1.0)
+        check_range(self, "eps", low=0.0)
+
+    def init(self, params):
+        return MadgradState(
+            zero_count(),
+            tree_zeros_like(params),
+            tree_zeros_like(params),
+            jax.tree.map(jnp.copy, params),  # a buffer of its own: donation-safe
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        lr = value_at(self.learning_rate, state.count)
+        lamb = (lr + self.eps) * jnp.sqrt(jnp.asarray(state.count + 1, lr.dtype))
+
+        def leaf(g, sum_sq, s, x0, x):
+            g32 = up(g)
+            sum_sq = (up(sum_sq) + hp(lamb, g32) * g32**2).astype(sum_sq.dtype)
+            s = (up(s) + hp(lamb, g32) * g32).astype(s.dtype)
+            z = up(x0) - up(s) / (jnp.cbrt(up(sum_sq)) + hp(self.eps, g32))
+            momentum = hp(self.momentum, g32)
+            new_x = (1 - momentum) * z + momentum * up(x)
+            return (new_x - up(x)).astype(g.dtype), sum_sq, s
+
+        updates, sum_sq, s = tree_map_unzip(
+            leaf, updates, state.grad_sum_sq, state.s, state.x0, params
+        )
+        return updates, MadgradState(safe_increment(state.count), sum_sq, s, state.x0)
+
+
+def scale_by_madgrad(
+    learning_rate: Any, momentum: float = 0.9, eps: float = 1e-6
+) -> ScaleByMadgrad:
+    """MADGRAD's step, as ``optax.contrib.scale_by_madgrad`` (the learning rate is inside).
+
+    Update rule, k = 0, 1, ... the step count::
+
+        lambda_k = (lr_k + eps) * sqrt(k + 1)
+        G_k = G_{k-1} + lambda_k g_k**2;   s_k = s_{k-1} + lambda_k g_k
+        z_k = x_0 - s_k / (cbrt(G_k) + eps)
+        u_k <- (1 - momentum) z_k + momentum x_k - x_k
+
+    It needs the params; ``x_0`` (the params at init) is kept in the state.
+
+    Reference: Defazio & Jelassi, *Adaptivity without Compromise: A Momentumized,
+    Adaptive, Dual Averaged Gradient Method for Stochastic Optimization*, arXiv:2101.11075.
+    """
+    return ScaleByMadgrad(learning_rate=learning_rate, momentum=momentum, eps=eps)
+
+
+def madgrad(
+    learning_rate: Any, momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 1e-6
+) -> Chain:
+    """MADGRAD, as ``optax.contrib.madgrad``: coupled L2 decay, then :func:`scale_by_madgrad`.
+
+    Update rule::
+
+        g_k <- g_k + weight_decay * x_k;   p_{k+1} = p_k + scale_by_madgrad(g_k)
+
+    Reference: Defazio & Jelassi, arXiv:2101.11075.
+    """
+    return named_recipe(
+        "madgrad",
+        add_decayed_weights(weight_decay),
+        scale_by_madgrad(learning_rate, momentum, eps),
     )

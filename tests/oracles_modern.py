@@ -144,3 +144,31 @@ def cautious_lion(
         return x - lr * u * _cautious_mask(u, g, mask_eps, normalize) - lr * weight_decay * x
 
     return _run(params0, gradient, steps, step)
+
+
+def madgrad(
+    params0: dict,
+    gradient: Gradient,
+    steps: int,
+    learning_rate,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    eps: float = 1e-6,
+) -> dict:
+    """MADGRAD, Defazio & Jelassi 2021 (arXiv:2101.11075), Algorithm 1, as optax.contrib's.
+
+    With k = t - 1: ``lambda_k = (lr_k + eps) sqrt(k + 1)`` (optax adds eps to lr; the paper
+    has lr alone); ``s_k = s + lambda_k g``, ``nu_k = nu + lambda_k g**2``,
+    ``z = x_0 - s_k / (cbrt(nu_k) + eps)``, ``x <- momentum x + (1 - momentum) z``; the
+    gradient carries optax's coupled decay ``g + weight_decay x``.
+    """
+
+    def step(x, g, t, mem):
+        g = g + weight_decay * x
+        lamb = (_rate(learning_rate, t) + eps) * np.sqrt(t)
+        mem["s"] = mem.get("s", 0.0) + lamb * g
+        mem["nu"] = mem.get("nu", 0.0) + lamb * g * g
+        z = mem.setdefault("x0", x) - mem["s"] / (np.cbrt(mem["nu"]) + eps)
+        return momentum * x + (1.0 - momentum) * z
+
+    return _run(params0, gradient, steps, step)

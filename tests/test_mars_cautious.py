@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -297,3 +299,80 @@ def test_cautious_mars_matches_pytorch_optimizers_cautious_option(x64):
     inner = _ours_as_pytorch_optimizer({**kwargs, "weight_decay": 0.0})
     tx = gradtx.chain(gradtx.cautious(inner), gradtx.add_decoupled_weight_decay(0.1, 0.01))
     _compare(tx, _pytorch_optimizer(kwargs, cautious=True), PYTORCH_TOLERANCE)
+
+
+# -- ACProp and MADGRAD against optax.contrib ------------------------------------------------
+
+CONTRIB = ["acprop", "scale_by_acprop", "madgrad", "scale_by_madgrad"]
+
+
+@pytest.mark.parametrize("name", CONTRIB)
+def test_acprop_and_madgrad_signatures_are_optaxs(name):
+    ours = inspect.signature(getattr(gradtx, name)).parameters
+    theirs = inspect.signature(getattr(optax.contrib, name)).parameters
+    assert list(ours) == list(theirs)
+    for k, p in theirs.items():
+        assert (ours[k].kind, ours[k].default) == (p.kind, p.default), k
+
+
+def _contrib(library, name, kwargs):
+    tx = getattr(gradtx if library is gradtx else optax.contrib, name)(**kwargs)
+    return (
+        library.chain(tx, library.scale_by_learning_rate(0.01)) if name == "scale_by_acprop" else tx
+    )
+
+
+# (name, kwargs, dtype): the defaults in float32 (rtol 1e-6), every option in float64 (1e-10).
+CONTRIB_CASES = [
+    ("acprop", {"learning_rate": 0.01}, "float32"),
+    ("madgrad", {"learning_rate": 0.01}, "float32"),
+    (
+        "acprop",
+        {"learning_rate": 0.02, "b1": 0.8, "b2": 0.99, "eps": 1e-8, "eps_root": 1e-10},
+        "float64",
+    ),
+    (
+        "acprop",
+        {
+            "learning_rate": 0.01,
+            "weight_decay": 0.05,
+            "mask": {"w": True, "t": False, "b": True, "s": True, "z": False},
+        },
+        "float64",
+    ),
+    ("scale_by_acprop", {"b1": 0.7, "eps": 1e-6}, "float64"),
+]
+
+# optax forms MADGRAD's lambda_k = (lr + eps) sqrt(k + 1) in float32 (the sqrt of its int32
+# count) also for float64 leaves: 1.3e-6 apart from gradtx's float64; the NumPy oracle below
+# checks these cases at 1e-10.
+MADGRAD_CASES = [
+    ("madgrad", {"learning_rate": 0.02, "momentum": 0.5, "weight_decay": 0.05, "eps": 1e-4}),
+    ("scale_by_madgrad", {"learning_rate": gradtx.linear_schedule(0.02, 0.005, 150)}),
+]
+CONTRIB_CASES += [(name, kwargs, "float32-in-float64") for name, kwargs in MADGRAD_CASES]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "dtype"), CONTRIB_CASES, ids=lambda x: str(x)[:30])
+def test_acprop_and_madgrad_match_optax(name, kwargs, dtype, x64):
+    from test_adam_variants import _Problem
+
+    data = _Problem("float64" if dtype.endswith("float64") else dtype)
+    ours = replay.trajectory(_contrib(gradtx, name, kwargs), data)
+    theirs = replay.trajectory(gradtx.chain(_contrib(optax, name, kwargs)), data)
+    tolerance = TOLERANCE if dtype == "float64" else {"rtol": 1e-6, "atol": 1e-6}
+    if dtype == "float32-in-float64":
+        tolerance = {"rtol": 1e-5, "atol": 1e-7}
+    replay.assert_trajectories_equal(ours, theirs, problem.SHAPES, **tolerance)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), MADGRAD_CASES, ids=[n for n, _ in MADGRAD_CASES])
+def test_madgrad_matches_the_papers_algorithm(name, kwargs, x64):
+    tx = gradtx.madgrad(**kwargs) if name == "madgrad" else gradtx.scale_by_madgrad(**kwargs)
+    _compare(tx, _oracle(oracles_modern.madgrad, **kwargs))
+
+
+def test_madgrad_needs_the_params():
+    tx = gradtx.madgrad(0.1)
+    with pytest.raises(ValueError, match="needs the params"):
+        tx.update(_PARAMS, tx.init(_PARAMS))
