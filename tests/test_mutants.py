@@ -343,6 +343,7 @@ def test_ema_of_a_float32_leaf_gives_the_same_bits_with_and_without_x64():
     for a, b in zip(with_x64, without):
         assert a.dtype == jnp.float32
         np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(ema(jnp.array([2.0]), jnp.array([4.0]), 0.5), [3.0])  # order 1
 
 
 def test_scale_keeps_a_bfloat16_leaf_bfloat16_and_float32_rounding_under_x64():
@@ -357,3 +358,24 @@ def test_scale_keeps_a_bfloat16_leaf_bfloat16_and_float32_rounding_under_x64():
         with_x64 = tx.update(g, tx.init(g))[0]
     assert with_x64.dtype == jnp.float32
     np.testing.assert_array_equal(with_x64, without)
+
+
+def test_a_scheduled_rate_under_x64_is_rounded_to_a_float32_leaf_before_the_product():
+    # hp: under x64 a schedule's rate is a float64 array (value_at casts it to default_float),
+    # not a weak Python float; it is cast to the float32 leaf's compute dtype first, so the
+    # update has the same bits as without x64.
+    tx = gradtx.scale_by_learning_rate(lambda count: 0.1)
+    g = jnp.asarray(np.random.default_rng(0).normal(size=1000), jnp.float32)
+    without = tx.update(g, tx.init(g))[0]
+    with jax.enable_x64(True):
+        with_x64 = tx.update(g, tx.init(g))[0]
+    assert with_x64.dtype == jnp.float32
+    np.testing.assert_array_equal(with_x64, without)
+
+
+def test_adam_squares_a_float16_gradient_in_float32():
+    # up: a float16 leaf is promoted before g**2 (1e-4**2 is 0 in float16), as the module says.
+    g = {"h": jnp.full(2, 1e-4, jnp.float16)}
+    tx = gradtx.scale_by_adam()
+    _, state = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(state.nu["h"], [1e-11, 1e-11], rtol=1e-3)
