@@ -911,7 +911,8 @@ class ScaleByMadgrad(Transform):
         del extra_args
         _require_params(self, params)
         lr = value_at(self.learning_rate, state.count)
-        lamb = (lr + self.eps) * jnp.sqrt(jnp.asarray(state.count + 1, lr.dtype))
+        # The count in float before adding 1: a saturated int32 count would wrap to negative.
+        lamb = (lr + self.eps) * jnp.sqrt(jnp.asarray(state.count, lr.dtype) + 1)
 
         def leaf(g, sum_sq, s, x0, x):
             g32 = up(g)

@@ -376,3 +376,12 @@ def test_madgrad_needs_the_params():
     tx = gradtx.madgrad(0.1)
     with pytest.raises(ValueError, match="needs the params"):
         tx.update(_PARAMS, tx.init(_PARAMS))
+
+
+def test_madgrad_stays_finite_at_a_saturated_count():
+    # optax's sqrt(count + 1) wraps to sqrt(-2**31) = NaN there.
+    tx = gradtx.madgrad(0.1)
+    state = tx.init(_PARAMS)
+    state = (state[0], state[1]._replace(count=jnp.asarray(2**31 - 1, jnp.int32)))
+    updates, _ = tx.update(_PARAMS, state, _PARAMS)
+    assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
