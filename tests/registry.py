@@ -145,6 +145,65 @@ OPTIMIZERS = [
         ({"learning_rate": 0.005}, 10000),
     ),
     _opt(
+        "adabelief",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.01, "b1": 0.8, "b2": 0.99},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02}, 3000),
+    ),
+    _opt(
+        "yogi",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.01, "eps": 1e-4},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02}, 3000),
+    ),
+    _opt(
+        "adan",
+        {"learning_rate": 0.05, "weight_decay": 1e-3},
+        {"learning_rate": 0.02, "b3": 0.9, "weight_decay": 1e-2},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02}, 3000),
+    ),
+    # ADOPT's v starts at g_0**2 and forgets it over 1 / (1 - b2) steps: Rosenbrock's first
+    # gradient (~200) would hold its steps small for 10k steps at b2 = 0.9999.
+    _opt(
+        "adopt",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "b1": 0.8, "b2": 0.99},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02, "b2": 0.99}, 3000),
+    ),
+    _opt(
+        "ademamix",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "b3": 0.999, "alpha": 3.0},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.01}, 5000),
+    ),
+    # Simplified AdEMAMix's momentum is a sum of about 1 / (1 - b1) gradients.
+    _opt(
+        "simplified_ademamix",
+        {"learning_rate": 0.005},
+        {"learning_rate": 0.002, "b1": 0.9, "alpha": 1.0},
+        ({"learning_rate": 0.005, "b1": 0.9}, 500),
+        ({"learning_rate": 2e-4}, 3000),
+    ),
+    _opt(
+        "optimistic_gradient_descent",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "alpha": 0.5, "beta": 0.3},
+        ({"learning_rate": 0.05}, 300),
+        ({"learning_rate": 1e-3, "alpha": 0.5, "beta": 0.5}, 20000),
+    ),
+    _opt(
+        "optimistic_adam_v2",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "alpha": 0.8, "b1": 0.8},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02}, 3000),
+    ),
+    _opt(
         "rprop",
         {"learning_rate": 0.01},
         {"eta_plus": 1.1, "eta_minus": 0.4},
@@ -178,6 +237,29 @@ OPTIMIZERS = [
         {"learning_rate": 0.02, "b1": 0.8, "weight_decay": 0.0},
         ({"learning_rate": _decaying(0.1, 50), "weight_decay": 0.0}, 500),
         ({"learning_rate": _decaying(0.01, 500), "weight_decay": 0.0}, 4000),
+    ),
+    _opt(
+        "acprop",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "b1": 0.8, "b2": 0.99, "weight_decay": 1e-3},
+        ({"learning_rate": 0.05}, 500),
+        # Its step g / sqrt(s) does not shrink near the minimum: a small rate, many steps.
+        ({"learning_rate": 0.002}, 8000),
+    ),
+    _opt(
+        "madgrad",
+        {"learning_rate": 0.01},
+        {"learning_rate": 0.02, "momentum": 0.8, "weight_decay": 1e-3},
+        ({"learning_rate": 0.01}, 500),
+        ({"learning_rate": 0.01}, 3000),
+        needs_params=True,
+    ),
+    _opt(
+        "mars",
+        {"learning_rate": 0.05},
+        {"learning_rate": 0.02, "b1": 0.9, "gamma": 0.05, "weight_decay": 1e-3},
+        ({"learning_rate": 0.05}, 500),
+        ({"learning_rate": 0.02}, 3000),
     ),
     # Trust-ratio and NovoGrad steps have a length set by the rate (times a layer's norm):
     # near Rosenbrock's minimum (norm sqrt 2) they settle only if the rate decays.
@@ -243,12 +325,70 @@ OPTIMIZERS = [
         ({"learning_rate": 0.1, "start_preconditioning_step": 1}, 300),
         ({"learning_rate": 1e-3, "start_preconditioning_step": 1}, 3000),
     ),
+    # Schedule-Free's y is a mix of z and the running average x, which converges like 1/t.
+    _opt(
+        "schedule_free_sgd",
+        {"learning_rate": 0.1},
+        {"learning_rate": 0.05, "b1": 0.8, "weight_lr_power": 1.0},
+        ({"learning_rate": 0.2}, 300),
+        ({"learning_rate": 2e-3}, 3000),
+    ),
+    _opt(
+        "schedule_free_adamw",
+        {"learning_rate": 0.05, "weight_decay": 1e-3},
+        {"learning_rate": 0.02, "b1": 0.8, "b2": 0.99, "weight_decay": 1e-2},
+        ({"learning_rate": 0.1}, 300),
+        ({"learning_rate": 0.05, "weight_decay": 0.0}, 3000),
+    ),
     _opt(
         "soap",
         {"lr": 0.01, "precondition_frequency": 2},
         {"lr": 0.02, "eps": 1e-6, "weight_decay": 0.02},
         ({"lr": 0.05, "precondition_frequency": 2, "weight_decay": 0.0}, 500),
         ({"lr": 0.02, "precondition_frequency": 2, "weight_decay": 0.0}, 3000),
+    ),
+    # Step-size-free (parameter_free): the estimate starts tiny and grows.
+    _opt(
+        "prodigy",
+        {},
+        {"learning_rate": 0.5, "eps": 1e-6, "estim_lr0": 1e-5},
+        ({}, 300),
+        ({}, 3000),
+        needs_params=True,
+    ),
+    _opt(
+        "dadapt_adamw",
+        {},
+        {"learning_rate": 0.5, "eps": 1e-6, "weight_decay": 1e-3},
+        ({}, 300),
+        ({"learning_rate": 0.5}, 3000),
+        needs_params=True,
+    ),
+    _opt(
+        "polyak_sgd",
+        {},
+        {"max_learning_rate": 0.5, "f_min": -1.0, "eps": 1e-6},
+        ({}, 100),
+        ({}, 3000),
+        extra_args=True,
+    ),
+    # DoG crawls along Rosenbrock's valley (0.18 after 3000 steps): it must cut the loss 100x.
+    _opt(
+        "dog",
+        {},
+        {"learning_rate": 0.5, "eps": 1e-6},
+        ({}, 300),
+        ({}, 3000),
+        rosenbrock_tol=0.242,
+        needs_params=True,
+    ),
+    _opt(
+        "dowg",
+        {},
+        {"learning_rate": 0.5, "eps": 1e-3},
+        ({}, 300),
+        ({"learning_rate": 0.5}, 5000),
+        needs_params=True,
     ),
 ]
 
@@ -278,9 +418,25 @@ TRANSFORMS = [
     Entry("scale_by_adamax", {}, {"b1": 0.8, "b2": 0.99}),
     Entry("scale_by_nadam", {}, {"b1": 0.8, "momentum_decay": 0.01}),
     Entry("scale_by_radam", {}, {"b1": 0.8, "threshold": 4.0}),
+    Entry("scale_by_belief", {}, {"b1": 0.8, "b2": 0.99, "eps": 1e-8}),
+    Entry("scale_by_yogi", {}, {"b1": 0.8, "initial_accumulator_value": 0.1}),
+    Entry("scale_by_adan", {}, {"b1": 0.9, "b2": 0.8, "b3": 0.9}),
+    Entry("scale_by_adopt", {}, {"b1": 0.8, "b2": 0.99}),
+    Entry("scale_by_ademamix", {}, {"b3": 0.999, "alpha": 3.0}),
+    Entry("scale_by_simplified_ademamix", {}, {"b1": 0.9, "alpha": 1.0}),
+    Entry("scale_by_optimistic_gradient", {}, {"alpha": 0.5, "beta": 0.3}),
     Entry("scale_by_rprop", {"learning_rate": 0.01}, {"learning_rate": 0.02, "eta_plus": 1.3}),
     Entry("scale_by_sign", {}, {}),
     Entry("scale_by_lion", {}, {"b1": 0.8, "b2": 0.9}),
+    Entry("scale_by_mars", {}, {"b1": 0.9, "b2": 0.95, "gamma": 0.05}),
+    Entry("scale_by_acprop", {}, {"b1": 0.8, "b2": 0.99, "eps": 1e-8}),
+    Entry(
+        "scale_by_madgrad",
+        {"learning_rate": 0.01},
+        {"learning_rate": 0.02, "momentum": 0.8},
+        needs_params=True,
+    ),
+    Entry("add_mars_correction", {}, {"gamma": 0.05, "b1": 0.9}),
     Entry("clip", {"max_delta": 0.5}, {"max_delta": 0.7}),
     Entry("clip_by_global_norm", {"max_norm": 0.5}, {"max_norm": 0.7}),
     Entry("clip_by_block_rms", {"threshold": 0.5}, {"threshold": 0.7}),
@@ -357,6 +513,16 @@ TRANSFORMS = [
         {"beta1": 0.8, "matrix_epsilon": 0.1},
     ),
     Entry("scale_by_soap", {"precondition_frequency": 2}, {"b1": 0.8, "b2": 0.9}),
+    Entry("scale_by_polyak", {}, {"max_learning_rate": 0.5, "eps": 1e-6}, extra_args=True),
+    Entry("scale_by_dog", {}, {"eps": 1e-6}, needs_params=True),
+    Entry("scale_by_dowg", {}, {"eps": 1e-3}, needs_params=True),
+    Entry(
+        "scale_by_distance_over_gradients",
+        {},
+        {"reps_rel": 1e-4, "global_scale": 2.0},
+        needs_params=True,
+    ),
+    Entry("reduce_on_plateau", {"patience": 1}, {"factor": 0.5, "rtol": 1e-3}, extra_args=True),
 ]
 
 
@@ -396,10 +562,17 @@ WRAPPERS = [
         {"inner": gradtx.adam(0.1), "max_consecutive_errors": 3},
         {"inner": gradtx.adam(0.2), "max_consecutive_errors": 5},
     ),
+    Entry("cautious", {"inner": gradtx.adamw(0.1)}, {"inner": gradtx.adamw(0.2), "eps": 2.0}),
     Entry(
         "lookahead",
         {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.5},
         {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.3},
+        needs_params=True,
+    ),
+    Entry(
+        "schedule_free",
+        {"base_optimizer": gradtx.sgd(0.1), "learning_rate": 0.1},
+        {"base_optimizer": gradtx.sgd(0.1), "learning_rate": 0.2, "b1": 0.8},
         needs_params=True,
     ),
     Entry(
@@ -525,6 +698,7 @@ HELPERS = {
     "orthogonalize_via_newton_schulz",
     "matrix_inverse_pth_root",
     "power_iteration",
+    "schedule_free_eval_params",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

@@ -30,3 +30,4 @@ from ._optimizers import lion as lion
 from ._optimizers import nadam as nadam
 from ._optimizers import rmsprop as rmsprop
 from ._optimizers import sgd as sgd
+from ._schedule_free import schedule_free_adamw as schedule_free_adamw

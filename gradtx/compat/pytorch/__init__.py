@@ -27,3 +27,8 @@ from ._optim import radam as radam
 from ._optim import rmsprop as rmsprop
 from ._optim import rprop as rprop
 from ._optim import sgd as sgd
+from ._parameter_free import dadapt_adam as dadapt_adam
+from ._parameter_free import prodigy as prodigy
+from ._schedule_free import adamw_schedule_free as adamw_schedule_free
+from ._schedule_free import radam_schedule_free as radam_schedule_free
+from ._schedule_free import sgd_schedule_free as sgd_schedule_free
