@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 
+from ids import stable_id
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -233,7 +234,7 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("factory", "kwargs", "match"), BAD, ids=lambda x: str(x)[:40])
+@pytest.mark.parametrize(("factory", "kwargs", "match"), BAD, ids=stable_id)
 def test_bad_mars_arguments_are_refused_naming_them(factory, kwargs, match):
     with pytest.raises(ValueError, match=match):
         factory(**kwargs)

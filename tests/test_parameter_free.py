@@ -19,6 +19,7 @@ import inspect
 import json
 import pathlib
 
+from ids import stable_id
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,7 +121,9 @@ OPTAX_CASES = [
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("name, kwargs", OPTAX_CASES, ids=[f"{n}-{k}" for n, k in OPTAX_CASES])
+@pytest.mark.parametrize(
+    "name, kwargs", OPTAX_CASES, ids=[stable_id(f"{n}-{k}", 200) for n, k in OPTAX_CASES]
+)
 def test_matches_optax(name, kwargs, dtype):
     with jax.enable_x64(dtype == "float64"):
         ours = _run(_build(name, True, kwargs), problem)
