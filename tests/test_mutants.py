@@ -301,7 +301,7 @@ def test_trees_with_the_same_leaves_name_the_first_container_that_differs():
 
 def test_factored_rms_starts_its_second_moments_at_zero_in_the_params_dtype():
     # tree_squares_like: the default fill value 0 (scale_by_factored_rms does not pass one);
-    # tree_full_like: an abstract leaf (the factored row and column) gets the requested dtype.
+    # tree_full_like: an abstract leaf (a factored row or column) keeps its shape and dtype.
     tx = gradtx.scale_by_factored_rms(min_dim_size_to_factor=2)
     state = tx.init({"w": jnp.ones((4, 3), jnp.bfloat16), "b": jnp.ones(3)})
     for leaf in jax.tree.leaves((state.v_row, state.v_col, state.v)):
@@ -311,6 +311,7 @@ def test_factored_rms_starts_its_second_moments_at_zero_in_the_params_dtype():
     ] * 2
     # w is factored (a row and a column statistic), b is not (a full one).
     assert [len(jax.tree.leaves(s)) for s in (state.v_row, state.v_col, state.v)] == [1, 1, 1]
+    assert (state.v_row["w"].shape, state.v_col["w"].shape) == ((3,), (4,))
 
 
 def test_a_none_param_takes_an_update_without_a_shape_check_and_stays_none():
