@@ -524,6 +524,16 @@ def polyak_sgd(
 # -- Distance over gradients -------------------------------------------------------
 
 
+def _wide(tree: Any) -> Any:
+    """Leaves in at least the scalars' dtype, so that float32 leaves under x64 are summed in
+    float64 (a float32 sum's order differed between jit and eager by an ulp)."""
+
+    def wide(x):
+        return up(x).astype(jnp.promote_types(up(x).dtype, default_float()))
+
+    return jax.tree.map(wide, tree)
+
+
 class DoGState(NamedTuple):
     """``max_dist`` is DoG's r, the largest distance from the initial params so far."""
 
@@ -566,10 +576,10 @@ class ScaleByDog(Transform):
         del extra_args
         _require_params(self, params)
         distance = tree_global_norm(
-            jax.tree.map(lambda a, b: up(a) - up(b), state.init_params, params)
+            jax.tree.map(lambda a, b: _wide(a) - _wide(b), state.init_params, params)
         )
         max_dist = jnp.maximum(state.max_dist, distance)
-        sum_sq = state.sum_sq_norm_grads + tree_vdot(updates, updates)
+        sum_sq = state.sum_sq_norm_grads + tree_vdot(_wide(updates), _wide(updates))
         step = max_dist / jnp.sqrt(sum_sq + self.eps)
         if self.init_step_type == "learning_rate":
             step = jnp.where(state.is_init_step, _scalar(self.init_step_value), step)
@@ -659,9 +669,9 @@ class ScaleByDowg(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del extra_args
         _require_params(self, params)
-        diff = jax.tree.map(lambda a, b: up(a) - up(b), state.init_params, params)
+        diff = jax.tree.map(lambda a, b: _wide(a) - _wide(b), state.init_params, params)
         r2 = jnp.maximum(state.estim_sq_dist, tree_vdot(diff, diff))
-        weighted = r2 * tree_vdot(updates, updates) + state.weighted_sq_norm_grads
+        weighted = r2 * tree_vdot(_wide(updates), _wide(updates)) + state.weighted_sq_norm_grads
         step = r2 / (jnp.sqrt(weighted) + self.eps)
         return tree_scale(step, updates), DoWGState(state.init_params, weighted, r2)
 
