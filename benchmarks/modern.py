@@ -44,7 +44,7 @@ with a d_model 64 transformer, 800 digits steps) was sized for ~25 minutes on a 
 on that machine shared with other jobs (load average 6 to 10) its first five optimizers on
 modadd alone took 17 minutes, so expect 40 minutes or more there. The issue's d_model 128
 with full-batch training would take hours; ``--d-model`` and ``--steps`` change the size.
-CPU dispatch is synchronous (see the note on ``jax_cpu_enable_async_dispatch``).
+KNOWN PROBLEM: the vmapped Shampoo step hangs on CPU (see /work/notes/modern_report.md).
 """
 
 from __future__ import annotations
@@ -68,11 +68,6 @@ import numpy as np
 from tqdm import tqdm
 
 import gradtx
-
-# The vmapped Shampoo step (eigh inside lax.cond, 2+ runs) hangs in XLA's CPU runtime with
-# asynchronous dispatch (jax 0.10.2: every thread idle, the result never ready; donated or
-# not); dispatching synchronously it trains. Read when the CPU backend starts, so set on import.
-jax.config.update("jax_cpu_enable_async_dispatch", False)
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
