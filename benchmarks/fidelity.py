@@ -56,7 +56,7 @@ import gradtx  # noqa: E402
 
 # pytorch-optimizer has its own column: a third-party collection of re-implementations (its
 # ScalableShampoo cites Google's distributed_shampoo), neither torch.optim nor the papers' code.
-COLUMNS = ("PyTorch", "Keras", "optax", "pytorch-optimizer", "paper oracle")
+COLUMNS = ("PyTorch", "Keras", "optax", "authors' package", "pytorch-optimizer", "paper oracle")
 START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
 
 
@@ -237,6 +237,70 @@ def keras_structured_errors(errors):
         errors[case["optimizer"]]["Keras"].append(error)
 
 
+def mars_cautious_errors(errors):
+    """mars and cautious against the papers' oracles, mars against pytorch-optimizer (live)."""
+    import oracles_modern
+    import test_mars_cautious as tests
+
+    for kwargs in tests.MARS:
+        expected = tests._oracle(oracles_modern.mars, **kwargs)
+        ours = replay.trajectory(gradtx.mars(**kwargs), tests.problem)
+        errors["mars"]["paper oracle"].append(trajectory_error(ours, expected))
+    for kwargs in tests.PYTORCH_OPTIMIZER:
+        expected = tests._pytorch_optimizer(kwargs)
+        ours = replay.trajectory(tests._ours_as_pytorch_optimizer(kwargs), tests.problem)
+        errors["mars"]["pytorch-optimizer"].append(trajectory_error(ours, expected))
+    for name, kwargs, mask in tests.CAUTIOUS:
+        oracle = oracles_modern.cautious_adamw if name == "adamw" else oracles_modern.cautious_lion
+        expected = tests._oracle(
+            oracle,
+            mask_eps=mask.get("eps", 1.0),
+            normalize=mask.get("normalize", "count"),
+            **kwargs,
+        )
+        ours = replay.trajectory(tests._cautious(name, kwargs, mask), tests.problem)
+        errors["cautious"]["paper oracle"].append(trajectory_error(ours, expected))
+
+
+def schedule_free_errors(errors, notes):
+    """Schedule-Free against optax, the naive oracle, schedulefree 1.4 and Keras (recorded)."""
+    import test_schedule_free as tests
+
+    problem = tests._WavyProblem(120, "float64")
+    for case, build in tests.OPTAX_CASES.items():
+        name = {"sgd": "schedule_free_sgd", "adamw": "schedule_free_adamw"}.get(
+            case.split("-")[0], "schedule_free"
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            if case in tests.WARMUP:  # as the test does: optax's float32 warmup rates
+                patch.setattr(
+                    tests._schedule_free, "warmup_constant_schedule", optax.warmup_constant_schedule
+                )
+            ours = tests._ours(build(gradtx), problem)
+        theirs = tests._theirs(build(tests.OPTAX), problem)
+        errors[name]["optax"].append(trajectory_error(ours, theirs))
+    notes.append(
+        "schedule_free_sgd, schedule_free_adamw, optax: with warmup, optax's rates come from "
+        "its warmup_constant_schedule in float32 even under x64 (int32 counts); with those "
+        "rates patched in, as the test does, the trajectories agree as shown (1e-7 without)."
+    )
+    for case, (build, spec) in tests.ORACLE_CASES.items():
+        steps = 60
+        ours = tests._ours(build(), tests._Problem(steps))
+        expected = tests._oracle(steps, **spec)
+        name = {"optax-sgd": "schedule_free_sgd", "authors-sgd": "sgd_schedule_free"}[case]
+        errors[name]["paper oracle"].append(trajectory_error(ours, expected))
+    data = np.load(tests.DATA / "schedule_free.npz")
+    for case in tests.CASES:
+        prefix = f"{case['index']}/"
+        expected = {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
+        ours = tests._replayed(case["index"])
+        column = "Keras" if case["framework"] == "keras" else "authors' package"
+        errors[case["optimizer"]][column].append(
+            trajectory_error({k: ours[k] for k in expected}, expected)
+        )
+
+
 def table(errors, notes) -> str:
     lines = [
         "| optimizer | " + " | ".join(COLUMNS) + " |",
@@ -266,6 +330,8 @@ def main(argv=None) -> None:
         functools.partial(muon_errors, notes=notes),
         functools.partial(kronecker_errors, notes=notes),
         keras_structured_errors,
+        mars_cautious_errors,
+        functools.partial(schedule_free_errors, notes=notes),
     ]
     with jax.enable_x64(True):
         for section in sections:
