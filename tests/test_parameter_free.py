@@ -4,10 +4,12 @@
   matrix, a rank-3 leaf, a vector, a scalar and a zero leaf, with zero-gradient and
   sign-flipped steps (``value=`` the loss): bitwise in practice, asserted to 1e-6 in float32
   and 1e-10 in float64;
-- ``compat.pytorch.prodigy`` and ``dadapt_adam`` equal prodigyopt 1.1.2 and dadaptation 3.2
-  in float64 to 1e-9, recorded (tests/reference/record_parameter_free.py) and live where the
-  packages are installed: over 200 steps, or over the leading steps where the problem
-  amplifies rounding less than 1e4-fold (the packages' lr=1 defaults: 45 and 18 steps);
+- ``compat.pytorch.prodigy``, ``dadapt_adam``, ``dadapt_sgd`` and ``dadapt_adagrad`` equal
+  prodigyopt 1.1.2 and dadaptation 3.2 in float64 to 1e-9, with the packages' keyword
+  arguments and defaults, recorded (tests/reference/record_parameter_free.py) and live where
+  the packages are installed: over 200 steps, or over the leading steps where the problem
+  amplifies rounding less than 1e4-fold (Prodigy's and DAdaptAdam's lr=1 defaults: 45 and
+  18 steps);
 - the estimates are readable with ``tree_get``; a missing ``value=`` or params, and bad
   arguments, are refused naming them.
 """
@@ -189,7 +191,10 @@ def test_recordings_are_compared_over_most_steps():
     assert min(steps) >= 15 and sum(s == problem.STEPS for s in steps) >= len(CASES) - 4
 
 
-@pytest.mark.parametrize("optimizer", ["prodigy", "dadapt_adam"])
+PORTS = ["prodigy", "dadapt_adam", "dadapt_sgd", "dadapt_adagrad"]
+
+
+@pytest.mark.parametrize("optimizer", PORTS)
 def test_every_package_option_is_recorded(optimizer):
     options = set(inspect.signature(getattr(compat.pytorch, optimizer)).parameters)
     ours = [c for c in CASES if c["optimizer"] == optimizer]
@@ -197,16 +202,32 @@ def test_every_package_option_is_recorded(optimizer):
     assert any(not case["kwargs"] and not case["schedule"] for case in ours)
 
 
+@pytest.mark.parametrize("optimizer", PORTS)
+def test_every_default_is_the_packages(optimizer):
+    theirs = json.loads((DATA / "parameter_free.json").read_text())["defaults"][optimizer]
+    ours = {
+        k: p.default
+        for k, p in inspect.signature(getattr(compat.pytorch, optimizer)).parameters.items()
+    }
+    assert list(ours) == list(theirs)  # the same order: positional calls work too
+    for name, default in theirs.items():
+        assert ours[name] == (tuple(default) if isinstance(default, list) else default), name
+
+
 def test_recordings_skip_where_the_packages_skip():
-    # lr reaches 0 at step 150 (saved index 24 onwards): the packages take no step there.
-    for case in CASES:
-        data = np.load(DATA / "parameter_free.npz")
-        if case["schedule"]:
-            last = data[f"{case['index']}/w"][problem.SAVED >= 149]
-            assert len(last) > 3 and np.all(last == last[0])
+    # lr reaches 0 at step 150 (saved index 24 onwards): Prodigy and DAdaptAdam take no step
+    # there; DAdaptAdaGrad keeps moving p towards x0 - s / (sqrt(alpha) + eps), alpha growing.
+    data = np.load(DATA / "parameter_free.npz")
+    to_zero = [c for c in CASES if c["schedule"] and c["schedule"].get("end_factor") == 0.0]
+    assert {c["optimizer"] for c in to_zero} == {"prodigy", "dadapt_adam", "dadapt_adagrad"}
+    for case in to_zero:
+        last = data[f"{case['index']}/w"][problem.SAVED >= 149]
+        assert len(last) > 3
+        assert np.all(last == last[0]) == (case["optimizer"] != "dadapt_adagrad"), case
 
 
-LIVE = [0, 11, 12, 13, 21]  # defaults, the skipped zero-gradient steps, lr 0, for each package
+# Defaults, the skipped zero-gradient steps, lr 0 or a schedule, for each package.
+LIVE = [0, 11, 12, 13, 21, 22, 27, 28, 33]
 
 
 @pytest.mark.parametrize("index", LIVE, ids=[_id(CASES[i]) for i in LIVE])
@@ -236,6 +257,8 @@ def test_estimates_are_readable_with_tree_get():
         (gradtx.dadapt_adamw(), "estim_lr"),
         (compat.pytorch.prodigy(), "estim_lr"),
         (compat.pytorch.dadapt_adam(), "estim_lr"),
+        (compat.pytorch.dadapt_sgd(), "estim_lr"),
+        (compat.pytorch.dadapt_adagrad(), "estim_lr"),
         (gradtx.dog(init_step=("distance", 0.25)), "max_dist"),
         (gradtx.dowg(init_estim_sq_dist=0.25), "estim_sq_dist"),
         (gradtx.reduce_on_plateau(), "scale"),
@@ -282,6 +305,32 @@ def test_ports_skip_steps_before_any_gradient(name):
     assert int(gradtx.tree_get(state, "taken")) == 0 and int(gradtx.tree_get(state, "count")) == 1
 
 
+def test_dadapt_sgd_skips_a_zero_first_gradient():
+    # DAdaptSGD divides by the first gradient's norm (ZeroDivisionError in the package): the
+    # port skips the step, uncounted, and takes the next gradient's norm as g0 instead.
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    tx = compat.pytorch.dadapt_sgd(weight_decay=0.5)
+    grads = {"w": jnp.asarray([0.5, 1.5])}
+    updates, state = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+    assert np.all(updates["w"] == 0) and int(gradtx.tree_get(state, "taken")) == 0
+    updates, state = tx.update(grads, state, params)
+    expected, _ = _one_step(tx, grads, params)
+    np.testing.assert_array_equal(updates["w"], expected["w"])
+    assert np.all(updates["w"] != 0)
+    np.testing.assert_allclose(gradtx.tree_get(state, "grad_norm0"), np.sqrt(2.5), rtol=1e-6)
+
+
+def test_dadapt_adagrad_skips_a_zero_first_gradient():
+    # The package returns before stepping while |s|_1 = 0: d and its sums stay.
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    tx = compat.pytorch.dadapt_adagrad(momentum=0.5)
+    updates, state = tx.update({"w": jnp.zeros(2)}, tx.init(params), params)
+    assert np.all(updates["w"] == 0)
+    assert float(gradtx.tree_get(state, "skl1")) == 0 and int(gradtx.tree_get(state, "count")) == 1
+    updates, state = tx.update({"w": jnp.asarray([0.5, 1.5])}, state, params)
+    assert np.all(updates["w"] != 0) and float(gradtx.tree_get(state, "skl1")) > 0
+
+
 @pytest.mark.parametrize(
     "tx, name",
     [
@@ -300,7 +349,8 @@ def test_a_missing_value_is_named(tx, name):
 @pytest.mark.parametrize(
     "tx",
     [gradtx.prodigy(), gradtx.dadapt_adamw(), gradtx.dog(), gradtx.dowg()]
-    + [gradtx.scale_by_distance_over_gradients(), compat.pytorch.prodigy()],
+    + [gradtx.scale_by_distance_over_gradients(), compat.pytorch.prodigy()]
+    + [compat.pytorch.dadapt_sgd(), compat.pytorch.dadapt_adagrad()],
     ids=repr,
 )
 def test_missing_params_are_named(tx):
@@ -335,6 +385,18 @@ def test_missing_params_are_named(tx):
         (
             lambda: compat.pytorch.dadapt_adam(growth_rate=0.9),
             r"pytorch\.dadapt_adam\(growth_rate=0\.9\)",
+        ),
+        (lambda: compat.pytorch.dadapt_sgd(lr=-1.0), r"pytorch\.dadapt_sgd\(lr=-1\.0\)"),
+        (lambda: compat.pytorch.dadapt_sgd(momentum=1.0), r"pytorch\.dadapt_sgd\(momentum=1\.0\)"),
+        (lambda: compat.pytorch.dadapt_sgd(d0=0.0), r"pytorch\.dadapt_sgd\(d0=0\.0\)"),
+        (
+            lambda: compat.pytorch.dadapt_adagrad(growth_rate=0.5),
+            r"pytorch\.dadapt_adagrad\(growth_rate=0\.5\)",
+        ),
+        (lambda: compat.pytorch.dadapt_adagrad(eps=0.0), r"pytorch\.dadapt_adagrad\(eps=0\.0\)"),
+        (
+            lambda: compat.pytorch.dadapt_adagrad(weight_decay=-0.1),
+            r"pytorch\.dadapt_adagrad\(weight_decay=-0\.1\)",
         ),
         (lambda: gradtx.polyak_sgd(variant="sps-"), r"scale_by_polyak\(variant='sps-'\)"),
         (lambda: gradtx.polyak_sgd(max_learning_rate=-1.0), r"max_learning_rate=-1\.0"),

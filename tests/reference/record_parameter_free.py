@@ -1,4 +1,6 @@
-"""Records prodigyopt's Prodigy and dadaptation's DAdaptAdam, for compat.pytorch's ports.
+"""Records prodigyopt's Prodigy and dadaptation's DAdaptAdam, DAdaptSGD and DAdaptAdaGrad.
+
+They are the references of compat.pytorch's ports.
 
 Run from the repository root, with ``prodigyopt==1.1.2``, ``dadaptation==3.2`` and torch::
 
@@ -17,8 +19,9 @@ from :func:`gradient`, a scheduler stepped after each step) and stores the param
 steps ``SAVED`` (0-based) in ``data/parameter_free.npz`` (``"{index}/{leaf}"``, shape
 ``(len(SAVED), *leaf_shape)``) and the cases in ``data/parameter_free.json``
 (``{"index", "framework", "optimizer", "kwargs", "schedule"}``, as ``data/cases.json``,
-and ``"steps"``: how many leading steps are well-conditioned, see ``MAX_AMPLIFICATION``).
-Torch and the packages are imported only inside the functions.
+and ``"steps"``: how many leading steps are well-conditioned, see ``MAX_AMPLIFICATION``),
+with each class's keyword arguments and defaults (``"defaults"``). Torch and the packages
+are imported only inside the functions.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ STEPS = 200
 SAVED = _structured.SAVED
 _LEAVES = "adafactor"  # the structured recorder's leaf set: matrix, rank 3, vector, scalar, zeros
 SHAPES = _structured.SHAPES[_LEAVES]
-CLASSES = {"prodigy": ("prodigyopt", "Prodigy"), "dadapt_adam": ("dadaptation", "DAdaptAdam")}
+CLASSES = {
+    "prodigy": ("prodigyopt", "Prodigy"),
+    "dadapt_adam": ("dadaptation", "DAdaptAdam"),
+    "dadapt_sgd": ("dadaptation", "DAdaptSGD"),
+    "dadapt_adagrad": ("dadaptation", "DAdaptAdaGrad"),
+}
 
 
 def initial_params() -> dict[str, np.ndarray]:
@@ -66,13 +74,15 @@ def value(params: dict, step, xp=np):
 
 
 def cases() -> list[dict]:
-    """Each package's defaults, then each of its options (at lr 0.1, see ``MAX_AMPLIFICATION``)."""
+    """Each package's defaults, then each of its options (Prodigy's and DAdaptAdam's at lr 0.1,
+    see ``MAX_AMPLIFICATION``)."""
 
     def case(optimizer, schedule=None, **kw):
         return {"framework": "pytorch", "optimizer": optimizer, "kwargs": kw, "schedule": schedule}
 
-    # lr falls to 0 at step 150 and stays there: the packages then take no step.
+    # lr falls to 0 at step 150 and stays there: Prodigy and DAdaptAdam then take no step.
     to_zero = {"type": "LinearLR", "start_factor": 1.0, "end_factor": 0.0, "total_iters": 150}
+    decaying = {"type": "ExponentialLR", "gamma": 0.99}
     return [
         case("prodigy"),
         case("prodigy", lr=0.1),
@@ -97,6 +107,21 @@ def cases() -> list[dict]:
         case("dadapt_adam", lr=0.1, d0=1e-4, growth_rate=1.05),
         case("dadapt_adam", lr=0.5, betas=[0.0, 0.9], fsdp_in_use=False),
         case("dadapt_adam", to_zero, lr=1.0, use_bias_correction=True),
+        # DAdaptSGD and DAdaptAdaGrad are well conditioned at lr 1: their options are recorded there.
+        case("dadapt_sgd"),
+        case("dadapt_sgd", lr=0.5),
+        case("dadapt_sgd", momentum=0.9),
+        case("dadapt_sgd", weight_decay=0.1),
+        case("dadapt_sgd", d0=1e-4, growth_rate=1.05, log_every=0, fsdp_in_use=False),
+        # DAdaptSGD raises at lr 0 (a variable is left unset): a schedule that stays above it.
+        case("dadapt_sgd", decaying, lr=0.5, momentum=0.5),
+        case("dadapt_adagrad"),
+        case("dadapt_adagrad", lr=0.5, d0=1e-4),
+        case("dadapt_adagrad", momentum=0.9),
+        case("dadapt_adagrad", weight_decay=0.1, eps=1e-4),
+        case("dadapt_adagrad", d0=1e-4, growth_rate=1.05, log_every=0),
+        # At lr 0 DAdaptAdaGrad keeps d but still moves p, towards x0 - s / (sqrt(alpha) + eps).
+        case("dadapt_adagrad", to_zero, lr=1.0, momentum=0.5, d0=1e-4),
     ]
 
 
@@ -172,6 +197,16 @@ def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> float:
     return min(moved)
 
 
+def package_defaults(optimizer: str) -> dict:
+    """The keyword arguments of the package's class and their defaults (``params`` left out)."""
+    import importlib
+    import inspect
+
+    package, name = CLASSES[optimizer]
+    parameters = inspect.signature(getattr(importlib.import_module(package), name)).parameters
+    return {k: p.default for k, p in parameters.items() if k != "params"}
+
+
 def main() -> None:
     from importlib.metadata import version
 
@@ -203,6 +238,7 @@ def main() -> None:
             "prodigyopt": version("prodigyopt"),
             "dadaptation": getattr(dadaptation, "__version__", version("dadaptation")),
         },
+        "defaults": {optimizer: package_defaults(optimizer) for optimizer in CLASSES},
         "cases": recorded,
     }
     (DATA / "parameter_free.json").write_text(json.dumps(meta, indent=1) + "\n")
