@@ -107,7 +107,7 @@ def cases() -> list[dict]:
         case("dadapt_adam", lr=0.1, d0=1e-4, growth_rate=1.05),
         case("dadapt_adam", lr=0.5, betas=[0.0, 0.9], fsdp_in_use=False),
         case("dadapt_adam", to_zero, lr=1.0, use_bias_correction=True),
-        # DAdaptSGD and DAdaptAdaGrad are well conditioned at lr 1: their options are recorded there.
+        # DAdaptSGD and DAdaptAdaGrad are well conditioned at lr 1: their options are there.
         case("dadapt_sgd"),
         case("dadapt_sgd", lr=0.5),
         case("dadapt_sgd", momentum=0.9),
