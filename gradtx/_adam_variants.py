@@ -33,6 +33,11 @@ def _at(value: Any, count: jax.Array) -> Any:
     return value(count) if callable(value) else value
 
 
+def _any_nonzero(tree: Any) -> jax.Array:
+    """Whether any element of any leaf is nonzero (False for a tree of empty leaves)."""
+    return jnp.any(jnp.asarray([jnp.any(x != 0) for x in jax.tree.leaves(tree)] or [False]))
+
+
 def _abs_sq(g: jax.Array) -> jax.Array:
     """|g|**2 in g's compute dtype (real for complex g)."""
     g = up(g)
@@ -824,8 +829,14 @@ class ScaleByAcprop(Transform):
             new_nu = (up(new_nu) + hp(self.eps_root, new_nu)).astype(nu.dtype)
             return u.astype(g.dtype), ema(g, mu, self.b1, 1), new_nu
 
-        updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
-        return updates, ScaleByBeliefState(safe_increment(state.count), mu, nu)
+        new_updates, mu, nu = tree_map_unzip(leaf, updates, state.mu, state.nu)
+        new_state = ScaleByBeliefState(safe_increment(state.count), mu, nu)
+        # A zero first gradient would leave s_1 = eps_root alone and make the next step
+        # g / sqrt(eps_root / (1 - b2)) (3e6 g): until a gradient arrives, nothing is counted.
+        waiting = first & ~_any_nonzero(updates)
+        return new_updates, jax.tree.map(
+            lambda old, new: jnp.where(waiting, old, new), state, new_state
+        )
 
 
 def scale_by_acprop(
@@ -841,6 +852,13 @@ def scale_by_acprop(
 
     The prediction error is taken against m_{t-1}, as optax's code does (its
     docstring writes m_t). The denominator uses steps up to t - 1 only.
+
+    Difference from optax: while every gradient so far is zero (all of the tree),
+    the state stays as initialised, so the first nonzero gradient is taken as
+    step 1. optax counts a zero first gradient: s_1 is eps_root alone and the next
+    step is g / sqrt(eps_root / (1 - b2)), 3e6 g at the defaults (float16
+    overflows). Otherwise the numbers are optax's. A coordinate whose gradients
+    were all zero while others' were not still gets that large first step.
 
     Reference: Zhuang et al., *Momentum Centering and Asynchronous Update for
     Adaptive Gradient Methods*, NeurIPS 2021, arXiv:2110.05454.
@@ -861,6 +879,9 @@ def acprop(
 
     Update rule: :func:`scale_by_acprop`, then
     ``p_t = p_{t-1} - lr_t * (u_t + weight_decay * p_{t-1})``.
+
+    Zero gradients before the first nonzero one are not counted (optax's next
+    step after a zero first gradient is 3e6 g): see :func:`scale_by_acprop`.
 
     Reference: Zhuang et al., arXiv:2110.05454.
     """

@@ -273,6 +273,33 @@ def test_the_learning_rate_is_in_the_state(name):
     assert float(gradtx.tree_get(state, "learning_rate")) == pytest.approx(0.08)
 
 
+# -- ACProp after a zero first gradient -------------------------------------------------------
+
+
+def _updates(tx, grads, params):
+    state, out = tx.init(params), []
+    for g in grads:
+        updates, state = tx.update(g, state, params)
+        out.append(np.asarray(updates["w"], np.float64))
+    return out
+
+
+def test_acprop_counts_no_zero_gradient_before_the_first_nonzero_one():
+    # optax counts it: s_1 is eps_root alone and the next step is g / sqrt(eps_root / (1 - b2)),
+    # 3e6 g (inf in float16). gradtx starts at the first gradient: optax's steps from there.
+    params = {"w": jnp.asarray([1.0, -2.0])}
+    zero = {"w": jnp.zeros(2)}
+    grads = [{"w": jnp.asarray(g)} for g in ([0.5, 1.0], [-0.25, 2.0], [1.0, 0.5], [0.0, 0.0])]
+    ours = _updates(gradtx.acprop(0.1), [zero, zero, *grads], params)
+    theirs = _updates(optax.contrib.acprop(0.1), grads, params)
+    np.testing.assert_array_equal(ours[:2], 0.0)
+    np.testing.assert_allclose(ours[2:], theirs, rtol=1e-6)
+    assert np.max(np.abs(_updates(optax.contrib.acprop(0.1), [zero, *grads], params)[1])) > 1e5
+    half = {"w": params["w"].astype(jnp.float16)}
+    cast = [jax.tree.map(lambda x: x.astype(jnp.float16), g) for g in [zero, *grads]]
+    assert np.all(np.isfinite(_updates(gradtx.acprop(0.1), cast, half)))
+
+
 # -- bad arguments ---------------------------------------------------------------------------
 
 BAD = [
