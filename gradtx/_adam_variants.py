@@ -1,4 +1,4 @@
-"""Adam's descendants: AdaBelief, Yogi, Adan, ADOPT, AdEMAMix, optimistic gradients."""
+"""Adam's descendants: AdaBelief, Yogi, Adan, ADOPT, AdEMAMix, optimism, ACProp, LaProp, MADGRAD."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction,
     debias,
+    default_float,
     ema,
     hp,
     safe_increment,
@@ -888,6 +889,188 @@ def acprop(
     return named_recipe(
         "acprop",
         scale_by_acprop(b1, b2, eps, eps_root),
+        add_decayed_weights(weight_decay, mask),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+# -- LaProp ------------------------------------------------------------------------------
+
+
+class ScaleByLapropState(NamedTuple):
+    """``rate_avg`` is the b1-average of the momentum's rate: 1 - b1**t for a rate of 1.
+
+    ``mean`` (the b2-average of the gradient) is None unless centered, ``max_nu`` None
+    unless amsgrad.
+    """
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    mean: Any
+    max_nu: Any
+    rate_avg: jax.Array
+
+
+class ScaleByLaprop(Transform):
+    """LaProp: momentum over gradients already divided by Adam's root second moment."""
+
+    elementwise = True
+
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-15
+    eps_root: float = 0.0
+    # The authors' code puts the learning rate inside the momentum (compat.pytorch.laprop).
+    learning_rate: Any = 1.0
+    centered: bool = static(False)
+    steps_before_centered: int = static(10)
+    amsgrad: bool = static(False)
+    eps_mode: str = static("corrected")
+
+    def __post_init__(self):
+        _check_betas(self)
+        check_range(self, "learning_rate", low=0.0)
+        check_range(self, "steps_before_centered", low=0, integer=True)
+
+    def init(self, params):
+        return ScaleByLapropState(
+            zero_count(),
+            tree_zeros_like(params),
+            tree_squares_like(params, 0.0),
+            tree_zeros_like(params) if self.centered else None,
+            tree_squares_like(params, 0.0) if self.amsgrad else None,
+            jnp.zeros([], default_float()),
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        count = safe_increment(state.count)
+        bc2 = bias_correction(self.b2, count)
+        rate = value_at(self.learning_rate, state.count)
+        rate_avg = self.b1 * state.rate_avg + (1 - self.b1) * rate
+        # rate / rate_avg is 1 / (1 - b1**t) at a constant rate; the authors take 1 at rate 0.
+        correction = jnp.where(rate != 0, rate / jnp.where(rate != 0, rate_avg, 1), 1)
+        use_mean = count > self.steps_before_centered
+        means = state.mean if self.centered else state.nu  # unused unless centered
+        maxima = state.max_nu if self.amsgrad else state.nu  # unused unless amsgrad
+
+        def leaf(g, mu, nu, mean, max_nu):
+            nu = ema(g, nu, self.b2, 2)
+            second = up(nu)
+            if self.centered:
+                mean = ema(g, mean, self.b2, 1)
+                variance = jnp.maximum(second - jnp.abs(up(mean)) ** 2, 0)  # >= 0 but for rounding
+                second = jnp.where(use_mean, variance, second)
+            if self.amsgrad:
+                max_nu = jnp.maximum(up(max_nu), second).astype(max_nu.dtype)
+                second = up(max_nu)
+            eps, eps_root, bc = hp(self.eps, g), hp(self.eps_root, g), hp(bc2, g)
+            if self.eps_mode == "raw":
+                denominator = (jnp.sqrt(second + eps_root) + eps) / jnp.sqrt(bc)
+            else:
+                denominator = jnp.sqrt(second / bc + eps_root) + eps
+            mu = ema(hp(rate, g) * up(g) / denominator, mu, self.b1, 1)
+            return (hp(correction, g) * up(mu)).astype(g.dtype), mu, nu, mean, max_nu
+
+        updates, mu, nu, mean, max_nu = tree_map_unzip(
+            leaf, updates, state.mu, state.nu, means, maxima
+        )
+        return updates, ScaleByLapropState(
+            count,
+            mu,
+            nu,
+            mean if self.centered else None,
+            max_nu if self.amsgrad else None,
+            rate_avg,
+        )
+
+
+def scale_by_laprop(
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-15,
+    eps_root: float = 0.0,
+    *,
+    centered: bool = False,
+    steps_before_centered: int = 10,
+    amsgrad: bool = False,
+    eps_mode: str = "corrected",
+) -> ScaleByLaprop:
+    """LaProp's scaling: the momentum of Adam-normalised gradients, bias-corrected.
+
+    Update rule (the paper's Algorithm 1; t = 1, 2, ...)::
+
+        v_t = b2 * v_{t-1} + (1 - b2) * u_t**2
+        m_t = b1 * m_{t-1} + (1 - b1) * u_t / (sqrt(v_t / (1 - b2**t) + eps_root) + eps)
+        u_t <- m_t / (1 - b1**t)
+
+    ``centered`` uses ``v_t - mean_t**2`` for ``v_t`` (mean_t the b2-average of u_t)
+    once ``t > steps_before_centered``; ``amsgrad`` the largest such v so far.
+    ``eps_mode="raw"`` divides ``sqrt(v_t + eps_root) + eps`` by ``sqrt(1 - b2**t)``
+    (eps_root and eps before the bias correction, as pytorch-optimizer). Adam
+    averages the gradients and divides the average; LaProp divides each gradient
+    and averages, so b1 and b2 need not satisfy Adam's b1 < sqrt(b2).
+
+    Reference: Ziyin, Wang, Ueda, *LaProp: Separating Momentum and Adaptivity in
+    Adam*, arXiv:2002.04839.
+    """
+    return ScaleByLaprop(
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        eps_root=eps_root,
+        centered=centered,
+        steps_before_centered=steps_before_centered,
+        amsgrad=amsgrad,
+        eps_mode=eps_mode,
+    )
+
+
+def laprop(
+    learning_rate: Any,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-15,
+    eps_root: float = 0.0,
+    weight_decay: Any = 0.0,
+    mask: Any = None,
+    *,
+    centered: bool = False,
+    steps_before_centered: int = 10,
+    amsgrad: bool = False,
+) -> Chain:
+    """LaProp with decoupled weight decay (the paper's algorithm; not in optax).
+
+    Update rule: :func:`scale_by_laprop`, then
+    ``p_t = p_{t-1} - lr_t * (u_t + weight_decay * p_{t-1})``.
+
+    The defaults are the authors' (eps=1e-15 as their code; centering from step 11).
+    Their code, as pytorch-optimizer's ``LaProp`` (:func:`gradtx.compat.pytorch.laprop`),
+    differs: the rate sits inside the momentum (with a schedule each step's share of m
+    keeps its own rate; the same at a constant rate), eps and 1e-15 are added before the
+    bias correction, and the decay follows the step, ``p <- p (1 - lr weight_decay)``.
+
+    At the first step ``m / (1 - b1) = g / |g|``: the step is ``lr``.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.laprop(0.1), {"w": 0.0}
+    >>> round(float(tx.update({"w": 3.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.1
+
+    Reference: Ziyin, Wang, Ueda, arXiv:2002.04839.
+    """
+    return named_recipe(
+        "laprop",
+        scale_by_laprop(
+            b1,
+            b2,
+            eps,
+            eps_root,
+            centered=centered,
+            steps_before_centered=steps_before_centered,
+            amsgrad=amsgrad,
+        ),
         add_decayed_weights(weight_decay, mask),
         scale_by_learning_rate(learning_rate),
     )

@@ -18,7 +18,9 @@ float32 fails to lower ("op requires the same element type"); jax.clear_caches()
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
+import json
 
 from ids import stable_id
 import jax
@@ -27,11 +29,14 @@ import numpy as np
 import optax
 import optax.contrib
 import pytest
+from reference import record_laprop
 from reference import record_layerwise as reference
 import replay
+from test_compat import torch_schedule
 
 import gradtx
 from gradtx import _adam_variants as variants
+from gradtx import compat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -300,6 +305,113 @@ def test_acprop_counts_no_zero_gradient_before_the_first_nonzero_one():
     assert np.all(np.isfinite(_updates(gradtx.acprop(0.1), cast, half)))
 
 
+# -- LaProp: the paper's algorithm, and pytorch-optimizer's -----------------------------------
+
+
+def _laprop_oracle(lr, b1=0.9, b2=0.999, eps=1e-15, eps_root=0.0, weight_decay=0.0, **flags):
+    """Algorithm 1 of Ziyin et al. (with the authors' centered and AMSGrad options) in NumPy."""
+    centered, amsgrad = flags.get("centered", False), flags.get("amsgrad", False)
+    x = reference.initial_params()
+    m, v, mean, v_max = ({k: np.zeros_like(p) for k, p in x.items()} for _ in range(4))
+    out = {k: [] for k in x}
+    for t in range(1, reference.STEPS + 1):
+        g = reference.gradient(x, t)
+        rate = float(lr(t - 1)) if callable(lr) else lr
+        for k in x:
+            v[k] = b2 * v[k] + (1 - b2) * g[k] ** 2
+            n = v[k]
+            if centered:
+                mean[k] = b2 * mean[k] + (1 - b2) * g[k]
+                n = v[k] - mean[k] ** 2 if t > flags.get("steps_before_centered", 10) else n
+            if amsgrad:
+                v_max[k] = n = np.maximum(v_max[k], n)
+            m[k] = b1 * m[k] + (1 - b1) * g[k] / (np.sqrt(n / (1 - b2**t) + eps_root) + eps)
+            x[k] = x[k] - rate * (m[k] / (1 - b1**t) + weight_decay * x[k])
+            out[k].append(x[k].copy())
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+LAPROP_ORACLE_CASES = [
+    {"learning_rate": 0.01},
+    {
+        "learning_rate": gradtx.linear_schedule(0.02, 0.002, 150),
+        "b1": 0.8,
+        "b2": 0.99,
+        "eps": 1e-8,
+        "eps_root": 1e-12,
+        "weight_decay": 0.05,
+    },
+    {"learning_rate": 0.01, "centered": True, "steps_before_centered": 3, "amsgrad": True},
+    {"learning_rate": 0.01, "b2": 0.9, "amsgrad": True},
+]
+
+
+@pytest.mark.parametrize("kwargs", LAPROP_ORACLE_CASES, ids=stable_id)
+def test_laprop_is_the_papers_algorithm(kwargs, x64):
+    options = {k: v for k, v in kwargs.items() if k != "learning_rate"}
+    expected = _laprop_oracle(kwargs["learning_rate"], **options)
+    ours = replay.trajectory(gradtx.laprop(**kwargs), reference)
+    replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-10, atol=1e-12)
+
+
+LAPROP = json.loads((reference.DATA / "laprop.json").read_text())
+
+
+def _laprop_port(case):
+    kwargs = dict(case["kwargs"])
+    if case["schedule"]:
+        kwargs["lr"] = torch_schedule(kwargs.get("lr", 4e-4), case["schedule"])
+    return compat.pytorch.laprop(**kwargs)
+
+
+@functools.cache
+def _laprop_replayed(index):
+    with jax.enable_x64(True):
+        out = replay.trajectory(_laprop_port(LAPROP["cases"][index]), record_laprop)
+        return {k: np.asarray(v)[record_laprop.SAVED] for k, v in out.items()}
+
+
+@pytest.mark.parametrize("case", LAPROP["cases"], ids=lambda c: f"{c['index']}-{c['kwargs']}")
+def test_laprop_port_matches_the_recorded_package(case):
+    data = np.load(reference.DATA / "laprop.npz")
+    expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in reference.SHAPES}
+    ours = _laprop_replayed(case["index"])
+    replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-9, atol=1e-12)
+
+
+def test_laprop_port_takes_the_packages_arguments_and_defaults():
+    ours = {k: p.default for k, p in inspect.signature(compat.pytorch.laprop).parameters.items()}
+    theirs = LAPROP["defaults"]
+    assert list(ours) == list(theirs)  # the same order: positional calls work too
+    for name, default in theirs.items():
+        assert ours[name] == (tuple(default) if isinstance(default, list) else default), name
+    recorded = {k for case in LAPROP["cases"] for k in case["kwargs"]}
+    assert set(ours) - {"lr"} <= recorded
+
+
+def test_laprop_port_matches_the_package_live():
+    pytest.importorskip("torch")
+    pytest.importorskip("pytorch_optimizer")
+    saved = record_laprop.SAVED[record_laprop.SAVED < 50]
+    for index in (0, 4, 10):  # defaults; centered with ams_bound; the schedule to 0 with decay
+        expected = record_laprop.run_torch(LAPROP["cases"][index], steps=50, saved=saved)
+        ours = {k: v[: len(saved)] for k, v in _laprop_replayed(index).items()}
+        replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-9, atol=1e-12)
+    # The package's default batched path rounds its step size lr / L to float32.
+    batched = {**LAPROP["cases"][1], "kwargs": {"lr": 0.01, "foreach": None}}
+    expected = record_laprop.run_torch(batched, steps=50, saved=saved)
+    ours = {k: v[: len(saved)] for k, v in _laprop_replayed(1).items()}
+    replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-6, atol=1e-9)
+
+
+def test_laprop_port_steps_by_its_momentum_at_lr_0():
+    # pytorch-optimizer divides by L / lr, and by 1 at lr 0: the params keep moving there.
+    data = np.load(reference.DATA / "laprop.npz")
+    index = next(c["index"] for c in LAPROP["cases"] if c["schedule"])
+    last = data[f"{index}/w"][record_laprop.SAVED >= 150]
+    assert len(last) > 3 and np.all(np.diff(last, axis=0) != 0)
+
+
 # -- bad arguments ---------------------------------------------------------------------------
 
 BAD = [
@@ -360,6 +472,20 @@ BAD = [
         r"scale_by_optimistic_gradient\(alpha=nan\): alpha must be a finite number",
     ),
     (gradtx.optimistic_adam_v2, {"learning_rate": -0.1}, r"learning_rate=-0.1"),
+    (gradtx.scale_by_laprop, {"b1": 1.0}, r"scale_by_laprop\(b1=1.0\): b1 must be in \[0, 1\)"),
+    (
+        gradtx.laprop,
+        {"learning_rate": 0.1, "eps": 0.0},
+        r"scale_by_laprop\(eps=0.0, eps_root=0.0\): .* 0 / 0",
+    ),
+    (
+        gradtx.scale_by_laprop,
+        {"steps_before_centered": -1},
+        r"scale_by_laprop\(steps_before_centered=-1\)",
+    ),
+    (gradtx.scale_by_laprop, {"eps_mode": "inside"}, r"scale_by_laprop\(eps_mode='inside'\)"),
+    (compat.pytorch.laprop, {"betas": (0.9, 1.0)}, r"pytorch\.laprop\(betas=\(0.9, 1.0\)\)"),
+    (compat.pytorch.laprop, {"lr": -1.0}, r"pytorch\.laprop\(lr=-1.0\): lr must be >= 0"),
 ]
 
 

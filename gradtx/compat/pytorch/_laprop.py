@@ -1,0 +1,113 @@
+"""pytorch-optimizer's ``LaProp`` (4.1.0), as a chain of gradtx primitives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from ..._adam_variants import ScaleByLaprop
+from ..._base import check_range, Transform
+from ..._combine import Chain, identity, named_recipe
+from ..._regularize import _require_params, CountState
+from ..._scale import scale, value_at
+from ..._tree import hp, safe_increment, up, zero_count
+from ._optim import _maximize, Betas
+
+
+class DecayStepped(Transform):
+    """Shrinks the params after the step: ``p_t = (p_{t-1} + u_t) (1 - lr_t * weight_decay)``."""
+
+    elementwise = True
+
+    weight_decay: Any = 0.0
+    learning_rate: Any = 1.0
+
+    def __post_init__(self):
+        check_range(self, "weight_decay", low=0.0)
+        check_range(self, "learning_rate", low=0.0)
+
+    def init(self, params):
+        del params
+        return CountState(zero_count())
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        rate = value_at(self.learning_rate, state.count) * value_at(self.weight_decay, state.count)
+
+        def leaf(u, p):
+            stepped = up(p) + up(u)
+            return (stepped * (1 - hp(rate, stepped)) - up(p)).astype(u.dtype)
+
+        return jax.tree.map(leaf, updates, params), CountState(safe_increment(state.count))
+
+
+def laprop(
+    lr: Any = 4e-4,
+    betas: Betas = (0.9, 0.999),
+    centered: bool = False,
+    steps_before_using_centered: int = 10,
+    weight_decay: float = 0.0,
+    weight_decouple: bool = True,
+    fixed_decay: bool = False,
+    ams_bound: bool = False,
+    eps: float = 1e-15,
+    maximize: bool = False,
+    foreach: bool | None = None,
+) -> Chain:
+    """``pytorch_optimizer.LaProp`` (4.1.0), the authors' algorithm as that package has it.
+
+    Update rule, at step t = 1, 2, ... (g negated if maximize)::
+
+        v = beta2 v + (1 - beta2) g**2;     (centered, t > steps_before_using_centered:
+                                             v - mean**2, mean the beta2-average of g)
+        v <- max(v_max, v)                                               (ams_bound)
+        m = beta1 m + (1 - beta1) lr_t g sqrt(1 - beta2**t) / (sqrt(v + 1e-15) + eps)
+        L = beta1 L + (1 - beta1) lr_t
+        p <- p - (lr_t / L) m            (m alone at lr_t = 0, as the package)
+        p <- p (1 - lr_t weight_decay)   (weight_decouple; 1 - weight_decay: fixed_decay)
+
+    The rate sits inside the momentum, so with a schedule each step's share of m keeps
+    its own rate; at a constant rate this is :func:`gradtx.laprop` with
+    ``eps_root=1e-15`` and eps before the bias correction. ``lr`` may be a gradtx
+    schedule (``schedule(t)`` is the rate of call t, 0-based).
+
+    As the package: ``weight_decouple=False`` adds ``weight_decay * p`` to the
+    gradient *after* the step, which changes nothing, so no decay is applied; the
+    decay multiplies the params after the step (AdamW's form subtracts
+    ``lr weight_decay p`` from the params before it). ``foreach`` is ignored: the
+    package's batched path (its default) rounds the step size ``lr_t / L`` to
+    float32, its per-parameter path (``foreach=False``) does not, nor does gradtx.
+
+    Reference: Ziyin, Wang, Ueda, *LaProp: Separating Momentum and Adaptivity in
+    Adam*, arXiv:2002.04839.
+    """
+    del foreach
+    b1, b2 = betas
+    for arg, value in (("lr", lr), ("weight_decay", weight_decay), ("eps", eps)):
+        if isinstance(value, (int, float)) and not value >= 0:
+            raise ValueError(f"pytorch.laprop({arg}={value!r}): {arg} must be >= 0")
+    for arg, value in (("beta1", b1), ("beta2", b2)):
+        if not 0 <= value < 1:
+            raise ValueError(f"pytorch.laprop(betas={betas!r}): {arg} must be in [0, 1)")
+    decay = identity()
+    if weight_decay and weight_decouple:
+        decay = DecayStepped(weight_decay=weight_decay, learning_rate=1.0 if fixed_decay else lr)
+    return named_recipe(
+        "pytorch.laprop",
+        _maximize(maximize),
+        ScaleByLaprop(
+            learning_rate=lr,
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            eps_root=1e-15,  # the package adds it inside the root whatever eps is
+            centered=centered,
+            steps_before_centered=steps_before_using_centered,
+            amsgrad=ams_bound,
+            eps_mode="raw",
+        ),
+        scale(-1.0),
+        decay,
+    )
