@@ -921,8 +921,10 @@ class ScaleByLaprop(Transform):
     b2: float = 0.999
     eps: float = 1e-15
     eps_root: float = 0.0
-    # The authors' code puts the learning rate inside the momentum (compat.pytorch.laprop).
-    learning_rate: Any = 1.0
+    # The rate each step enters the momentum with: the learning rate in the authors' code
+    # (compat.pytorch.laprop), 1 here. Not named learning_rate: tree_get(tx, "learning_rate")
+    # must find laprop's one rate.
+    momentum_rate: Any = 1.0
     centered: bool = static(False)
     steps_before_centered: int = static(10)
     amsgrad: bool = static(False)
@@ -930,7 +932,7 @@ class ScaleByLaprop(Transform):
 
     def __post_init__(self):
         _check_betas(self)
-        check_range(self, "learning_rate", low=0.0)
+        check_range(self, "momentum_rate", low=0.0)
         check_range(self, "steps_before_centered", low=0, integer=True)
 
     def init(self, params):
@@ -947,7 +949,7 @@ class ScaleByLaprop(Transform):
         del params, extra_args
         count = safe_increment(state.count)
         bc2 = bias_correction(self.b2, count)
-        rate = value_at(self.learning_rate, state.count)
+        rate = value_at(self.momentum_rate, state.count)
         rate_avg = self.b1 * state.rate_avg + (1 - self.b1) * rate
         # rate / rate_avg is 1 / (1 - b1**t) at a constant rate; the authors take 1 at rate 0.
         correction = jnp.where(rate != 0, rate / jnp.where(rate != 0, rate_avg, 1), 1)

@@ -354,6 +354,16 @@ def test_laprop_is_the_papers_algorithm(kwargs, x64):
     replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-10, atol=1e-12)
 
 
+def test_laprop_has_one_learning_rate():
+    # The momentum's own rate (the authors' code puts the learning rate there) has another
+    # name, so tree_get and tree_set find laprop's learning rate alone.
+    tx = gradtx.tree_set(gradtx.laprop(gradtx.linear_schedule(0.1, 0.0, 10)), learning_rate=0.2)
+    assert gradtx.tree_get(tx, "learning_rate") == 0.2
+    params = {"w": jnp.ones(3)}
+    state = tx.update({"w": jnp.ones(3)}, tx.init(params), params)[1]
+    assert float(gradtx.tree_get(state, "learning_rate")) == pytest.approx(0.2)
+
+
 LAPROP = json.loads((reference.DATA / "laprop.json").read_text())
 
 

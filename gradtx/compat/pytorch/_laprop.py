@@ -98,7 +98,7 @@ def laprop(
         "pytorch.laprop",
         _maximize(maximize),
         ScaleByLaprop(
-            learning_rate=lr,
+            momentum_rate=lr,
             b1=b1,
             b2=b2,
             eps=eps,
