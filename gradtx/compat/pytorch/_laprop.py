@@ -79,6 +79,7 @@ def laprop(
     ``lr weight_decay p`` from the params before it). ``foreach`` is ignored: the
     package's batched path (its default) rounds the step size ``lr_t / L`` to
     float32, its per-parameter path (``foreach=False``) does not, nor does gradtx.
+    A centered v that rounding takes below 0 is 0 here (the package's root is NaN).
 
     Reference: Ziyin, Wang, Ueda, *LaProp: Separating Momentum and Adaptivity in
     Adam*, arXiv:2002.04839.
