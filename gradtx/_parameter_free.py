@@ -1,8 +1,9 @@
-"""Step sizes estimated while training: Prodigy, D-Adaptation, Polyak, DoG, DoWG, plateaus.
+"""Step sizes estimated while training: Prodigy, D-Adaptation, Polyak, MoMo, DoG, DoWG, plateaus.
 
 Each estimate lives in the state under optax's name, so it can be logged with
 ``gradtx.tree_get``: Prodigy's and D-Adaptation's d (``estim_lr``), DoG's r
-(``max_dist``), DoWG's squared distance (``estim_sq_dist``), the plateau's ``scale``.
+(``max_dist``), DoWG's squared distance (``estim_sq_dist``), MoMo's lower bound
+(``lb``), the plateau's ``scale``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._adam import _check_betas as _check_adam_betas
 from ._base import check_choice, check_range, fail, static, Transform
 from ._combine import Chain, identity, named_recipe
 from ._regularize import _require_params, add_decayed_weights
@@ -21,6 +23,7 @@ from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction,
     default_float,
+    ema,
     hp,
     safe_increment,
     tree_cast,
@@ -79,6 +82,16 @@ def _adam_step(scale, exp_avg, exp_avg_sq, eps, decay, params, like):
         return step.astype(u.dtype)
 
     return jax.tree.map(leaf, exp_avg, exp_avg_sq, params, like)
+
+
+def _wide(tree: Any) -> Any:
+    """Leaves in at least the scalars' dtype, so that float32 leaves under x64 are summed in
+    float64 (a float32 sum's order differed between jit and eager by an ulp)."""
+
+    def wide(x):
+        return up(x).astype(jnp.promote_types(up(x).dtype, default_float()))
+
+    return jax.tree.map(wide, tree)
 
 
 def _l1(tree: Any) -> jax.Array:
@@ -521,17 +534,256 @@ def polyak_sgd(
     )
 
 
+# -- MoMo ------------------------------------------------------------------------------
+
+
+class MomoState(NamedTuple):
+    """optax's fields: averages of the loss (``barf``), of <g, p> (``gamma``) and of g.
+
+    ``lb`` is the lower bound on the loss the step aims at (estimated with
+    ``adapt_lower_bound``); ``count`` counts updates.
+    """
+
+    exp_avg: Any
+    barf: jax.Array
+    gamma: jax.Array
+    lb: jax.Array
+    count: jax.Array
+
+
+class MomoAdamState(NamedTuple):
+    """:class:`MomoState` with Adam's second moment ``exp_avg_sq``."""
+
+    exp_avg: Any
+    exp_avg_sq: Any
+    barf: jax.Array
+    gamma: jax.Array
+    lb: jax.Array
+    count: jax.Array
+
+
+def _check_momo(obj: Transform) -> None:
+    check_range(obj, "learning_rate", low=0.0)
+    check_range(obj, "lower_bound")
+    check_range(obj, "weight_decay", low=0.0)
+
+
+def _momo_step(obj, state, alpha, barf, gamma, iprod, sq_norm, bc1=1.0):
+    """MoMo's step tau (at most alpha / bc1) and the lower bound, as optax orders the maths.
+
+    ``sq_norm`` is |m|^2, in Adam's metric for momo_adam; bc1 = 1 for momo
+    (each product or quotient by it is then exact, so both share this).
+    """
+    shrink = 1 + alpha * obj.weight_decay
+    lb = state.lb if obj.adapt_lower_bound else _scalar(obj.lower_bound)
+    if obj.adapt_lower_bound:  # the model fell below the bound: lower it to half the model
+        cap = shrink * (barf - gamma) + iprod
+        lower = jnp.maximum(cap / (2 * bc1 * shrink), obj.lower_bound)
+        lb = jnp.where(cap < shrink * bc1 * lb, lower, lb)
+    gap = jnp.maximum(shrink * (barf - bc1 * lb - gamma) + iprod, 0.0)
+    # optax compares |m|^2 with float64's epsilon whatever the dtype.
+    t1 = jnp.where(sq_norm <= _FLOAT64_EPS, 0.0, gap / jnp.where(sq_norm > 0, sq_norm, 1.0))
+    tau = jnp.minimum(alpha / bc1, t1)
+    if obj.adapt_lower_bound:
+        lb = jnp.maximum(((barf + iprod - gamma) - 0.5 * tau * sq_norm) / bc1, obj.lower_bound)
+    return tau, lb.astype(state.lb.dtype)
+
+
+def _momo_update(alpha, weight_decay, tau, like, params, exp_avg, *precond):
+    """``-alpha wd / (1 + alpha wd) p - tau m / precond`` (no precond for momo), in like's dtype."""
+    decay = -(alpha * weight_decay) / (1 + alpha * weight_decay)
+
+    def leaf(u, p, m, d=1.0):
+        return (hp(decay, u) * up(p) - hp(tau, u) * up(m) / d).astype(u.dtype)
+
+    return jax.tree.map(leaf, like, params, exp_avg, *precond)
+
+
+class ScaleByMomo(Transform):
+    """SGD with momentum whose step is MoMo's Polyak-type step, capped at the learning rate."""
+
+    elementwise = True
+
+    learning_rate: Any = 1.0
+    beta: Any = 0.9
+    lower_bound: Any = 0.0
+    weight_decay: Any = 0.0
+    adapt_lower_bound: bool = static(False)
+
+    def __post_init__(self):
+        _check_momo(self)
+        check_range(self, "beta", low=0.0, high=1.0, high_open=True)
+
+    def init(self, params):
+        return MomoState(
+            tree_zeros_like(params), _scalar(0.0), _scalar(0.0), _scalar(self.lower_bound),
+            zero_count(),
+        )  # fmt: skip
+
+    def update(self, updates, state, params=None, *, value=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        require_value(self, value)
+        # beta = 0 at the first step: the averages start at the first f, g and <g, p>.
+        bt = jnp.where(state.count == 0, 0.0, self.beta)
+        barf = bt * state.barf + (1 - bt) * jnp.asarray(value, state.barf.dtype)
+        exp_avg = jax.tree.map(lambda m, g: ema(g, m, bt), state.exp_avg, updates)
+        gamma = bt * state.gamma + (1 - bt) * tree_vdot(_wide(updates), _wide(params))
+        alpha = value_at(self.learning_rate, state.count)
+        m = _wide(exp_avg)
+        tau, lb = _momo_step(
+            self, state, alpha, barf, gamma, tree_vdot(m, _wide(params)), tree_vdot(m, m)
+        )
+        new_updates = _momo_update(alpha, self.weight_decay, tau, updates, params, exp_avg)
+        return new_updates, MomoState(exp_avg, barf, gamma, lb, safe_increment(state.count))
+
+
+def momo(
+    learning_rate: Any = 1.0,
+    beta: float = 0.9,
+    lower_bound: float = 0.0,
+    weight_decay: float = 0.0,
+    adapt_lower_bound: bool = False,
+) -> Chain:
+    """MoMo: SGD with momentum and a Polyak-type step, as ``optax.contrib.momo``.
+
+    Update rule at step t = 1, 2, ..., with f the loss passed as ``value=``,
+    lr_t = learning_rate(t - 1), lambda = weight_decay, f_* = lb, beta_1 = 0 and
+    beta_t = beta after::
+
+        m = beta_t m + (1 - beta_t) g;   barf = beta_t barf + (1 - beta_t) f
+        gamma = beta_t gamma + (1 - beta_t) <g, p>
+        tau = min(lr_t, max((1 + lr_t lambda)(barf - f_* - gamma) + <m, p>, 0) / |m|^2)
+        u = -lr_t lambda / (1 + lr_t lambda) p - tau m          (tau = 0 where |m|^2 <= 2.2e-16)
+
+    ``lower_bound`` is f_*, a lower bound of the loss (0 for most losses);
+    with ``adapt_lower_bound`` f_* is estimated on the fly, starting there and
+    never below it. The update needs the params and ``value=``; the bound is
+    ``gradtx.tree_get(state, "lb")``.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> def f(x): return jnp.sum(x ** 2)
+    >>> x = jnp.asarray([1.0, 2.0, 3.0])
+    >>> tx = gradtx.momo()
+    >>> value, grad = jax.value_and_grad(f)(x)
+    >>> updates, state = tx.update(grad, tx.init(x), x, value=value)
+    >>> f(gradtx.apply_updates(x, updates))
+    Array(3.5, dtype=float32)
+
+    Differences from optax: the scalars (barf, gamma, lb, the rate) are
+    float32 (float64 under x64), not the params' lowest dtype or, for the
+    rate, the schedule's (optax's schedules return float32 under x64);
+    without ``adapt_lower_bound`` the bound is read from ``lower_bound``, so
+    changing it takes effect (optax keeps the value ``init`` saw).
+
+    Reference: Schaipp, Ohana, Eickenberg, Defazio, Gower, *MoMo: Momentum
+    Models for Adaptive Learning Rates*, ICML 2024, arXiv:2305.07583.
+    """
+    return named_recipe(
+        "momo",
+        ScaleByMomo(
+            learning_rate=learning_rate,
+            beta=beta,
+            lower_bound=lower_bound,
+            weight_decay=weight_decay,
+            adapt_lower_bound=adapt_lower_bound,
+        ),
+    )
+
+
+class ScaleByMomoAdam(Transform):
+    """Adam whose step is MoMo's Polyak-type step in Adam's metric, capped at the learning rate."""
+
+    elementwise = True
+
+    learning_rate: Any = 1e-2
+    b1: Any = 0.9
+    b2: Any = 0.999
+    eps: Any = 1e-8
+    lower_bound: Any = 0.0
+    weight_decay: Any = 0.0
+    adapt_lower_bound: bool = static(False)
+
+    def __post_init__(self):
+        _check_momo(self)
+        _check_adam_betas(self)
+
+    def init(self, params):
+        return MomoAdamState(
+            tree_zeros_like(params), tree_squares_like(params), _scalar(0.0), _scalar(0.0),
+            _scalar(self.lower_bound), zero_count(),
+        )  # fmt: skip
+
+    def update(self, updates, state, params=None, *, value=None, **extra_args):
+        del extra_args
+        _require_params(self, params)
+        require_value(self, value)
+        b1, b2 = self.b1, self.b2
+        count = safe_increment(state.count)
+        bc1, bc2 = bias_correction(b1, count), bias_correction(b2, count)
+        barf = b1 * state.barf + (1 - b1) * jnp.asarray(value, state.barf.dtype)
+
+        def moments(g, m, v):  # optax's order: (1 - b2) g g, not (1 - b2) g^2
+            g = up(g)
+            new_m = hp(b1, g) * up(m) + hp(1 - b1, g) * g
+            new_v = hp(b2, g) * up(v) + hp(1 - b2, g) * g * g
+            return new_m.astype(m.dtype), new_v.astype(v.dtype)
+
+        exp_avg, exp_avg_sq = tree_map_unzip(moments, updates, state.exp_avg, state.exp_avg_sq)
+        precond = jax.tree.map(lambda v: hp(self.eps, v) + jnp.sqrt(up(v) / hp(bc2, v)), exp_avg_sq)
+        direction = jax.tree.map(lambda m, d: up(m) / d, exp_avg, precond)
+        gamma = b1 * state.gamma + (1 - b1) * tree_vdot(_wide(updates), _wide(params))
+        alpha = value_at(self.learning_rate, state.count)
+        tau, lb = _momo_step(
+            self, state, alpha, barf, gamma, tree_vdot(_wide(exp_avg), _wide(params)),
+            tree_vdot(_wide(exp_avg), _wide(direction)), bc1,
+        )  # fmt: skip
+        new_updates = _momo_update(alpha, self.weight_decay, tau, updates, params, exp_avg, precond)
+        return new_updates, MomoAdamState(exp_avg, exp_avg_sq, barf, gamma, lb, count)
+
+
+def momo_adam(
+    learning_rate: Any = 1e-2,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    lower_bound: float = 0.0,
+    weight_decay: float = 0.0,
+    adapt_lower_bound: bool = False,
+) -> Chain:
+    """MoMo-Adam: Adam(W) with a Polyak-type step, as ``optax.contrib.momo_adam``.
+
+    Update rule, with f the loss passed as ``value=``, lr_t = learning_rate(t - 1),
+    lambda = weight_decay, f_* = lb, at step t = 1, 2, ...::
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g g;   barf = b1 barf + (1 - b1) f
+        gamma = b1 gamma + (1 - b1) <g, p>;   d = m / (eps + sqrt(v / (1 - b2**t)))
+        tau = min(lr_t / (1 - b1**t),
+                  max((1 + lr_t lambda)(barf - (1 - b1**t) f_* - gamma) + <m, p>, 0) / <m, d>)
+        u = -lr_t lambda / (1 + lr_t lambda) p - tau d          (tau = 0 where <m, d> <= 2.2e-16)
+
+    Arguments as :func:`momo` (f_* adapted with ``adapt_lower_bound``), and
+    Adam's ``b1``, ``b2`` in [0, 1) and ``eps`` > 0. The update needs the
+    params and ``value=``. Differences from optax: as :func:`momo`'s.
+
+    Reference: Schaipp, Ohana, Eickenberg, Defazio, Gower, *MoMo: Momentum
+    Models for Adaptive Learning Rates*, ICML 2024, arXiv:2305.07583.
+    """
+    return named_recipe(
+        "momo_adam",
+        ScaleByMomoAdam(
+            learning_rate=learning_rate,
+            b1=b1,
+            b2=b2,
+            eps=eps,
+            lower_bound=lower_bound,
+            weight_decay=weight_decay,
+            adapt_lower_bound=adapt_lower_bound,
+        ),
+    )
+
+
 # -- Distance over gradients -------------------------------------------------------
-
-
-def _wide(tree: Any) -> Any:
-    """Leaves in at least the scalars' dtype, so that float32 leaves under x64 are summed in
-    float64 (a float32 sum's order differed between jit and eager by an ulp)."""
-
-    def wide(x):
-        return up(x).astype(jnp.promote_types(up(x).dtype, default_float()))
-
-    return jax.tree.map(wide, tree)
 
 
 class DoGState(NamedTuple):
