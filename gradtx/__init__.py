@@ -24,6 +24,7 @@ from ._adam_variants import adabelief as adabelief
 from ._adam_variants import adan as adan
 from ._adam_variants import ademamix as ademamix
 from ._adam_variants import adopt as adopt
+from ._adam_variants import laprop as laprop
 from ._adam_variants import madgrad as madgrad
 from ._adam_variants import MadgradState as MadgradState
 from ._adam_variants import optimistic_adam_v2 as optimistic_adam_v2
@@ -33,6 +34,7 @@ from ._adam_variants import scale_by_adan as scale_by_adan
 from ._adam_variants import scale_by_ademamix as scale_by_ademamix
 from ._adam_variants import scale_by_adopt as scale_by_adopt
 from ._adam_variants import scale_by_belief as scale_by_belief
+from ._adam_variants import scale_by_laprop as scale_by_laprop
 from ._adam_variants import scale_by_madgrad as scale_by_madgrad
 from ._adam_variants import scale_by_optimistic_gradient as scale_by_optimistic_gradient
 from ._adam_variants import scale_by_simplified_ademamix as scale_by_simplified_ademamix
@@ -40,6 +42,7 @@ from ._adam_variants import scale_by_yogi as scale_by_yogi
 from ._adam_variants import ScaleByAdanState as ScaleByAdanState
 from ._adam_variants import ScaleByAdemamixState as ScaleByAdemamixState
 from ._adam_variants import ScaleByBeliefState as ScaleByBeliefState
+from ._adam_variants import ScaleByLapropState as ScaleByLapropState
 from ._adam_variants import ScaleByOptimisticGradientState as ScaleByOptimisticGradientState
 from ._adam_variants import ScaleBySimplifiedAdemamixState as ScaleBySimplifiedAdemamixState
 from ._adam_variants import simplified_ademamix as simplified_ademamix
@@ -70,6 +73,11 @@ from ._clipping import clip as clip
 from ._clipping import clip_by_block_norm as clip_by_block_norm
 from ._clipping import clip_by_block_rms as clip_by_block_rms
 from ._clipping import clip_by_global_norm as clip_by_global_norm
+from ._coin_betting import cocob as cocob
+from ._coin_betting import COCOBState as COCOBState
+from ._coin_betting import MechanicState as MechanicState
+from ._coin_betting import mechanize as mechanize
+from ._coin_betting import scale_by_cocob as scale_by_cocob
 from ._combine import chain as chain
 from ._combine import EmptyState as EmptyState
 from ._combine import identity as identity
@@ -130,6 +138,10 @@ from ._parameter_free import dog as dog
 from ._parameter_free import DoGState as DoGState
 from ._parameter_free import dowg as dowg
 from ._parameter_free import DoWGState as DoWGState
+from ._parameter_free import momo as momo
+from ._parameter_free import momo_adam as momo_adam
+from ._parameter_free import MomoAdamState as MomoAdamState
+from ._parameter_free import MomoState as MomoState
 from ._parameter_free import polyak_sgd as polyak_sgd
 from ._parameter_free import prodigy as prodigy
 from ._parameter_free import ProdigyState as ProdigyState

@@ -15,6 +15,7 @@ accepted and ignored.
 """
 
 from ._adafactor import adafactor as adafactor
+from ._laprop import laprop as laprop
 from ._muon import muon as muon
 from ._optim import adadelta as adadelta
 from ._optim import adagrad as adagrad
@@ -27,7 +28,9 @@ from ._optim import radam as radam
 from ._optim import rmsprop as rmsprop
 from ._optim import rprop as rprop
 from ._optim import sgd as sgd
+from ._parameter_free import dadapt_adagrad as dadapt_adagrad
 from ._parameter_free import dadapt_adam as dadapt_adam
+from ._parameter_free import dadapt_sgd as dadapt_sgd
 from ._parameter_free import prodigy as prodigy
 from ._schedule_free import adamw_schedule_free as adamw_schedule_free
 from ._schedule_free import radam_schedule_free as radam_schedule_free
