@@ -19,6 +19,10 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 WRITES = {
     "landscapes": ["landscapes.png"],
     "comparison": ["compare_digits_keras.png", "compare_digits_keras.json"],
+    "learning_rate_free": [
+        "learning_rate_free_estimates.png",
+        "learning_rate_free_schedule_free.png",
+    ],
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -27,8 +31,9 @@ def by_name(paths: list[Path]):
     return pytest.mark.parametrize("path", paths, ids=[p.stem for p in paths])
 
 
-def test_the_four_notebooks_are_there():
+def test_the_five_notebooks_are_there():
     assert {p.stem for p in NOTEBOOKS} == {
+        "learning_rate_free",
         "landscapes",
         "from_primitives",
         "schedules",
