@@ -1,6 +1,7 @@
-"""The structured optimizers side by side: modular addition (grokking) and the digits CNN.
+"""Modern optimizers side by side: modular addition (grokking) and the digits CNN.
 
     python benchmarks/modern.py --out /tmp/modern          # the default run (see below)
+    python benchmarks/modern.py --group adaptive --out /tmp/adaptive   # the second group
     python benchmarks/modern.py --quick --out /tmp/m       # the smoke configuration (seconds)
     python benchmarks/modern.py --tasks digits --optimizers adamw muon --seeds 0 --out /tmp/m
 
@@ -14,13 +15,25 @@ Two tasks, all data generated or shipped with scikit-learn (nothing is downloade
   max-pool, dropout 0.25, dense 256, dropout 0.5, dense 10) on scikit-learn's 8x8 digits
   (1,437 train / 360 validation, stratified split by seed), batch 64.
 
-Optimizers (gradtx's recipes at their usual settings; ``OPTIMIZERS`` lists each call):
-AdamW, Adafactor, LAMB, Lion, Muon, Shampoo, SOAP. Each gets the same three-point
-learning-rate grid shape (its usual rate times 1/3, 1 and 3) and three seeds (data split,
+Optimizers (gradtx's recipes at their usual settings; ``OPTIMIZERS`` lists each call), in
+two groups (``--group``):
+
+- ``structured`` (the default): AdamW, Adafactor, LAMB, Lion, Muon, Shampoo, SOAP;
+- ``adaptive``: AdamW with warmup and cosine decay (the tuned, scheduled baseline),
+  AdaBelief, Yogi, Adan, ADOPT, AdEMAMix, Simplified AdEMAMix, MARS, C-AdamW, MADGRAD,
+  ACProp, LaProp, Optimistic Adam, Optimistic GD, AdamW with reduce_on_plateau, all on a
+  rate grid without a schedule; and, at their defaults with no grid and no schedule,
+  Schedule-Free AdamW and SGD (evaluated at their averaged point x), Prodigy, D-Adapt
+  AdamW, DoG, DoWG, Mechanic around Adam, COCOB, MoMo, MoMo-Adam and Polyak SGD (MoMo and
+  Polyak fed the minibatch loss as ``value=``).
+
+A grid is the usual rate times 1/3, 1 and 3; every run has three seeds (data split,
 initialisation, batch order, dropout). Weight decay is decoupled and the same for every
 optimizer and rate: every step shrinks the weights by the task's ``decay`` (1e-3 on modadd,
 which is AdamW's grokking standard weight_decay=1.0 at lr 1e-3; 1e-5 on digits), that is
-``weight_decay = decay / lr`` for the recipes that multiply it by their rate.
+``weight_decay = decay / lr`` for the structured recipes that multiply it by their rate,
+and ``p <- p (1 - decay)`` after each update in the adaptive group (so a step-size-free
+method's estimate does not scale it).
 
 All rates and seeds of an optimizer train together in one jitted, donated step vmapped over
 (rate, seed); the learning rate is a traced leaf of the transform built inside the vmap.
@@ -44,7 +57,13 @@ with a d_model 64 transformer, 800 digits steps) was sized for ~25 minutes on a 
 on that machine shared with other jobs (load average 6 to 10) its first five optimizers on
 modadd alone took 17 minutes, so expect 40 minutes or more there. The issue's d_model 128
 with full-batch training would take hours; ``--d-model`` and ``--steps`` change the size.
-KNOWN PROBLEM: the vmapped Shampoo step hangs on CPU (see /work/notes/modern_report.md).
+
+XLA:CPU (jaxlib 0.10.2) deadlocks the vmapped Shampoo step (Adam graft, a matrix and a
+vector leaf, two or more runs, state donated or not: all threads idle at the second
+preconditioner refresh) unless its concurrency-optimised scheduler is off, so ``main``
+adds ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` to ``XLA_FLAGS`` before
+JAX starts its backend. ``results.json`` is rewritten after every optimizer, so an
+interrupted run keeps what finished (``"complete": false``).
 """
 
 from __future__ import annotations
@@ -55,6 +74,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import pathlib
 import statistics
 import sys
@@ -222,9 +242,15 @@ class Optimizer:
     usual_rate: float
     build: Callable[[Any, float, Task], Any]  # (learning rate, decay per step, task) -> tx
     settings: str  # the call, for the tables
+    grid: tuple[float, ...] = (1 / 3, 1.0, 3.0)  # the rates tried, as multiples of usual_rate
+    # The step applies the task's decay itself (p <- p (1 - decay) after the update) rather
+    # than the optimizer: for the methods whose own decay would be scaled by an estimate.
+    decay_in_step: bool = False
+    # Where to evaluate: (state, params) -> params (Schedule-Free's x); None: the params.
+    eval_params: Callable[[Any, Any], Any] | None = None
 
     def rates(self) -> tuple[float, ...]:
-        return (self.usual_rate / 3, self.usual_rate, self.usual_rate * 3)
+        return tuple(self.usual_rate * factor for factor in self.grid)
 
 
 OPTIMIZERS: dict[str, Optimizer] = {
@@ -290,6 +316,124 @@ OPTIMIZERS: dict[str, Optimizer] = {
         "soap(lr, weight_decay=decay/lr): betas (0.95, 0.95), eigenbases every 10 steps",
     ),
 }
+STRUCTURED = tuple(OPTIMIZERS)
+
+
+def _tuned(label: str, rate: float, build: Callable[[Any, Task], Any], settings: str):
+    """An optimizer of the adaptive group: a rate grid, the decay applied by the step."""
+    return Optimizer(label, rate, lambda lr, decay, task: build(lr, task), settings, **_BY_STEP)
+
+
+def _untuned(label: str, rate: float, build: Callable[[Any, Task], Any], settings: str, **kw):
+    """A schedule-free or step-size-free method at its default rate: no grid."""
+    return Optimizer(
+        label, rate, lambda lr, decay, task: build(lr, task), settings, (1.0,), **_BY_STEP, **kw
+    )
+
+
+_BY_STEP = {"decay_in_step": True}
+
+
+def _cosine(lr, task):
+    """Linear warmup over 5% of the steps, then cosine decay to 0."""
+    return gradtx.warmup_cosine_decay_schedule(0.0, lr, task.steps // 20, task.steps)
+
+
+# The adaptive, averaging and step-size-free methods (``--group adaptive``). Every one of
+# them is decayed by the step, the same shrink per step as the structured group, so the
+# step-size-free methods' estimates do not scale it. Tuned methods get the three-point grid
+# and no schedule (AdamW-cosine is the tuned, scheduled baseline); the schedule-free and
+# step-size-free ones run once per seed at their defaults, untuned, unscheduled.
+OPTIMIZERS.update(
+    {
+        "adamw_cosine": _tuned(
+            "AdamW-cosine",
+            1e-3,
+            lambda lr, task: gradtx.adamw(_cosine(lr, task), weight_decay=0.0),
+            "adamw(warmup_cosine_decay_schedule(0, lr, steps/20, steps))",
+        ),
+        "adabelief": _tuned("AdaBelief", 1e-3, lambda lr, t: gradtx.adabelief(lr), "adabelief(lr)"),
+        "yogi": _tuned("Yogi", 1e-3, lambda lr, t: gradtx.yogi(lr), "yogi(lr)"),
+        "adan": _tuned("Adan", 1e-3, lambda lr, t: gradtx.adan(lr), "adan(lr)"),
+        "adopt": _tuned("ADOPT", 1e-3, lambda lr, t: gradtx.adopt(lr), "adopt(lr)"),
+        "ademamix": _tuned("AdEMAMix", 1e-3, lambda lr, t: gradtx.ademamix(lr), "ademamix(lr)"),
+        # m accumulates without (1 - b1): steps ~1/(1 - b1) = 100 times Adam's, so its rates
+        # are Adam's / 100.
+        "simplified_ademamix": _tuned(
+            "Simplified AdEMAMix",
+            1e-5,
+            lambda lr, t: gradtx.simplified_ademamix(lr),
+            "simplified_ademamix(lr)",
+        ),
+        "mars": _tuned("MARS", 3e-3, lambda lr, t: gradtx.mars(lr), "mars(lr): AdamW form"),
+        "cautious_adamw": _tuned(
+            "C-AdamW",
+            1e-3,
+            lambda lr, t: gradtx.cautious(gradtx.adamw(lr, weight_decay=0.0)),
+            "cautious(adamw(lr))",
+        ),
+        "laprop": _tuned("LaProp", 1e-3, lambda lr, t: gradtx.laprop(lr), "laprop(lr)"),
+        "madgrad": _tuned("MADGRAD", 1e-2, lambda lr, t: gradtx.madgrad(lr), "madgrad(lr)"),
+        "acprop": _tuned("ACProp", 1e-3, lambda lr, t: gradtx.acprop(lr), "acprop(lr)"),
+        "optimistic_adam_v2": _tuned(
+            "Optimistic Adam",
+            1e-3,
+            lambda lr, t: gradtx.optimistic_adam_v2(lr),
+            "optimistic_adam_v2(lr)",
+        ),
+        "optimistic_gradient_descent": _tuned(
+            "Optimistic GD",
+            3e-2,
+            lambda lr, t: gradtx.optimistic_gradient_descent(lr),
+            "optimistic_gradient_descent(lr)",
+        ),
+        # On the minibatch loss, averaged over 50 steps; patience 5 such means.
+        "adamw_plateau": _tuned(
+            "AdamW-plateau",
+            1e-3,
+            lambda lr, t: gradtx.chain(
+                gradtx.adamw(lr, weight_decay=0.0),
+                gradtx.reduce_on_plateau(factor=0.5, patience=5, accumulation_size=50),
+            ),
+            "chain(adamw(lr), reduce_on_plateau(0.5, patience=5, accumulation_size=50))",
+        ),
+        "schedule_free_adamw": _untuned(
+            "Schedule-Free AdamW",
+            0.0025,
+            lambda lr, task: gradtx.schedule_free_adamw(lr, warmup_steps=task.steps // 20),
+            "schedule_free_adamw(warmup_steps=steps/20), evaluated at x",
+            eval_params=gradtx.schedule_free_eval_params,
+        ),
+        "schedule_free_sgd": _untuned(
+            "Schedule-Free SGD",
+            1.0,
+            lambda lr, task: gradtx.schedule_free_sgd(lr, warmup_steps=task.steps // 20),
+            "schedule_free_sgd(warmup_steps=steps/20), evaluated at x",
+            eval_params=gradtx.schedule_free_eval_params,
+        ),
+        "prodigy": _untuned("Prodigy", 1.0, lambda lr, t: gradtx.prodigy(lr), "prodigy()"),
+        "dadapt_adamw": _untuned(
+            "D-Adapt AdamW", 1.0, lambda lr, t: gradtx.dadapt_adamw(lr), "dadapt_adamw()"
+        ),
+        "dog": _untuned("DoG", 1.0, lambda lr, t: gradtx.dog(lr), "dog()"),
+        "dowg": _untuned("DoWG", 1.0, lambda lr, t: gradtx.dowg(lr), "dowg()"),
+        "mechanize": _untuned(
+            "Mechanic (Adam)",
+            1.0,
+            lambda lr, t: gradtx.mechanize(gradtx.adam(lr)),
+            "mechanize(adam(1.0))",
+        ),
+        "cocob": _untuned("COCOB", 1.0, lambda lr, t: gradtx.cocob(lr), "cocob()"),
+        "momo": _untuned("MoMo", 1.0, lambda lr, t: gradtx.momo(lr), "momo(): lower bound 0"),
+        "momo_adam": _untuned(
+            "MoMo-Adam", 1e-2, lambda lr, t: gradtx.momo_adam(lr), "momo_adam(): lower bound 0"
+        ),
+        "polyak_sgd": _untuned(
+            "Polyak SGD", 1.0, lambda lr, t: gradtx.polyak_sgd(lr), "polyak_sgd(): f* = 0"
+        ),
+    }
+)
+GROUPS = {"structured": STRUCTURED, "adaptive": tuple(n for n in OPTIMIZERS if n not in STRUCTURED)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,8 +497,12 @@ def state_axes(build: Callable, params: Any) -> Any:
     return jax.tree.map(lambda x: None if jnp.issubdtype(x.dtype, jnp.integer) else 0, shapes)
 
 
-def make_step(task: Task, build: Callable, axes: Any) -> Callable:
-    """The vmapped, donated train step: (rates, params, state, loss sums, t, arrays, keys)."""
+def make_step(task: Task, build: Callable, axes: Any, decay_in_step: bool) -> Callable:
+    """The vmapped, donated train step: (rates, params, state, loss sums, t, arrays, keys).
+
+    The minibatch loss goes to the update as ``value=`` (Polyak's and MoMo's steps read it;
+    the others ignore it).
+    """
 
     def one(rate, params, state, loss_sum, t, arrays, key):
         batch = arrays["indices"][t]
@@ -366,8 +514,11 @@ def make_step(task: Task, build: Callable, axes: Any) -> Callable:
             arrays["weights"][t],
             jax.random.fold_in(key, t),
         )
-        updates, state = build(rate).update(grads, state, params)
-        return gradtx.apply_updates(params, updates), state, loss_sum + loss
+        updates, state = build(rate).update(grads, state, params, value=loss)
+        params = gradtx.apply_updates(params, updates)
+        if decay_in_step:
+            params = jax.tree.map(lambda p: p * (1 - task.decay), params)
+        return params, state, loss_sum + loss
 
     vmapped = jax.vmap(one, in_axes=(0, 0, axes, 0, None, 0, 0), out_axes=(0, axes, 0))
     return jax.jit(vmapped, donate_argnums=(1, 2, 3))
@@ -419,12 +570,14 @@ def train_group(task: Task, optimizer: Optimizer, runs: Members, traced_rate: bo
     t = jnp.asarray(0, jnp.int32)
     start = time.perf_counter()
     step = (
-        make_step(task, build, axes)
+        make_step(task, build, axes, optimizer.decay_in_step)
         .lower(rates, params, state, loss_sum, t, arrays, dropout_keys)
         .compile()
     )
     compile_s = time.perf_counter() - start
 
+    where = optimizer.eval_params or (lambda state, params: params)
+    evaluation_point = jax.jit(jax.vmap(where, in_axes=(axes, 0)))
     curves = [[] for _ in runs.rates]
     interval_s, interval_steps = [], []
     ends = list(range(task.eval_every, task.steps, task.eval_every)) + [task.steps]
@@ -439,7 +592,7 @@ def train_group(task: Task, optimizer: Optimizer, runs: Members, traced_rate: bo
         interval_steps.append(end - begin)
         loss_sum = jnp.zeros_like(loss_sum)
         accuracy, val_loss = evaluate_all(
-            task.model, params, runs.arrays["x_val"], runs.arrays["y_val"]
+            task.model, evaluation_point(state, params), runs.arrays["x_val"], runs.arrays["y_val"]
         )
         for curve, *point in zip(curves, np.asarray(accuracy), np.asarray(val_loss), train_loss):
             curve.append((end, *map(float, point)))
@@ -658,7 +811,10 @@ def plot(results: dict, path: pathlib.Path) -> None:
     figure, axes = plt.subplots(
         1, len(tasks), figsize=(6.5 * len(tasks), 4.5), constrained_layout=True, squeeze=False
     )
+    names = results["config"]["optimizers"]
+    colours = plt.get_cmap("tab20")(np.arange(len(names)) % 20)
     for axis, task in zip(axes[0], tasks):
+        axis.set_prop_cycle(color=colours)
         info = results["tasks"][task]
         for name in results["config"]["optimizers"]:
             best = next(
@@ -718,9 +874,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tasks", nargs="+", choices=["modadd", "digits"], default=None)
     parser.add_argument(
+        "--group",
+        choices=list(GROUPS),
+        default="structured",
+        help="the optimizers run when --optimizers is not given",
+    )
+    parser.add_argument(
         "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=None, metavar="NAME"
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=None)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the optimizers --out's results.json finished with the same settings",
+    )
     parser.add_argument("--d-model", type=int, default=None, help="modadd's width (64)")
     parser.add_argument("--layers", type=int, default=None, help="modadd's depth (2)")
     parser.add_argument("--steps", nargs="+", default=[], metavar="TASK=N")
@@ -732,7 +899,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(str(error))
     quick = args.quick
     args.tasks = list(dict.fromkeys(args.tasks or ["modadd", "digits"]))
-    args.optimizers = list(dict.fromkeys(args.optimizers or OPTIMIZERS))
+    args.optimizers = list(dict.fromkeys(args.optimizers or GROUPS[args.group]))
     args.seeds = list(dict.fromkeys(args.seeds or ([0] if quick else [0, 1, 2])))
     args.d_model = args.d_model or (16 if quick else 64)
     args.layers = args.layers or (1 if quick else 2)
@@ -742,8 +909,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+# The flag XLA:CPU needs for the vmapped Shampoo step not to deadlock (module docstring).
+XLA_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def configure_xla() -> None:
+    """Add ``XLA_SCHEDULER_FLAG`` to ``XLA_FLAGS``; fail if the backend already started."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if XLA_SCHEDULER_FLAG in flags.split():
+        return
+    if jax._src.xla_bridge.backends_are_initialized():  # noqa: SLF001
+        raise RuntimeError(
+            "benchmarks/modern.py must configure XLA before JAX starts its backend (the "
+            f"vmapped Shampoo step deadlocks without {XLA_SCHEDULER_FLAG}): run it as a "
+            "script, or set XLA_FLAGS yourself"
+        )
+    os.environ["XLA_FLAGS"] = f"{flags} {XLA_SCHEDULER_FLAG}".strip()
+
+
+def write_results(results: dict, out: pathlib.Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def finished(path: pathlib.Path, results: dict, tasks: dict) -> dict:
+    """What an earlier run at ``path`` finished with this run's seeds, tasks and settings.
+
+    ``{"pairs": {(task, optimizer), ...}, "runs": [...], "timing": [...]}``; empty if none.
+    """
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    config, ours = earlier["config"], results["config"]
+    if config["seeds"] != ours["seeds"]:
+        return {}
+    pairs = {
+        (t["task"], t["optimizer"])
+        for t in earlier["timing"]
+        if t["task"] in ours["tasks"]
+        and earlier["tasks"][t["task"]]["description"] == tasks[t["task"]].description
+        and earlier["tasks"][t["task"]]["steps"] == tasks[t["task"]].steps
+        and config["settings"].get(t["optimizer"]) == ours["settings"].get(t["optimizer"])
+    }
+    return {"pairs": pairs, "runs": earlier["runs"], "timing": earlier["timing"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    configure_xla()
     tasks = make_tasks(args)
     results: dict[str, Any] = {
         "machine": bench.machine(),
@@ -757,8 +970,17 @@ def main(argv: list[str] | None = None) -> dict:
         "tasks": {},
         "runs": [],
         "timing": [],
+        "complete": False,
     }
+    done = finished(args.out / "results.json", results, tasks) if args.resume else {}
+    for key in ("runs", "timing"):
+        results[key] = (
+            [r for r in done.get(key, []) if (r["task"], r["optimizer"]) in done["pairs"]]
+            if done
+            else []
+        )
     total = sum(tasks[t].steps for t in args.tasks) * len(args.optimizers)
+    total -= sum(tasks[t].steps for t, _ in (done["pairs"] if done else ()))
     start = time.perf_counter()
     with tqdm(total=total, unit="step", file=sys.stderr, desc="modern") as bar:
         for name in args.tasks:
@@ -775,16 +997,19 @@ def main(argv: list[str] | None = None) -> dict:
                 "decay": task.decay,
             }
             for optimizer in args.optimizers:
+                if done and (name, optimizer) in done["pairs"]:
+                    continue  # --resume: kept from the earlier run
                 groups = train_optimizer(task, optimizer, args.seeds, data, bar)
                 results["runs"] += run_records(task, optimizer, groups)
                 results["timing"].append(timing_record(task, optimizer, groups))
+                write_results(results, args.out)  # what finished survives an interruption
+    results["complete"] = True
     results["wall_s"] = time.perf_counter() - start
     analyse(results)
     table = summary_tables(results)
     print(table)
-    args.out.mkdir(parents=True, exist_ok=True)
+    write_results(results, args.out)
     (args.out / "summary.md").write_text(table)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
     plot(results, args.out / "modern.png")
     print(f"{results['wall_s'] / 60:.1f} min; tables, numbers and plot in {args.out}")
     return results
