@@ -301,6 +301,73 @@ def schedule_free_errors(errors, notes):
         )
 
 
+def _row(name: str) -> str:
+    """A primitive's row is its recipe's (scale_by_belief -> adabelief, and so on)."""
+    return {
+        "scale_by_belief": "adabelief",
+        "scale_by_optimistic_gradient": "optimistic_gradient_descent",
+    }.get(name, name.removeprefix("scale_by_"))
+
+
+def adam_variants_errors(errors, notes):
+    """The adaptive-moment variants against optax, LaProp against its paper and package."""
+    import test_adam_variants as tests
+    import test_mars_cautious as contrib
+
+    problem = tests._Problem("float64")
+    cases = [(name, kwargs, {}) for name, kwargs in tests.DEFAULTS] + list(tests.OPTIONS)
+    for name, common, options in cases:
+        if "mu_dtype" in options:  # float32 moments: a float32 run, left out
+            continue
+        ours = replay.trajectory(tests._build(gradtx, name, common, options), problem)
+        theirs = replay.trajectory(
+            gradtx.chain(tests._build(optax, name, common, options)), problem
+        )
+        errors[_row(name)]["optax"].append(trajectory_error(ours, theirs))
+    for name, kwargs, dtype in contrib.CONTRIB_CASES:
+        if dtype != "float32-in-float64":  # madgrad's float32 count: the oracle checks those
+            ours = replay.trajectory(contrib._contrib(gradtx, name, kwargs), problem)
+            theirs = replay.trajectory(gradtx.chain(contrib._contrib(optax, name, kwargs)), problem)
+            errors[_row(name)]["optax"].append(trajectory_error(ours, theirs))
+    notes.append(
+        "madgrad, optax: optax forms lambda_k = (lr + eps) sqrt(k + 1) in float32 also for "
+        "float64 leaves (1.7e-8 at the defaults, up to 1.3e-6 with options); gradtx keeps float64, "
+        "and the cases with options are checked against a NumPy oracle (test_mars_cautious)."
+    )
+    for kwargs in tests.LAPROP_ORACLE_CASES:
+        options = {k: v for k, v in kwargs.items() if k != "learning_rate"}
+        expected = tests._laprop_oracle(kwargs["learning_rate"], **options)
+        ours = replay.trajectory(gradtx.laprop(**kwargs), tests.reference)
+        errors["laprop"]["paper oracle"].append(trajectory_error(ours, expected))
+    data = np.load(tests.reference.DATA / "laprop.npz")
+    for case in tests.LAPROP["cases"]:
+        expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in tests.reference.SHAPES}
+        ours = tests._laprop_replayed(case["index"])
+        errors["laprop"]["pytorch-optimizer"].append(trajectory_error(ours, expected))
+
+
+def parameter_free_errors(errors):
+    """Step-size-free methods against optax.contrib and the authors' packages (recorded)."""
+    import test_coin_betting_momo as betting
+    import test_parameter_free as tests
+
+    for name, kwargs in tests.OPTAX_CASES:
+        ours = tests._run(tests._build(name, True, kwargs), tests.problem)
+        theirs = tests._run(tests._build(name, False, kwargs), tests.problem)
+        errors[_row(name)]["optax"].append(trajectory_error(ours, theirs))
+    for name, kwargs in betting.OPTAX_CASES:
+        ours, theirs = betting._run_both(
+            betting._build(name, True, kwargs), betting._build(name, False, kwargs)
+        )
+        errors[_row(name)]["optax"].append(trajectory_error(ours, theirs))
+    data = np.load(tests.DATA / "parameter_free.npz")
+    for case in tests.CASES:  # over the steps the tests compare (the conditioned ones)
+        expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in tests.problem.SHAPES}
+        ours = tests._conditioned(tests._replayed(case["index"]), case)
+        error = trajectory_error(ours, tests._conditioned(expected, case))
+        errors[case["optimizer"]]["authors' package"].append(error)
+
+
 def table(errors, notes) -> str:
     lines = [
         "| optimizer | " + " | ".join(COLUMNS) + " |",
@@ -332,6 +399,8 @@ def main(argv=None) -> None:
         keras_structured_errors,
         mars_cautious_errors,
         functools.partial(schedule_free_errors, notes=notes),
+        functools.partial(adam_variants_errors, notes=notes),
+        parameter_free_errors,
     ]
     with jax.enable_x64(True):
         for section in sections:
