@@ -63,6 +63,14 @@ def tree_map_unzip(fn: Callable[..., tuple], tree: Any, *rest: Any) -> tuple[Any
     for other in rest:
         check_same_structure(tree, other)
     others = [treedef.flatten_up_to(r) for r in rest]
+    for other in others:  # flatten_up_to accepts a None subtree where the updates have a leaf
+        hole = next((i for i, x in enumerate(other) if x is None), None)
+        if hole is not None:
+            raise ValueError(
+                f"the updates have an array at {_paths(tree)[hole]} where the params or the "
+                "optimizer state have None: give that leaf a None update too, or leave it "
+                "out of the optimizer (masked, partition with set_to_zero)"
+            )
     check_float_leaves(tree)
     for other in others:
         if any(jnp.shape(a) != jnp.shape(b) for a, b in zip(leaves, other)):

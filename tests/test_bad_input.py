@@ -73,6 +73,13 @@ def test_none_leaves_and_empty_trees():
         assert updates == empty
 
 
+def test_an_array_update_for_a_none_param_names_the_path():
+    tx = gradtx.adamw(0.1)  # its weight decay reads the params
+    params = {"w": jnp.ones(2), "frozen": None}
+    with pytest.raises(ValueError, match=r"an array at \['frozen'\] where the params or"):
+        tx.update({"w": jnp.ones(2), "frozen": jnp.ones(2)}, tx.init(params), params)
+
+
 def test_complex_parameters_use_the_modulus_in_second_moments():
     # Documented behaviour: |g|^2 in second moments, as optax does; minimising
     # |z - c|^2 over complex z converges to c.
