@@ -13,7 +13,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 
 def compute_dtype(x: Any) -> jnp.dtype:
@@ -223,10 +222,6 @@ def tree_scale(scalar: Any, tree: Any) -> Any:
     return jax.tree.map(lambda x: (hp(scalar, x) * up(x)).astype(jnp.result_type(x)), tree)
 
 
-def tree_add(a: Any, b: Any) -> Any:
-    return jax.tree.map(jnp.add, a, b)
-
-
 def tree_vdot(a: Any, b: Any) -> jax.Array:
     """Real inner product of two trees, accumulated in at least float32."""
     parts = [
@@ -265,11 +260,3 @@ def debias(moment: jax.Array, correction: jax.Array) -> jax.Array:
 def bias_correction(decay: Any, count: Any) -> jax.Array:
     """``1 - decay**count`` in float32 or float64."""
     return 1 - decay_power(decay, count)
-
-
-def is_abstract(x: Any) -> bool:
-    return isinstance(x, jax.ShapeDtypeStruct)
-
-
-def leaf_dtypes(tree: Any) -> list[np.dtype]:
-    return [jnp.result_type(x) for x in jax.tree.leaves(tree)]
