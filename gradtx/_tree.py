@@ -91,8 +91,10 @@ def _first_container_difference(a: Any, b: Any, path: tuple = ()) -> tuple | Non
     """The first node where two trees with the same leaf paths differ in container type."""
     if type(a) is not type(b):
         return path, type(a), type(b)
-    children_a, _ = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda x: x is not a)
-    children_b, _ = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda x: x is not b)
+    children_a, node_a = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda x: x is not a)
+    children_b, node_b = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda x: x is not b)
+    if node_a != node_b:  # one type, other static fields (a dataclass's aux data)
+        return path, type(a), type(b)
     for (key, x), (_, y) in zip(children_a, children_b):
         if x is a or y is b:  # a leaf flattens to itself
             return None
@@ -122,6 +124,12 @@ def check_same_structure(updates: Any, reference: Any, what: str = "optimizer st
         found = _first_container_difference(updates, reference)
         path, mine, other = found if found else ((), type(updates), type(reference))
         where = jax.tree_util.keystr(path) or "<root>"
+        if mine is other:
+            raise ValueError(
+                f"the updates do not match the {what} at {where}: the same leaves, both in a "
+                f"{mine.__module__}.{mine.__qualname__}, but with other static (non-array) "
+                "fields: build both from the same configuration."
+            )
         raise ValueError(
             f"the updates do not match the {what} at {where}: the same leaves, but held in a "
             f"{mine.__module__}.{mine.__qualname__} in the updates and a "

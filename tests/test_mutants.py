@@ -283,8 +283,8 @@ def _container_message(where, mine, theirs):
 
 def test_trees_with_the_same_leaves_name_the_first_container_that_differs():
     # _first_container_difference: the first node (depth first, past equal siblings) whose
-    # type differs; check_same_structure: <root> with both types when no container type differs
-    # (a static field differs).
+    # type or static fields differ; check_same_structure names both types, or the one type
+    # whose static fields differ.
     x = jnp.ones(2)
     assert _message(lambda: gradtx.apply_updates([x], (x,))) == _container_message(
         "<root>", "builtins.tuple", "builtins.list"
@@ -293,10 +293,17 @@ def test_trees_with_the_same_leaves_name_the_first_container_that_differs():
         lambda: gradtx.apply_updates({"a": x, "b": {"c": [x]}}, {"a": x, "b": {"c": (x,)}})
     )
     assert nested == _container_message("['b']['c']", "builtins.tuple", "builtins.list")
+    # One type, another static field: said so, at the node where it differs.
     tagged = f"{__name__}._Tagged"
-    assert _message(
-        lambda: gradtx.apply_updates(_Tagged(x, "a"), _Tagged(x, "b"))
-    ) == _container_message("<root>", tagged, tagged)
+    for where, ours, theirs in (
+        ("<root>", _Tagged(x, "a"), _Tagged(x, "b")),
+        ("['b'][1]", {"a": x, "b": [x, _Tagged(x, "a")]}, {"a": x, "b": [x, _Tagged(x, "b")]}),
+    ):
+        assert _message(lambda p=theirs, u=ours: gradtx.apply_updates(p, u)) == (
+            f"the updates do not match the params at {where}: the same leaves, both in a "
+            f"{tagged}, but with other static (non-array) fields: build both from the same "
+            "configuration."
+        )
 
 
 def test_factored_rms_starts_its_second_moments_at_zero_in_the_params_dtype():
