@@ -63,7 +63,10 @@ vector leaf, two or more runs, state donated or not: all threads idle at the sec
 preconditioner refresh) unless its concurrency-optimised scheduler is off, so ``main``
 adds ``--xla_cpu_enable_concurrency_optimized_scheduler=false`` to ``XLA_FLAGS`` before
 JAX starts its backend. ``results.json`` is rewritten after every optimizer, so an
-interrupted run keeps what finished (``"complete": false``).
+interrupted run keeps what finished (``"complete": false``), and ``--resume`` goes on from
+it. Shampoo's and SOAP's eigendecompositions run in the OpenBLAS that scipy ships, whose
+threads spin while they wait: on a machine shared with other jobs that made the Shampoo
+step 5-10 times slower; ``OPENBLAS_NUM_THREADS=1`` (set before the process starts) avoids it.
 """
 
 from __future__ import annotations
