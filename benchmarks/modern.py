@@ -702,7 +702,9 @@ def analyse(results: dict) -> None:
     sweep = []
     for task in results["config"]["tasks"]:
         for name in results["config"]["optimizers"]:
-            rates = sorted({r["rate"] for r in results["runs"] if r["optimizer"] == name})
+            rates = sorted(
+                {r["rate"] for r in results["runs"] if (r["task"], r["optimizer"]) == (task, name)}
+            )
             summaries = []
             for rate in rates:
                 runs = [
@@ -1009,14 +1011,19 @@ def main(argv: list[str] | None = None) -> dict:
                 write_results(results, args.out)  # what finished survives an interruption
     results["complete"] = True
     results["wall_s"] = time.perf_counter() - start
+    finish(results, args.out)
+    print(f"{results['wall_s'] / 60:.1f} min; tables, numbers and plot in {args.out}")
+    return results
+
+
+def finish(results: dict, out: pathlib.Path) -> None:
+    """The analysis, tables and plot of a finished run, written to ``out``."""
     analyse(results)
     table = summary_tables(results)
     print(table)
-    write_results(results, args.out)
-    (args.out / "summary.md").write_text(table)
-    plot(results, args.out / "modern.png")
-    print(f"{results['wall_s'] / 60:.1f} min; tables, numbers and plot in {args.out}")
-    return results
+    write_results(results, out)
+    (out / "summary.md").write_text(table)
+    plot(results, out / "modern.png")
 
 
 if __name__ == "__main__":
