@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_range, Transform
+from ._base import check_choice, check_range, static, Transform
 from ._combine import masked
 from ._scale import value_at
 from ._tree import hp, safe_increment, up, zero_count
@@ -155,16 +155,18 @@ def soft_threshold(threshold: Any, mask: Any = None) -> Transform:
 
 
 class AddDecoupledWeightDecay(Transform):
-    """Adds ``-learning_rate * weight_decay * params`` to already-scaled updates."""
+    """Adds ``-learning_rate * weight_decay`` times the params (or the stepped params)."""
 
     elementwise = True
 
     weight_decay: Any = 0.0
     learning_rate: Any = 1e-3
+    of: str = static("params")
 
     def __post_init__(self):
         check_range(self, "weight_decay", low=0.0)
         check_range(self, "learning_rate", low=0.0)
+        check_choice(self, "of", ("params", "step"))
 
     def init(self, params):
         del params
@@ -174,20 +176,27 @@ class AddDecoupledWeightDecay(Transform):
         del extra_args
         _require_params(self, params)
         rate = value_at(self.learning_rate, state.count) * value_at(self.weight_decay, state.count)
-        updates = jax.tree.map(
-            lambda u, p: (up(u) - hp(rate, u) * up(p)).astype(jnp.result_type(u)), updates, params
-        )
-        return updates, CountState(safe_increment(state.count))
+
+        def leaf(u, p):
+            if self.of == "step":  # p_t = (p_{t-1} + u_t) (1 - rate), as an update
+                stepped = up(p) + up(u)
+                return (stepped * (1 - hp(rate, stepped)) - up(p)).astype(u.dtype)
+            return (up(u) - hp(rate, u) * up(p)).astype(jnp.result_type(u))
+
+        return jax.tree.map(leaf, updates, params), CountState(safe_increment(state.count))
 
 
 def add_decoupled_weight_decay(
-    weight_decay: Any, learning_rate: Any, mask: Any = None
+    weight_decay: Any, learning_rate: Any, mask: Any = None, *, of: str = "params"
 ) -> Transform:
     """Decays the weights directly, after the optimizer's own (already scaled) step.
 
     Update rule::
 
-        u_t <- u_t - lr_t * weight_decay_t * p_{t-1}
+        u_t <- u_t - lr_t * weight_decay_t * p_{t-1}                (of="params")
+        u_t <- u_t - lr_t * weight_decay_t * (p_{t-1} + u_t)        (of="step": the
+               stepped weights shrink, p_t = (p_{t-1} + u_t) (1 - lr_t weight_decay_t),
+               as pytorch-optimizer's LaProp and SOAP decay)
 
     This is how Keras applies ``weight_decay`` to every optimizer (and PyTorch
     ``decoupled_weight_decay=True``): it does not pass through momentum or an
@@ -197,5 +206,7 @@ def add_decoupled_weight_decay(
 
     Reference: Loshchilov & Hutter, arXiv:1711.05101.
     """
-    transform = AddDecoupledWeightDecay(weight_decay=weight_decay, learning_rate=learning_rate)
+    transform = AddDecoupledWeightDecay(
+        weight_decay=weight_decay, learning_rate=learning_rate, of=of
+    )
     return transform if mask is None else masked(transform, mask)

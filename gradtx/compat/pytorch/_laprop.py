@@ -4,43 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import jax
-
 from ..._adam_variants import ScaleByLaprop
-from ..._base import check_range, Transform
 from ..._combine import Chain, identity, named_recipe
-from ..._regularize import _require_params, CountState
-from ..._scale import scale, value_at
-from ..._tree import hp, safe_increment, up, zero_count
+from ..._regularize import AddDecoupledWeightDecay
+from ..._scale import scale
 from ._optim import _maximize, Betas
-
-
-class DecayStepped(Transform):
-    """Shrinks the params after the step: ``p_t = (p_{t-1} + u_t) (1 - lr_t * weight_decay)``."""
-
-    elementwise = True
-
-    weight_decay: Any = 0.0
-    learning_rate: Any = 1.0
-
-    def __post_init__(self):
-        check_range(self, "weight_decay", low=0.0)
-        check_range(self, "learning_rate", low=0.0)
-
-    def init(self, params):
-        del params
-        return CountState(zero_count())
-
-    def update(self, updates, state, params=None, **extra_args):
-        del extra_args
-        _require_params(self, params)
-        rate = value_at(self.learning_rate, state.count) * value_at(self.weight_decay, state.count)
-
-        def leaf(u, p):
-            stepped = up(p) + up(u)
-            return (stepped * (1 - hp(rate, stepped)) - up(p)).astype(u.dtype)
-
-        return jax.tree.map(leaf, updates, params), CountState(safe_increment(state.count))
 
 
 def laprop(
@@ -94,7 +62,9 @@ def laprop(
             raise ValueError(f"pytorch.laprop(betas={betas!r}): {arg} must be in [0, 1)")
     decay = identity()
     if weight_decay and weight_decouple:
-        decay = DecayStepped(weight_decay=weight_decay, learning_rate=1.0 if fixed_decay else lr)
+        decay = AddDecoupledWeightDecay(
+            weight_decay=weight_decay, learning_rate=1.0 if fixed_decay else lr, of="step"
+        )
     return named_recipe(
         "pytorch.laprop",
         _maximize(maximize),
