@@ -573,11 +573,24 @@ def train_group(task: Task, optimizer: Optimizer, runs: Members, traced_rate: bo
     arrays = {k: v for k, v in runs.arrays.items() if k not in ("x_val", "y_val")}
     t = jnp.asarray(0, jnp.int32)
     start = time.perf_counter()
-    step = (
-        make_step(task, build, axes, optimizer.decay_in_step)
-        .lower(rates, params, state, loss_sum, t, arrays, dropout_keys)
-        .compile()
-    )
+    try:
+        lowered = make_step(task, build, axes, optimizer.decay_in_step).lower(
+            rates, params, state, loss_sum, t, arrays, dropout_keys
+        )
+    except ValueError:  # a counter that follows the data (ACProp's skips zero gradients)
+        n = len(runs.rates)
+        shared = lambda a: a is None  # noqa: E731  (None is an empty subtree to jax.tree)
+        state = jax.tree.map(
+            lambda a, x: x if a == 0 else jnp.broadcast_to(x, (n, *jnp.shape(x))),
+            axes,
+            state,
+            is_leaf=shared,
+        )
+        axes = jax.tree.map(lambda _: 0, axes, is_leaf=shared)
+        lowered = make_step(task, build, axes, optimizer.decay_in_step).lower(
+            rates, params, state, loss_sum, t, arrays, dropout_keys
+        )
+    step = lowered.compile()
     compile_s = time.perf_counter() - start
 
     where = optimizer.eval_params or (lambda state, params: params)
