@@ -13,7 +13,6 @@ import jax.numpy as jnp
 
 from ._base import check_range, fail, static, Transform
 from ._combine import as_transform, Chain, named_recipe
-from ._parameter_free import _wide
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -24,6 +23,7 @@ from ._tree import (
     tree_map_unzip,
     tree_squares_like,
     tree_vdot,
+    tree_widen,
     tree_zeros_like,
     up,
     zero_count,
@@ -213,7 +213,7 @@ class Mechanize(Transform):
         # optax takes x0 from the first update's params, whatever init saw.
         x0 = jax.tree.map(lambda p, x: jnp.where(state.count == 0, p, x), params, state.x0)
         s_sum = jnp.sum(state.s)
-        grads, wide_params = _wide(updates), _wide(params)  # summed in the scalars' dtype
+        grads, wide_params = tree_widen(updates), tree_widen(params)  # summed in the scalars' dtype
         decay = (
             self.weight_decay
             * s_sum
@@ -221,7 +221,7 @@ class Mechanize(Transform):
             / (tree_global_norm(wide_params) + self.eps)
         )
         # The sum of the base steps so far, read back from the params (as optax).
-        delta = jax.tree.map(lambda p, x: (_wide(x) - p) / (s_sum + self.eps), wide_params, x0)
+        delta = jax.tree.map(lambda p, x: (tree_widen(x) - p) / (s_sum + self.eps), wide_params, x0)
         h = tree_vdot(jax.tree.map(lambda g, p: g + decay * p, grads, wide_params), delta)
         betas = jnp.asarray([1.0 - 0.1**i for i in range(1, self.num_betas + 1)], state.s.dtype)
         m = jnp.maximum(betas * state.m, jnp.abs(h) + self.eps)
@@ -232,7 +232,7 @@ class Mechanize(Transform):
         scale = jnp.sum(s)
 
         def leaf(g, p, x, d, step):
-            new_param = _wide(x) - scale * (d - up(step))
+            new_param = tree_widen(x) - scale * (d - up(step))
             return (new_param - up(p)).astype(g.dtype)
 
         new_updates = jax.tree.map(leaf, updates, params, x0, delta, steps)

@@ -32,6 +32,7 @@ from ._tree import (
     tree_scale,
     tree_squares_like,
     tree_vdot,
+    tree_widen,
     tree_zeros_like,
     up,
     zero_count,
@@ -82,16 +83,6 @@ def _adam_step(scale, exp_avg, exp_avg_sq, eps, decay, params, like):
         return step.astype(u.dtype)
 
     return jax.tree.map(leaf, exp_avg, exp_avg_sq, params, like)
-
-
-def _wide(tree: Any) -> Any:
-    """Leaves in at least the scalars' dtype, so that float32 leaves under x64 are summed in
-    float64 (a float32 sum's order differed between jit and eager by an ulp)."""
-
-    def wide(x):
-        return up(x).astype(jnp.promote_types(up(x).dtype, default_float()))
-
-    return jax.tree.map(wide, tree)
 
 
 def _l1(tree: Any) -> jax.Array:
@@ -628,11 +619,11 @@ class ScaleByMomo(Transform):
         bt = jnp.where(state.count == 0, 0.0, self.beta)
         barf = bt * state.barf + (1 - bt) * jnp.asarray(value, state.barf.dtype)
         exp_avg = jax.tree.map(lambda m, g: ema(g, m, bt), state.exp_avg, updates)
-        gamma = bt * state.gamma + (1 - bt) * tree_vdot(_wide(updates), _wide(params))
+        gamma = bt * state.gamma + (1 - bt) * tree_vdot(tree_widen(updates), tree_widen(params))
         alpha = value_at(self.learning_rate, state.count)
-        m = _wide(exp_avg)
+        m = tree_widen(exp_avg)
         tau, lb = _momo_step(
-            self, state, alpha, barf, gamma, tree_vdot(m, _wide(params)), tree_vdot(m, m)
+            self, state, alpha, barf, gamma, tree_vdot(m, tree_widen(params)), tree_vdot(m, m)
         )
         new_updates = _momo_update(alpha, self.weight_decay, tau, updates, params, exp_avg)
         return new_updates, MomoState(exp_avg, barf, gamma, lb, safe_increment(state.count))
@@ -732,11 +723,11 @@ class ScaleByMomoAdam(Transform):
         exp_avg, exp_avg_sq = tree_map_unzip(moments, updates, state.exp_avg, state.exp_avg_sq)
         precond = jax.tree.map(lambda v: hp(self.eps, v) + jnp.sqrt(up(v) / hp(bc2, v)), exp_avg_sq)
         direction = jax.tree.map(lambda m, d: up(m) / d, exp_avg, precond)
-        gamma = b1 * state.gamma + (1 - b1) * tree_vdot(_wide(updates), _wide(params))
+        gamma = b1 * state.gamma + (1 - b1) * tree_vdot(tree_widen(updates), tree_widen(params))
         alpha = value_at(self.learning_rate, state.count)
         tau, lb = _momo_step(
-            self, state, alpha, barf, gamma, tree_vdot(_wide(exp_avg), _wide(params)),
-            tree_vdot(_wide(exp_avg), _wide(direction)), bc1,
+            self, state, alpha, barf, gamma, tree_vdot(tree_widen(exp_avg), tree_widen(params)),
+            tree_vdot(tree_widen(exp_avg), tree_widen(direction)), bc1,
         )  # fmt: skip
         new_updates = _momo_update(alpha, self.weight_decay, tau, updates, params, exp_avg, precond)
         return new_updates, MomoAdamState(exp_avg, exp_avg_sq, barf, gamma, lb, count)
@@ -828,10 +819,10 @@ class ScaleByDog(Transform):
         del extra_args
         _require_params(self, params)
         distance = tree_global_norm(
-            jax.tree.map(lambda a, b: _wide(a) - _wide(b), state.init_params, params)
+            jax.tree.map(lambda a, b: tree_widen(a) - tree_widen(b), state.init_params, params)
         )
         max_dist = jnp.maximum(state.max_dist, distance)
-        sum_sq = state.sum_sq_norm_grads + tree_vdot(_wide(updates), _wide(updates))
+        sum_sq = state.sum_sq_norm_grads + tree_vdot(tree_widen(updates), tree_widen(updates))
         step = max_dist / jnp.sqrt(sum_sq + self.eps)
         if self.init_step_type == "learning_rate":
             step = jnp.where(state.is_init_step, _scalar(self.init_step_value), step)
@@ -921,9 +912,10 @@ class ScaleByDowg(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del extra_args
         _require_params(self, params)
-        diff = jax.tree.map(lambda a, b: _wide(a) - _wide(b), state.init_params, params)
+        diff = jax.tree.map(lambda a, b: tree_widen(a) - tree_widen(b), state.init_params, params)
         r2 = jnp.maximum(state.estim_sq_dist, tree_vdot(diff, diff))
-        weighted = r2 * tree_vdot(_wide(updates), _wide(updates)) + state.weighted_sq_norm_grads
+        wide = tree_widen(updates)
+        weighted = r2 * tree_vdot(wide, wide) + state.weighted_sq_norm_grads
         step = r2 / (jnp.sqrt(weighted) + self.eps)
         return tree_scale(step, updates), DoWGState(state.init_params, weighted, r2)
 

@@ -230,6 +230,16 @@ def tree_scale(scalar: Any, tree: Any) -> Any:
     return jax.tree.map(lambda x: (hp(scalar, x) * up(x)).astype(jnp.result_type(x)), tree)
 
 
+def tree_widen(tree: Any) -> Any:
+    """Leaves in at least the scalars' dtype, so that float32 leaves under x64 are summed in
+    float64 (a float32 sum's order differed between jit and eager by an ulp)."""
+
+    def wide(x):
+        return up(x).astype(jnp.promote_types(up(x).dtype, default_float()))
+
+    return jax.tree.map(wide, tree)
+
+
 def tree_vdot(a: Any, b: Any) -> jax.Array:
     """Real inner product of two trees, accumulated in at least float32."""
     parts = [
