@@ -323,19 +323,20 @@ OPTIMIZERS: dict[str, Optimizer] = {
 STRUCTURED = tuple(OPTIMIZERS)
 
 
-def _tuned(label: str, rate: float, build: Callable[[Any, Task], Any], settings: str):
-    """An optimizer of the adaptive group: a rate grid, the decay applied by the step."""
-    return Optimizer(label, rate, lambda lr, decay, task: build(lr, task), settings, **_BY_STEP)
-
-
-def _untuned(label: str, rate: float, build: Callable[[Any, Task], Any], settings: str, **kw):
-    """A schedule-free or step-size-free method at its default rate: no grid."""
-    return Optimizer(
-        label, rate, lambda lr, decay, task: build(lr, task), settings, (1.0,), **_BY_STEP, **kw
-    )
-
-
-_BY_STEP = {"decay_in_step": True}
+def _adaptive(
+    label: str,
+    rate: float,
+    build: Callable[[Any, Task], Any],
+    settings: str,
+    tuned: bool = True,
+    **kw: Any,
+) -> Optimizer:
+    """An optimizer of the adaptive group, the decay applied by the step: tuned on the rate
+    grid, or (``tuned=False``: the schedule-free and step-size-free methods) run once at its
+    default rate."""
+    grid = {} if tuned else {"grid": (1.0,)}
+    build_tx = lambda lr, decay, task: build(lr, task)  # noqa: E731
+    return Optimizer(label, rate, build_tx, settings, decay_in_step=True, **grid, **kw)
 
 
 def _cosine(lr, task):
@@ -350,49 +351,51 @@ def _cosine(lr, task):
 # step-size-free ones run once per seed at their defaults, untuned, unscheduled.
 OPTIMIZERS.update(
     {
-        "adamw_cosine": _tuned(
+        "adamw_cosine": _adaptive(
             "AdamW-cosine",
             1e-3,
             lambda lr, task: gradtx.adamw(_cosine(lr, task), weight_decay=0.0),
             "adamw(warmup_cosine_decay_schedule(0, lr, steps/20, steps))",
         ),
-        "adabelief": _tuned("AdaBelief", 1e-3, lambda lr, t: gradtx.adabelief(lr), "adabelief(lr)"),
-        "yogi": _tuned("Yogi", 1e-3, lambda lr, t: gradtx.yogi(lr), "yogi(lr)"),
-        "adan": _tuned("Adan", 1e-3, lambda lr, t: gradtx.adan(lr), "adan(lr)"),
-        "adopt": _tuned("ADOPT", 1e-3, lambda lr, t: gradtx.adopt(lr), "adopt(lr)"),
-        "ademamix": _tuned("AdEMAMix", 1e-3, lambda lr, t: gradtx.ademamix(lr), "ademamix(lr)"),
+        "adabelief": _adaptive(
+            "AdaBelief", 1e-3, lambda lr, t: gradtx.adabelief(lr), "adabelief(lr)"
+        ),
+        "yogi": _adaptive("Yogi", 1e-3, lambda lr, t: gradtx.yogi(lr), "yogi(lr)"),
+        "adan": _adaptive("Adan", 1e-3, lambda lr, t: gradtx.adan(lr), "adan(lr)"),
+        "adopt": _adaptive("ADOPT", 1e-3, lambda lr, t: gradtx.adopt(lr), "adopt(lr)"),
+        "ademamix": _adaptive("AdEMAMix", 1e-3, lambda lr, t: gradtx.ademamix(lr), "ademamix(lr)"),
         # m accumulates without (1 - b1): steps ~1/(1 - b1) = 100 times Adam's, so its rates
         # are Adam's / 100.
-        "simplified_ademamix": _tuned(
+        "simplified_ademamix": _adaptive(
             "Simplified AdEMAMix",
             1e-5,
             lambda lr, t: gradtx.simplified_ademamix(lr),
             "simplified_ademamix(lr)",
         ),
-        "mars": _tuned("MARS", 3e-3, lambda lr, t: gradtx.mars(lr), "mars(lr): AdamW form"),
-        "cautious_adamw": _tuned(
+        "mars": _adaptive("MARS", 3e-3, lambda lr, t: gradtx.mars(lr), "mars(lr): AdamW form"),
+        "cautious_adamw": _adaptive(
             "C-AdamW",
             1e-3,
             lambda lr, t: gradtx.cautious(gradtx.adamw(lr, weight_decay=0.0)),
             "cautious(adamw(lr))",
         ),
-        "laprop": _tuned("LaProp", 1e-3, lambda lr, t: gradtx.laprop(lr), "laprop(lr)"),
-        "madgrad": _tuned("MADGRAD", 1e-2, lambda lr, t: gradtx.madgrad(lr), "madgrad(lr)"),
-        "acprop": _tuned("ACProp", 1e-3, lambda lr, t: gradtx.acprop(lr), "acprop(lr)"),
-        "optimistic_adam_v2": _tuned(
+        "laprop": _adaptive("LaProp", 1e-3, lambda lr, t: gradtx.laprop(lr), "laprop(lr)"),
+        "madgrad": _adaptive("MADGRAD", 1e-2, lambda lr, t: gradtx.madgrad(lr), "madgrad(lr)"),
+        "acprop": _adaptive("ACProp", 1e-3, lambda lr, t: gradtx.acprop(lr), "acprop(lr)"),
+        "optimistic_adam_v2": _adaptive(
             "Optimistic Adam",
             1e-3,
             lambda lr, t: gradtx.optimistic_adam_v2(lr),
             "optimistic_adam_v2(lr)",
         ),
-        "optimistic_gradient_descent": _tuned(
+        "optimistic_gradient_descent": _adaptive(
             "Optimistic GD",
             3e-2,
             lambda lr, t: gradtx.optimistic_gradient_descent(lr),
             "optimistic_gradient_descent(lr)",
         ),
         # On the minibatch loss, averaged over 50 steps; patience 5 such means.
-        "adamw_plateau": _tuned(
+        "adamw_plateau": _adaptive(
             "AdamW-plateau",
             1e-3,
             lambda lr, t: gradtx.chain(
@@ -401,39 +404,58 @@ OPTIMIZERS.update(
             ),
             "chain(adamw(lr), reduce_on_plateau(0.5, patience=5, accumulation_size=50))",
         ),
-        "schedule_free_adamw": _untuned(
+        "schedule_free_adamw": _adaptive(
             "Schedule-Free AdamW",
             0.0025,
             lambda lr, task: gradtx.schedule_free_adamw(lr, warmup_steps=task.steps // 20),
             "schedule_free_adamw(warmup_steps=steps/20), evaluated at x",
             eval_params=gradtx.schedule_free_eval_params,
+            tuned=False,
         ),
-        "schedule_free_sgd": _untuned(
+        "schedule_free_sgd": _adaptive(
             "Schedule-Free SGD",
             1.0,
             lambda lr, task: gradtx.schedule_free_sgd(lr, warmup_steps=task.steps // 20),
             "schedule_free_sgd(warmup_steps=steps/20), evaluated at x",
             eval_params=gradtx.schedule_free_eval_params,
+            tuned=False,
         ),
-        "prodigy": _untuned("Prodigy", 1.0, lambda lr, t: gradtx.prodigy(lr), "prodigy()"),
-        "dadapt_adamw": _untuned(
-            "D-Adapt AdamW", 1.0, lambda lr, t: gradtx.dadapt_adamw(lr), "dadapt_adamw()"
+        "prodigy": _adaptive(
+            "Prodigy", 1.0, lambda lr, t: gradtx.prodigy(lr), "prodigy()", tuned=False
         ),
-        "dog": _untuned("DoG", 1.0, lambda lr, t: gradtx.dog(lr), "dog()"),
-        "dowg": _untuned("DoWG", 1.0, lambda lr, t: gradtx.dowg(lr), "dowg()"),
-        "mechanize": _untuned(
+        "dadapt_adamw": _adaptive(
+            "D-Adapt AdamW",
+            1.0,
+            lambda lr, t: gradtx.dadapt_adamw(lr),
+            "dadapt_adamw()",
+            tuned=False,
+        ),
+        "dog": _adaptive("DoG", 1.0, lambda lr, t: gradtx.dog(lr), "dog()", tuned=False),
+        "dowg": _adaptive("DoWG", 1.0, lambda lr, t: gradtx.dowg(lr), "dowg()", tuned=False),
+        "mechanize": _adaptive(
             "Mechanic (Adam)",
             1.0,
             lambda lr, t: gradtx.mechanize(gradtx.adam(lr)),
             "mechanize(adam(1.0))",
+            tuned=False,
         ),
-        "cocob": _untuned("COCOB", 1.0, lambda lr, t: gradtx.cocob(lr), "cocob()"),
-        "momo": _untuned("MoMo", 1.0, lambda lr, t: gradtx.momo(lr), "momo(): lower bound 0"),
-        "momo_adam": _untuned(
-            "MoMo-Adam", 1e-2, lambda lr, t: gradtx.momo_adam(lr), "momo_adam(): lower bound 0"
+        "cocob": _adaptive("COCOB", 1.0, lambda lr, t: gradtx.cocob(lr), "cocob()", tuned=False),
+        "momo": _adaptive(
+            "MoMo", 1.0, lambda lr, t: gradtx.momo(lr), "momo(): lower bound 0", tuned=False
         ),
-        "polyak_sgd": _untuned(
-            "Polyak SGD", 1.0, lambda lr, t: gradtx.polyak_sgd(lr), "polyak_sgd(): f* = 0"
+        "momo_adam": _adaptive(
+            "MoMo-Adam",
+            1e-2,
+            lambda lr, t: gradtx.momo_adam(lr),
+            "momo_adam(): lower bound 0",
+            tuned=False,
+        ),
+        "polyak_sgd": _adaptive(
+            "Polyak SGD",
+            1.0,
+            lambda lr, t: gradtx.polyak_sgd(lr),
+            "polyak_sgd(): f* = 0",
+            tuned=False,
         ),
     }
 )
