@@ -75,13 +75,13 @@ class ScaleByAsam(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del extra_args
         _require_params(self, params)
-        scaled = self.mask is not None
-        mask = resolve_tree(self.mask, params) if scaled else jax.tree.map(lambda _: True, params)
+        mask = True if self.mask is None else resolve_tree(self.mask, params)
 
         def operator(p, on):  # T_w: |w| + eta on the masked-in leaves, the identity elsewhere
             return jnp.abs(up(p)) + hp(self.eta, p) if on else jnp.ones((), up(p).dtype)
 
-        t = jax.tree.map(operator, params, mask)
+        # The mask may be a prefix of the params' structure, as masked's: a flag per subtree.
+        t = jax.tree.map(lambda on, sub: jax.tree.map(lambda p: operator(p, on), sub), mask, params)
         t_g = jax.tree.map(lambda t, g: t * up(g), t, updates)
         t2_g = jax.tree.map(lambda t, tg, g: (t * tg).astype(g.dtype), t, t_g, updates)
         return _divide_by_norm(t2_g, tree_global_norm(t_g)), state

@@ -197,9 +197,18 @@ def _asam_oracle(w, cycles, lr, weight_decay, rho, eta, mask):
     return perturbed, outer
 
 
-@pytest.mark.parametrize("mask", [None, {"w": True, "b": False, "head": {"s": True}}])
+EVERY_LEAF = {"w": True, "b": True, "head": {"s": True}}
+BIASES_LEFT_OUT = {"w": True, "b": False, "head": {"s": True}}
+
+
+# A mask may be a prefix of the params' structure ("head" for all its leaves).
+@pytest.mark.parametrize(
+    ("mask", "expanded"),
+    [(None, EVERY_LEAF), ({"w": True, "b": False, "head": True}, BIASES_LEFT_OUT)],
+    ids=["no_mask", "mask"],
+)
 @pytest.mark.parametrize("opaque", [False, True], ids=["transparent", "opaque"])
-def test_asam_matches_the_papers_algorithm(opaque, mask, x64):
+def test_asam_matches_the_papers_algorithm(opaque, mask, expanded, x64):
     lr, weight_decay, rho, eta, cycles = 0.05, 0.01, 0.4, 0.02, 16
     outer = gradtx.chain(gradtx.add_decayed_weights(weight_decay), gradtx.sgd(lr))
     tx = gradtx.asam(outer, rho=rho, eta=eta, opaque_mode=opaque, mask=mask)
@@ -211,7 +220,7 @@ def test_asam_matches_the_papers_algorithm(opaque, mask, x64):
         weight_decay,
         rho,
         eta,
-        mask or jax.tree.map(lambda _: True, params),
+        expanded,
     )
     grad = jax.grad(wavy_loss)
     extra = {"grad_fn": lambda p, i: grad(p)} if opaque else {}
