@@ -14,7 +14,7 @@ from ._combine import as_transform, chain, EmptyState, freeze_tree, resolve_tree
 from ._momentum import sgd
 from ._regularize import _require_params
 from ._state import apply_updates
-from ._tree import hp, tree_global_norm, up, zero_count
+from ._tree import hp, tree_cast_like, tree_global_norm, up, zero_count
 
 
 def _divide_by_norm(tree: Any, norm: jax.Array) -> Any:
@@ -59,7 +59,8 @@ def normalize() -> Normalize:
 class ScaleByAsam(Transform):
     """ASAM's ascent direction: T^2 g / ||T g|| with T = |w| + eta."""
 
-    elementwise = True
+    # Not run on multi_tensor's flat buffers: its mask names leaves of the params tree.
+    elementwise = False
 
     eta: Any = 0.01
     mask: Any = static(None)
@@ -83,8 +84,8 @@ class ScaleByAsam(Transform):
         # The mask may be a prefix of the params' structure, as masked's: a flag per subtree.
         t = jax.tree.map(lambda on, sub: jax.tree.map(lambda p: operator(p, on), sub), mask, params)
         t_g = jax.tree.map(lambda t, g: t * up(g), t, updates)
-        t2_g = jax.tree.map(lambda t, tg, g: (t * tg).astype(g.dtype), t, t_g, updates)
-        return _divide_by_norm(t2_g, tree_global_norm(t_g)), state
+        t2_g = jax.tree.map(jnp.multiply, t, t_g)
+        return tree_cast_like(_divide_by_norm(t2_g, tree_global_norm(t_g)), updates), state
 
 
 def scale_by_asam(eta: float = 0.01, *, mask: Any = None) -> ScaleByAsam:
