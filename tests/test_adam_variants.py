@@ -31,6 +31,7 @@ import optax.contrib
 import pytest
 from reference import record_laprop
 from reference import record_layerwise as reference
+from reference.recording import DATA
 import replay
 from test_compat import torch_schedule
 
@@ -364,7 +365,7 @@ def test_laprop_has_one_learning_rate():
     assert float(gradtx.tree_get(state, "learning_rate")) == pytest.approx(0.2)
 
 
-LAPROP = json.loads((reference.DATA / "laprop.json").read_text())
+LAPROP = json.loads((DATA / "laprop.json").read_text())
 
 
 def _laprop_port(case):
@@ -383,7 +384,7 @@ def _laprop_replayed(index):
 
 @pytest.mark.parametrize("case", LAPROP["cases"], ids=lambda c: f"{c['index']}-{c['kwargs']}")
 def test_laprop_port_matches_the_recorded_package(case):
-    data = np.load(reference.DATA / "laprop.npz")
+    data = np.load(DATA / "laprop.npz")
     expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in reference.SHAPES}
     ours = _laprop_replayed(case["index"])
     replay.assert_trajectories_equal(ours, expected, reference.SHAPES, rtol=1e-9, atol=1e-12)
@@ -416,7 +417,7 @@ def test_laprop_port_matches_the_package_live():
 
 def test_laprop_port_steps_by_its_momentum_at_lr_0():
     # pytorch-optimizer divides by L / lr, and by 1 at lr 0: the params keep moving there.
-    data = np.load(reference.DATA / "laprop.npz")
+    data = np.load(DATA / "laprop.npz")
     index = next(c["index"] for c in LAPROP["cases"] if c["schedule"])
     last = data[f"{index}/w"][record_laprop.SAVED >= 150]
     assert len(last) > 3 and np.all(np.diff(last, axis=0) != 0)

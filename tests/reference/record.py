@@ -22,15 +22,15 @@ doctest collection can import this module without them.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-import platform
 
 import numpy as np
-import problem
 
-DATA = Path(__file__).resolve().parent / "data"
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_arrays, write_meta
+except ImportError:
+    from recording import write_arrays, write_meta
+import problem
 
 
 def _case(framework: str, optimizer: str, schedule: dict | None = None, **kwargs) -> dict:
@@ -448,39 +448,23 @@ def _check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> str:
 
 
 def main() -> None:
-    import jax
-    import torch
-
-    keras = _init_keras()
-    DATA.mkdir(parents=True, exist_ok=True)
+    _init_keras()
     cases = []
     for framework, make_cases, run in (
         ("pytorch", torch_cases, run_torch),
         ("keras", keras_cases, run_keras),
     ):
-        arrays = {}
+        runs = []
         for case in make_cases():
             index = len(cases)
             recorded = run(case)
             summary = _check(index, case, recorded)
             print(f"{index:3d} {case['optimizer']:9s} {summary}  {case['kwargs']}")
-            arrays.update({f"{index}/{key}": value for key, value in recorded.items()})
-            cases.append({"index": index, **case})
-        np.savez_compressed(DATA / f"{framework}.npz", **arrays)
-    meta = {
-        "steps": problem.STEPS,
-        "leaves": {k: list(s) for k, s in problem.SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "keras": keras.__version__,
-            "jax": jax.__version__,
-        },
-        "cases": cases,
-    }
-    (DATA / "cases.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(cases)} cases written to {DATA}")
+            runs.append((index, recorded))
+            cases.append(case)
+        write_arrays(framework, runs)
+    leaves = {k: list(s) for k, s in problem.SHAPES.items()}
+    write_meta("cases", cases, ["torch", "keras", "jax"], steps=problem.STEPS, leaves=leaves)
 
 
 if __name__ == "__main__":

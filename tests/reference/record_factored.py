@@ -19,13 +19,13 @@ as ``data/cases.json``). torch is imported only inside :func:`run_torch`.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-import platform
-
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
+
 STEPS = 200
 SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 4), "t": (2, 3, 4), "b": (4,), "s": ()}
 
@@ -143,28 +143,13 @@ def _check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> str:
 
 
 def main() -> None:
-    import torch
-
-    DATA.mkdir(parents=True, exist_ok=True)
-    arrays, recorded = {}, []
-    for index, case in enumerate(cases()):
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
         result = run_torch(case)
         print(f"{index:2d} {_check(index, case, result)}  {case['kwargs']} {case['schedule']}")
-        arrays.update({f"{index}/{key}": value for key, value in result.items()})
-        recorded.append({"index": index, **case})
-    np.savez_compressed(DATA / "factored.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "leaves": {k: list(s) for k, s in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-        },
-        "cases": recorded,
-    }
-    (DATA / "factored.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+        arrays.append(result)
+    leaves = {k: list(s) for k, s in SHAPES.items()}
+    write_recording("factored", recorded, arrays, ["torch"], steps=STEPS, leaves=leaves)
 
 
 if __name__ == "__main__":

@@ -31,18 +31,19 @@ precision.
 from __future__ import annotations
 
 import contextlib
-import json
-from pathlib import Path
-import platform
 
 import numpy as np
+
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from .record_layerwise import _init_keras
 except ImportError:
     from record_layerwise import _init_keras
 
-DATA = Path(__file__).resolve().parent / "data"
 STEPS = 200
 SAVED = np.r_[0:10, 19:STEPS:10]  # every step at first, then every tenth: the file stays small
 SHAPES: dict[str, dict[str, tuple[int, ...]]] = {
@@ -233,29 +234,20 @@ def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> float:
 
 
 def main() -> None:
-    keras = _init_keras()
-
-    arrays, recorded = {}, []
-    for index, case in enumerate(cases()):
-        out = run_keras(case)
-        print(f"{index:2d} min move {check(index, case, out):.3f}  {case['kwargs']}")
-        arrays.update({f"{index}/{key}": value for key, value in out.items()})
-        recorded.append({"index": index, **case})
-    np.savez_compressed(DATA / "keras_structured.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "saved": SAVED.tolist(),
-        "leaves": {o: {k: list(s) for k, s in shapes.items()} for o, shapes in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "keras": keras.__version__,
-            "jax": __import__("jax").__version__,
-        },
-        "cases": recorded,
-    }
-    (DATA / "keras_structured.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+    _init_keras()
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        arrays.append(run_keras(case))
+        print(f"{index:2d} min move {check(index, case, arrays[-1]):.3f}  {case['kwargs']}")
+    write_recording(
+        "keras_structured",
+        recorded,
+        arrays,
+        ["keras", "jax"],
+        steps=STEPS,
+        saved=SAVED.tolist(),
+        leaves={o: {k: list(s) for k, s in shapes.items()} for o, shapes in SHAPES.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ Torch is imported only inside the functions that run it.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_arrays, write_meta
+except ImportError:
+    from recording import write_arrays, write_meta
+
 SHAPES = {"w": (6, 5), "v": (2,), "s": (), "t": (2, 3, 5)}
 STEPS = 60
 
@@ -158,32 +159,18 @@ def run_case(case: dict, p0: dict, grads: dict) -> dict:
 
 
 def main() -> None:
-    import importlib.metadata as metadata
-    import platform
-
     p0, grads = problem()
-    arrays = {f"p0/{k}": v for k, v in p0.items()}
-    arrays.update({f"grads/{k}": v for k, v in grads.items()})
-    all_cases = cases()
-    for index, case in enumerate(all_cases):
-        for k, v in run_case(case, p0, grads).items():
-            if not np.all(np.isfinite(v)):
-                raise SystemExit(f"case {index}: non-finite trajectory")
-            arrays[f"{index}/{k}"] = v
-    DATA.mkdir(exist_ok=True)
-    np.savez_compressed(DATA / "kronecker.npz", **arrays)
-    info = {
-        "steps": STEPS,
-        "shapes": {k: list(v) for k, v in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": metadata.version("torch"),
-            "pytorch_optimizer": metadata.version("pytorch_optimizer"),
-        },
-        "cases": [{"index": i, **c} for i, c in enumerate(all_cases)],
-    }
-    (DATA / "kronecker.json").write_text(json.dumps(info, indent=1) + "\n")
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        out = run_case(case, p0, grads)
+        if not all(np.all(np.isfinite(v)) for v in out.values()):
+            raise SystemExit(f"case {index}: non-finite trajectory")
+        arrays.append(out)
+    problem_arrays = {f"p0/{k}": v for k, v in p0.items()}
+    problem_arrays.update({f"grads/{k}": v for k, v in grads.items()})
+    write_arrays("kronecker", enumerate(arrays), **problem_arrays)
+    shapes = {k: list(v) for k, v in SHAPES.items()}
+    write_meta("kronecker", recorded, ["torch", "pytorch_optimizer"], steps=STEPS, shapes=shapes)
 
 
 if __name__ == "__main__":

@@ -22,18 +22,18 @@ functions.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-import platform
-
 import numpy as np
+
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from . import record_layerwise as _problem
 except ImportError:
     import record_layerwise as _problem
 
-DATA = Path(__file__).resolve().parent / "data"
 STEPS = _problem.STEPS
 SAVED = np.r_[0:10, 19:STEPS:10]  # every step at first, then every tenth
 SHAPES = _problem.SHAPES
@@ -113,32 +113,20 @@ def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> None:
 
 
 def main() -> None:
-    from importlib.metadata import version
-
-    import torch
-
-    arrays, recorded = {}, []
-    for index, case in enumerate(cases()):
-        out = run_torch(case)
-        check(index, case, out)
-        arrays.update({f"{index}/{key}": v for key, v in out.items()})
-        recorded.append({"index": index, **case})
-    np.savez_compressed(DATA / "laprop.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "saved": SAVED.tolist(),
-        "leaves": {k: list(s) for k, s in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "pytorch_optimizer": version("pytorch_optimizer"),
-        },
-        "defaults": package_defaults(),
-        "cases": recorded,
-    }
-    (DATA / "laprop.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        arrays.append(run_torch(case))
+        check(index, case, arrays[-1])
+    write_recording(
+        "laprop",
+        recorded,
+        arrays,
+        ["torch", "pytorch_optimizer"],
+        steps=STEPS,
+        saved=SAVED.tolist(),
+        leaves={k: list(s) for k, s in SHAPES.items()},
+        defaults=package_defaults(),
+    )
 
 
 if __name__ == "__main__":

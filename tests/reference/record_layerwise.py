@@ -20,14 +20,15 @@ Every case runs ``STEPS`` steps in float64 (``floatx`` float64, float64 ``keras.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
-import platform
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
+
 STEPS = 200
 SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 4), "t": (2, 3, 4), "b": (4,), "s": (), "z": (4,)}
 
@@ -159,28 +160,13 @@ def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> float:
 
 
 def main() -> None:
-    keras = _init_keras()
-
-    arrays, recorded = {}, []
-    for index, case in enumerate(cases()):
-        out = run_keras(case)
-        print(f"{index:2d} min move {check(index, case, out):.3f}  {case['kwargs']}")
-        arrays.update({f"{index}/{key}": value for key, value in out.items()})
-        recorded.append({"index": index, **case})
-    np.savez_compressed(DATA / "layerwise.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "leaves": {k: list(s) for k, s in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "keras": keras.__version__,
-            "jax": __import__("jax").__version__,
-        },
-        "cases": recorded,
-    }
-    (DATA / "layerwise.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+    _init_keras()
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        arrays.append(run_keras(case))
+        print(f"{index:2d} min move {check(index, case, arrays[-1]):.3f}  {case['kwargs']}")
+    leaves = {k: list(s) for k, s in SHAPES.items()}
+    write_recording("layerwise", recorded, arrays, ["keras", "jax"], steps=STEPS, leaves=leaves)
 
 
 if __name__ == "__main__":

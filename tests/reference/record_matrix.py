@@ -23,13 +23,15 @@ Torch is imported inside the functions, so that pytest can import this module wi
 from __future__ import annotations
 
 import contextlib
-import json
-from pathlib import Path
 import platform
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parent / "data"
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
+
 STEPS = 200
 SHAPES: dict[str, tuple[int, ...]] = {"w": (3, 5), "v": (5, 2), "q": (3, 3)}
 
@@ -142,30 +144,22 @@ def run_torch(case: dict) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    import torch
-
-    all_cases = cases()
-    arrays = {}
-    for index, case in enumerate(all_cases):
-        case["index"] = index
-        for leaf, values in run_torch(case).items():
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        out = run_torch(case)
+        for leaf, values in out.items():
             if not np.all(np.isfinite(values)) or np.ptp(values) == 0:
                 raise RuntimeError(f"case {index}: {leaf} is not finite or does not move")
-            arrays[f"{index}/{leaf}"] = values
-    DATA.mkdir(exist_ok=True)
-    np.savez_compressed(DATA / "matrix.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "shapes": SHAPES,
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "machine": platform.machine(),
-        },
-        "cases": all_cases,
-    }
-    (DATA / "matrix.json").write_text(json.dumps(meta, indent=1) + "\n")
+        arrays.append(out)
+    write_recording(
+        "matrix",
+        recorded,
+        arrays,
+        ["torch"],
+        steps=STEPS,
+        shapes=SHAPES,
+        machine=platform.machine(),
+    )
 
 
 if __name__ == "__main__":

@@ -26,18 +26,18 @@ are imported only inside the functions.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-import platform
-
 import numpy as np
+
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from . import record_keras_structured as _structured
 except ImportError:
     import record_keras_structured as _structured
 
-DATA = Path(__file__).resolve().parent / "data"
 STEPS = 200
 SAVED = _structured.SAVED
 _LEAVES = "adafactor"  # the structured recorder's leaf set: matrix, rank 3, vector, scalar, zeros
@@ -208,13 +208,7 @@ def package_defaults(optimizer: str) -> dict:
 
 
 def main() -> None:
-    from importlib.metadata import version
-
-    import dadaptation
-    import prodigyopt  # noqa: F401 - its version is read from the installed metadata
-    import torch
-
-    arrays, recorded = {}, []
+    recorded, arrays = [], []
     for index, case in enumerate(cases()):
         out = run_torch(case)
         move = check(index, case, out)
@@ -224,25 +218,18 @@ def main() -> None:
         print(
             f"{index:2d} moves {move:.3f}, {steps:3d} steps  {case['optimizer']} {case['kwargs']}"
         )
-        arrays.update({f"{index}/{key}": v for key, v in out.items()})
-        recorded.append({"index": index, **case, "steps": steps})
-    np.savez_compressed(DATA / "parameter_free.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "saved": SAVED.tolist(),
-        "leaves": {k: list(s) for k, s in SHAPES.items()},
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "prodigyopt": version("prodigyopt"),
-            "dadaptation": getattr(dadaptation, "__version__", version("dadaptation")),
-        },
-        "defaults": {optimizer: package_defaults(optimizer) for optimizer in CLASSES},
-        "cases": recorded,
-    }
-    (DATA / "parameter_free.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+        arrays.append(out)
+        recorded.append({**case, "steps": steps})
+    write_recording(
+        "parameter_free",
+        recorded,
+        arrays,
+        ["torch", "prodigyopt", "dadaptation"],
+        steps=STEPS,
+        saved=SAVED.tolist(),
+        leaves={k: list(s) for k, s in SHAPES.items()},
+        defaults={optimizer: package_defaults(optimizer) for optimizer in CLASSES},
+    )
 
 
 if __name__ == "__main__":

@@ -29,20 +29,20 @@ Torch, schedulefree and Keras are imported only inside the functions that run th
 
 from __future__ import annotations
 
-import importlib.metadata
 import inspect
-import json
-from pathlib import Path
-import platform
 
 import numpy as np
+
+try:  # imported by the tests (package ``reference``) or run as a script
+    from .recording import write_recording
+except ImportError:
+    from recording import write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from .record_layerwise import _init_keras, gradient, initial_params, SHAPES
 except ImportError:
     from record_layerwise import _init_keras, gradient, initial_params, SHAPES
 
-DATA = Path(__file__).resolve().parent / "data"
 STEPS = 200
 SAVED = np.r_[0:10, 19:STEPS:10]  # every step at first, then every tenth: the file stays small
 CLASSES = {
@@ -199,33 +199,21 @@ def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> float:
 
 
 def main() -> None:
-    keras = _init_keras()
-    import torch
-
-    arrays, recorded = {}, []
-    for index, case in enumerate(cases()):
-        out = run(case)
-        print(f"{index:2d} min move {check(index, case, out):.3f}  {case}")
-        arrays.update({f"{index}/{key}": value for key, value in out.items()})
-        recorded.append({"index": index, **case})
-    np.savez_compressed(DATA / "schedule_free.npz", **arrays)
-    meta = {
-        "steps": STEPS,
-        "saved": SAVED.tolist(),
-        "leaves": {k: list(s) for k, s in SHAPES.items()},
-        "defaults": defaults(),
-        "versions": {
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "torch": torch.__version__,
-            "schedulefree": importlib.metadata.version("schedulefree"),
-            "keras": keras.__version__,
-            "jax": __import__("jax").__version__,
-        },
-        "cases": recorded,
-    }
-    (DATA / "schedule_free.json").write_text(json.dumps(meta, indent=1) + "\n")
-    print(f"{len(recorded)} cases written to {DATA}")
+    _init_keras()
+    recorded, arrays = cases(), []
+    for index, case in enumerate(recorded):
+        arrays.append(run(case))
+        print(f"{index:2d} min move {check(index, case, arrays[-1]):.3f}  {case}")
+    write_recording(
+        "schedule_free",
+        recorded,
+        arrays,
+        ["torch", "schedulefree", "keras", "jax"],
+        steps=STEPS,
+        saved=SAVED.tolist(),
+        leaves={k: list(s) for k, s in SHAPES.items()},
+        defaults=defaults(),
+    )
 
 
 if __name__ == "__main__":
