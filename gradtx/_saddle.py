@@ -30,40 +30,57 @@ def _ravel(tree: Any) -> jax.Array:
     return up(ravel_pytree(tree)[0])
 
 
+def _unit(v: jax.Array) -> jax.Array:
+    norm = jnp.linalg.norm(v)
+    return v / jnp.where(norm > 0, norm, 1.0)
+
+
+def _project_out(basis: jax.Array, w: jax.Array) -> jax.Array:
+    """w minus its projection on the rows of basis (orthonormal, or zero)."""
+    return w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
+
+
+def _orthogonalise(basis: jax.Array, w: jax.Array) -> jax.Array:
+    """Projected out twice: in floating point, twice is enough (Kahan and Parlett)."""
+    return _project_out(basis, _project_out(basis, w))
+
+
+def _fresh_direction(basis: jax.Array, row: Any) -> jax.Array:
+    """A pseudo-random unit vector orthogonal to the rows of basis, for row ``row``."""
+    key = jax.random.fold_in(jax.random.key(0), row)
+    return _unit(_orthogonalise(basis, jax.random.normal(key, basis.shape[1:], basis.dtype)))
+
+
 def _lanczos_basis(
     matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iters: int
 ) -> tuple[jax.Array, jax.Array]:
     """The tridiagonal T = Q A Q^T and the orthonormal Lanczos vectors Q (rows).
 
-    Every new vector is orthogonalised against all earlier ones, twice (Kahan and
-    Parlett's "twice is enough"). Where the second pass still cancels more than half
-    of what the first left, the residual is rounding noise inside the span: the
-    Krylov space is invariant, and the vector (and its beta) is set to 0.
+    Every new vector is orthogonalised against all earlier ones, twice. Where the
+    second pass still cancels more than half of what the first left, the residual
+    is rounding noise inside the span (Kahan and Parlett's test): the Krylov space
+    is invariant, and Lanczos restarts from a fresh direction orthogonal to it,
+    with beta = 0 (so T is block diagonal and every Ritz pair is a true one). A
+    zero start is such a restart too.
     """
-    size = start.shape[0]
-    norm = jnp.linalg.norm(start)
-    q0 = jnp.where(norm > 0, start / jnp.where(norm > 0, norm, 1.0), 0.0)
-    basis = jnp.zeros((num_iters, size), start.dtype).at[0].set(q0)
+    empty = jnp.zeros((num_iters, start.shape[0]), start.dtype)
+    q0 = jnp.where(jnp.linalg.norm(start) > 0, _unit(start), _fresh_direction(empty, 0))
     zeros = jnp.zeros(num_iters, start.dtype)
-
-    def orthogonalise(basis, w):
-        return w - jnp.matmul(jnp.matmul(basis, w, precision=_HIGHEST), basis, precision=_HIGHEST)
 
     def step(j, carry):
         basis, alpha, beta = carry
         w = matvec(basis[j])
         alpha = alpha.at[j].set(jnp.vdot(basis[j], w, precision=_HIGHEST))
-        once = orthogonalise(basis, w)
-        twice = orthogonalise(basis, once)
+        once = _project_out(basis, w)
+        twice = _project_out(basis, once)
         kept = jnp.linalg.norm(twice)
         independent = kept > jnp.linalg.norm(once) / math.sqrt(2.0)
-        b = jnp.where(independent, kept, 0.0)
-        q = jnp.where(independent, twice / jnp.where(independent, kept, 1.0), 0.0)
+        q = jnp.where(independent, _unit(twice), _fresh_direction(basis, j + 1))
         # The last step's residual has no row to go to: dropped.
         basis = basis.at[j + 1].set(q, mode="drop")
-        return basis, alpha, beta.at[j].set(b)
+        return basis, alpha, beta.at[j].set(jnp.where(independent, kept, 0.0))
 
-    basis, alpha, beta = lax.fori_loop(0, num_iters, step, (basis, zeros, zeros))
+    basis, alpha, beta = lax.fori_loop(0, num_iters, step, (empty.at[0].set(q0), zeros, zeros))
     off = beta[:-1]
     tridiagonal = jnp.diag(alpha) + jnp.diag(off, 1) + jnp.diag(off, -1)
     return tridiagonal, basis
@@ -90,13 +107,14 @@ def lanczos(matvec: Callable[[Any], Any], v0: Any, num_iters: int) -> tuple[jax.
     Every new Lanczos vector is orthogonalised against all earlier ones, twice
     (full reorthogonalisation: cheap for the small k this is meant for, and no
     spurious copies of converged eigenvalues). Where the Krylov space is
-    invariant after j < k steps (v0 lies in an invariant subspace, e.g. a
-    combination of j eigenvectors), the remaining vectors are zero: their Ritz
-    values are 0 and their Ritz vectors zero. The extreme Ritz values converge
-    to the extreme eigenvalues first; with k = size they are all the eigenvalues.
+    invariant after j < k steps (v0 is a combination of j eigenvectors), the
+    iteration restarts from a fixed pseudo-random direction orthogonal to it
+    (beta = 0 there), so every Ritz pair is a true one and the k vectors stay
+    orthonormal; a zero v0 starts that way. The extreme Ritz values converge to
+    the extreme eigenvalues first; with k = size they are all the eigenvalues.
 
     ``matvec`` maps a pytree like ``v0`` to one like it (e.g. a Hessian-vector
-    product, :func:`gradtx._curvature.hvp`); the arithmetic runs on one flat
+    product, :func:`gradtx.hvp`); the arithmetic runs on one flat
     vector in at least float32. ``num_iters`` must be a Python int (it sets the
     shapes); the rest traces under jit. Returns ``(eigenvalues, eigenvectors)``:
     the Ritz values in ascending order, shape (k,), and the Ritz vectors as a
@@ -216,10 +234,12 @@ def scale_by_saddle_free_newton(
     the curvature is most negative (Dauphin et al., Algorithm 1). g lies in its
     own Krylov space (it is the first Lanczos vector), so no part of it is left
     in the orthogonal complement: the step lies in the subspace, as the paper's
-    theta + V alpha does; nothing is guessed for curvatures Lanczos has not seen.
+    theta + V alpha does; nothing is guessed for curvatures Lanczos has not seen
+    (directions added by a restart after an invariant subspace are orthogonal to
+    g and do not change the step).
     With krylov_dim >= #params (or g in a small invariant subspace) the step is
     exactly (|H| + damping)^-1 g. Each step costs k Hessian-vector products
-    (forward-over-reverse, :func:`gradtx._curvature.hvp`) and a k x k eigh.
+    (forward-over-reverse, :func:`gradtx.hvp`) and a k x k eigh.
 
     ``krylov_dim`` is a positive int (static: it sets shapes); ``damping`` > 0
     bounds the step where curvature vanishes (the paper chooses it per step by
@@ -276,8 +296,11 @@ def saddle_free_newton(
 
 
 class EscapeSaddlePointsState(NamedTuple):
-    """``escaped``: whether this step was a negative-curvature step;
-    ``curvature``: the lowest Ritz value at the last small-gradient check (0 before)."""
+    """The PRNG key for Lanczos's starts, what the last step did, and the inner state.
+
+    ``escaped``: whether the last step was a negative-curvature step; ``curvature``:
+    the lowest Ritz value at the last small-gradient check (0 before any).
+    """
 
     key: jax.Array
     escaped: jax.Array
