@@ -1,4 +1,4 @@
-"""Nonlinear conjugate gradient and the strong-Wolfe line search."""
+"""Nonlinear conjugate gradient, with the zoom (strong-Wolfe) line search."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def _iterates(tx, loss, params, steps, *, jit=True, **data):
 
 
 def _steepest_descent():
-    return gradtx.chain(gradtx.scale(-1.0), gradtx.scale_by_wolfe_linesearch(curv_rtol=1e-3))
+    search = gradtx.scale_by_zoom_linesearch(20, curv_rtol=1e-3, initial_guess_strategy="slope")
+    return gradtx.chain(gradtx.scale(-1.0), search)
 
 
 # -- convergence ---------------------------------------------------------------------
@@ -104,7 +105,7 @@ def test_solves_a_quadratic_in_about_n_steps(method, seed, x64):
     history = _iterates(gradtx.conjugate_gradient(method), quadratic, start, N + 2, A=A, b=b)
     errors = [_relative_error(p, solution) for p, _ in history]
     assert errors[-1] < 1e-5, errors
-    assert all(bool(gradtx.tree_get(s, "wolfe")) for _, s in history[:N]), "inexact line search"
+    assert not any(gradtx.tree_get(s, "failed") for _, s in history[:N]), "inexact line search"
     descent = _iterates(_steepest_descent(), quadratic, start, N + 2, A=A, b=b)
     assert _relative_error(descent[-1][0], solution) > 1e-2  # CG is far ahead
 
@@ -128,7 +129,11 @@ def test_float32_converges_and_keeps_dtypes():
     tx = gradtx.conjugate_gradient()
     history = _iterates(tx, quadratic, start, N + 5, A=A, b=b)
     params, state = history[-1]
-    assert _relative_error(params, solution) < 1e-4
+    # float32 losses stop telling the zoom search's trial points apart near 5e-4 relative
+    # error on this condition-100 problem: optax's zoom stalls at the same iterates
+    # (4.6e-4 with "keep"). The strong-Wolfe search gradtx had before bracketed on slopes
+    # and reached 1e-4; float64 CG is held to 1e-5 above.
+    assert _relative_error(params, solution) < 1e-3
     chex.assert_trees_all_equal_dtypes(params, start)
     chex.assert_trees_all_equal_shapes_and_dtypes(state, tx.init(start))
 
@@ -209,83 +214,15 @@ def test_restarts_every_restart_period_steps(period, x64):
     assert np.all(betas[restarted] == 0) and np.all(betas[~restarted] > 0), betas
 
 
-# -- the line search -----------------------------------------------------------------
-
-
-def _wavy(params):
-    x = params["x"]
-    return x**4 / 4 - x + 0.3 * jnp.sin(3 * x)
-
-
-@functools.partial(jax.jit, static_argnames="loss")
-def _linesearch(ls, direction, params, loss):
-    value, grad = jax.value_and_grad(loss)(params)
-    return ls.update(direction, ls.init(params), params, value=value, grad=grad, value_fn=loss)
-
-
-@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3])  # first trial far too short, or too long
-@pytest.mark.parametrize("curv_rtol", [0.9, 0.1, 1e-3])
-def test_linesearch_satisfies_the_strong_wolfe_conditions(scale, curv_rtol, x64):
-    ls = gradtx.scale_by_wolfe_linesearch(curv_rtol=curv_rtol)
-    params = {"x": jnp.asarray(-0.5)}
-    value, grad = jax.value_and_grad(_wavy)(params)
-    direction = jax.tree.map(lambda g: -scale * g, grad)
-    slope = float(grad["x"] * direction["x"])
-    updates, state = _linesearch(ls, direction, params, _wavy)
-    step = float(state.learning_rate)
-    new = gradtx.apply_updates(params, updates)
-    new_value, new_grad = jax.value_and_grad(_wavy)(new)
-    assert bool(state.wolfe) and step > 0
-    assert float(new_value) <= float(value) + 1e-4 * step * slope
-    assert abs(float(new_grad["x"] * direction["x"])) <= curv_rtol * abs(slope)
-    np.testing.assert_allclose(updates["x"], step * direction["x"], rtol=1e-12)
-    # What the next step reuses is the loss and gradient at the new params.
-    np.testing.assert_allclose(state.value, new_value, rtol=1e-12)
-    chex.assert_trees_all_close(state.grad, new_grad, atol=1e-12)
-
-
-def test_linesearch_is_exact_on_a_quadratic(x64):
-    ls = gradtx.scale_by_wolfe_linesearch(curv_rtol=0.9)
-
-    def loss(params):
-        return 2.0 * jnp.sum((params["x"] - 3.0) ** 2)
-
-    params = {"x": jnp.zeros(3)}
-    value, grad = jax.value_and_grad(loss)(params)
-    direction = jax.tree.map(jnp.negative, grad)
-    updates, state = ls.update(
-        direction, ls.init(params), params, value=value, grad=grad, value_fn=loss
-    )
-    np.testing.assert_allclose(gradtx.apply_updates(params, updates)["x"], 3.0, rtol=1e-12)
-    assert state.num_linesearch_steps == 2  # step 1 overshoots, the cubic step is exact
-
-
-def test_linesearch_accepts_a_newton_step_at_once(x64):
-    A, b, solution = _spd_problem(0)
-    params = _split(jnp.zeros(N))
-    newton = _split(-jnp.linalg.solve(A, _join(jax.grad(quadratic)(params, A, b))))
-    ls = gradtx.scale_by_wolfe_linesearch(initial_guess_strategy="one")
-    loss = functools.partial(quadratic, A=A, b=b)
-    updates, state = _linesearch(ls, newton, params, loss)
-    assert state.num_linesearch_steps == 1 and state.learning_rate == 1 and state.wolfe
-    assert _relative_error(gradtx.apply_updates(params, updates), solution) < 1e-12
-
-
-def test_linesearch_takes_no_step_uphill(x64):
-    ls = gradtx.scale_by_wolfe_linesearch()
-    params = {"x": jnp.asarray(-0.5)}
-    value, grad = jax.value_and_grad(_wavy)(params)
-    updates, state = ls.update(
-        grad, ls.init(params), params, value=value, grad=grad, value_fn=_wavy
-    )
-    assert updates["x"] == 0 and state.learning_rate == 0 and state.num_linesearch_steps == 0
-    assert state.value == value and state.grad["x"] == grad["x"]
+# -- the loss the line search needs ------------------------------------------------
 
 
 def test_linesearch_needs_the_loss():
     tx = gradtx.conjugate_gradient()
     params = {"x": jnp.zeros(2)}
-    with pytest.raises(ValueError, match=r"scale_by_wolfe_linesearch.update needs .* value_fn="):
+    with pytest.raises(
+        ValueError, match=r"scale_by_zoom_linesearch.update needs value=, grad=, value_fn=:"
+    ):
         tx.update(params, tx.init(params), params)
 
 
@@ -364,34 +301,19 @@ def test_repr():
             r"scale_by_conjugate_gradient\(method='steepest'\)",
         ),
         (
-            gradtx.scale_by_wolfe_linesearch,
+            gradtx.conjugate_gradient,
             {"max_linesearch_steps": 0},
-            r"scale_by_wolfe_linesearch\(max_linesearch_steps=0\): .* must be in \[1, inf\]",
-        ),
-        (
-            gradtx.scale_by_wolfe_linesearch,
-            {"slope_rtol": 0.0},
-            r"scale_by_wolfe_linesearch\(slope_rtol=0.0\): slope_rtol must be in \(0, 1\)",
-        ),
-        (
-            gradtx.scale_by_wolfe_linesearch,
-            {"curv_rtol": 1.0},
-            r"scale_by_wolfe_linesearch\(curv_rtol=1.0\): curv_rtol must be in \(0, 1\)",
+            r"scale_by_zoom_linesearch\(max_linesearch_steps=0\): .* must be in \[1, inf\]",
         ),
         (
             gradtx.conjugate_gradient,
             {"slope_rtol": 0.01, "curv_rtol": 0.01},
-            r"scale_by_wolfe_linesearch\(curv_rtol=0.01\): curv_rtol must exceed slope_rtol=0.01",
+            r"scale_by_zoom_linesearch\(curv_rtol=0.01\): curv_rtol must exceed slope_rtol=0.01",
         ),
         (
-            gradtx.scale_by_wolfe_linesearch,
-            {"approx_dec_rtol": -1.0},
-            r"scale_by_wolfe_linesearch\(approx_dec_rtol=-1.0\): approx_dec_rtol must be in \[0",
-        ),
-        (
-            gradtx.scale_by_wolfe_linesearch,
-            {"initial_guess_strategy": "keep"},
-            r"scale_by_wolfe_linesearch\(initial_guess_strategy='keep'\): .* must be one of",
+            gradtx.conjugate_gradient,
+            {"initial_guess_strategy": "two"},
+            r"scale_by_zoom_linesearch\(initial_guess_strategy='two'\): .* must be one of",
         ),
     ],
 )
