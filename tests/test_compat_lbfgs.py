@@ -135,6 +135,25 @@ def test_matches_torch_live(index):
     _assert_same_calls(_ours(case), record_lbfgs.run_torch(case), case)
 
 
+def test_numbers_are_leaves_and_modes_are_static():
+    traces = []
+
+    @jax.jit
+    def step(tx, params):
+        traces.append(None)
+        value_fn = functools.partial(record_lbfgs.value, "rosenbrock", xp=jnp)
+        return tx.update(jax.grad(value_fn)(params), tx.init(params), params, value_fn=value_fn)
+
+    params = {"x": jnp.asarray([-1.2, 1.0, -1.2, 1.0])}
+    a = compat.pytorch.lbfgs()
+    b = compat.pytorch.lbfgs(lr=0.5, max_iter=3, max_eval=7, tolerance_grad=1e-5)
+    step(a, params), step(b, params)
+    assert len(traces) == 1
+    assert a == compat.pytorch.lbfgs() and hash(a) == hash(compat.pytorch.lbfgs())
+    assert a != b and a != compat.pytorch.lbfgs(history_size=5)
+    assert jax.tree.structure(a) != jax.tree.structure(compat.pytorch.lbfgs(history_size=5))
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 
