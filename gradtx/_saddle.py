@@ -13,9 +13,9 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
 from ._base import check_range, static, Transform
-from ._cg import _kwargs_for
 from ._combine import as_transform, Chain, named_recipe
 from ._curvature import hvp
+from ._linesearch import _kwargs_for
 from ._momentum import sgd
 from ._scale import scale_by_learning_rate
 from ._tree import default_float, tree_cast_like, tree_global_norm, up
@@ -86,11 +86,16 @@ def _lanczos_basis(
     return tridiagonal, basis
 
 
+def _num_steps(num_iters: int, size: int) -> int:
+    """At most one step per dimension (then the Krylov space is everything); one if empty."""
+    return max(1, min(int(num_iters), size))
+
+
 def _ritz_pairs(
     matvec: Callable[[jax.Array], jax.Array], start: jax.Array, num_iters: int
 ) -> tuple[jax.Array, jax.Array]:
     """Ritz values (ascending) and Ritz vectors (rows) of ``num_iters`` Lanczos steps."""
-    tridiagonal, basis = _lanczos_basis(matvec, start, min(num_iters, start.shape[0]))
+    tridiagonal, basis = _lanczos_basis(matvec, start, _num_steps(num_iters, start.shape[0]))
     values, vectors = jnp.linalg.eigh(tridiagonal)
     return values, jnp.matmul(vectors.T, basis, precision=_HIGHEST)
 
@@ -178,7 +183,7 @@ def _size(tree: Any) -> int:
 
 def _krylov_dim(tx: Transform, params: Any) -> int:
     """krylov_dim, clipped to the number of parameters."""
-    return max(1, min(int(tx.krylov_dim), _size(params)))
+    return _num_steps(tx.krylov_dim, _size(params))
 
 
 # -- saddle-free Newton ----------------------------------------------------------------
@@ -245,7 +250,8 @@ def scale_by_saddle_free_newton(
     bounds the step where curvature vanishes (the paper chooses it per step by
     a line search over lambda and takes several steps in each subspace; here it
     is fixed, and one subspace is built per step). The output has the
-    gradient's sign: follow it with ``scale_by_learning_rate``. The update
+    gradient's sign: follow it with ``scale_by_learning_rate`` (or with
+    ``scale(-1.0)`` and a line search: -u is a descent direction). The update
     needs ``params`` and ``value_fn=`` (keyword arguments that value_fn accepts
     are passed to it); the Ritz values are ``tree_get(state, "eigenvalues")``.
 

@@ -73,6 +73,10 @@ def bowl(p):
     return p[0] ** 2 + p[1] ** 2
 
 
+def bowl_of_tree(params):
+    return sum(jnp.sum(x**2) for x in jax.tree.leaves(params))
+
+
 @functools.cache
 def _step(loss):
     """One jitted update with ``value_fn=loss`` (compiled once per transform structure)."""
@@ -401,3 +405,15 @@ def test_integer_leaves_are_refused_naming_the_leaf(tx):
     params = {"w": jnp.ones(2), "n": jnp.arange(3)}
     with pytest.raises(TypeError, match=r"params leaf at \['n'\] has dtype int32"):
         tx.init(params)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [gradtx.saddle_free_newton(), gradtx.negative_curvature_descent(0.1)],
+    ids=["saddle_free_newton", "negative_curvature_descent"],
+)
+def test_params_without_elements_get_an_empty_update(tx):
+    # No direction to search: one Lanczos step on an empty vector, no index error.
+    params = {"w": jnp.zeros((0, 3))}
+    _, _, updates = _step(bowl_of_tree)(tx, params, tx.init(params))
+    assert updates["w"].shape == (0, 3)
