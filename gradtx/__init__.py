@@ -65,10 +65,7 @@ from ._base import Struct as Struct
 from ._base import Transform as Transform
 from ._cg import conjugate_gradient as conjugate_gradient
 from ._cg import scale_by_conjugate_gradient as scale_by_conjugate_gradient
-from ._cg import scale_by_wolfe_linesearch as scale_by_wolfe_linesearch
 from ._cg import ScaleByConjugateGradientState as ScaleByConjugateGradientState
-from ._cg import ScaleByWolfeLinesearchState as ScaleByWolfeLinesearchState
-from ._cg import value_and_grad_from_state as value_and_grad_from_state
 from ._clipping import clip as clip
 from ._clipping import clip_by_block_norm as clip_by_block_norm
 from ._clipping import clip_by_block_rms as clip_by_block_rms
@@ -84,6 +81,20 @@ from ._combine import identity as identity
 from ._combine import masked as masked
 from ._combine import MaskedNode as MaskedNode
 from ._combine import MaskedState as MaskedState
+from ._curvature import adahessian as adahessian
+from ._curvature import (
+    gauss_newton_bartlett_estimator_diag_hessian as gauss_newton_bartlett_estimator_diag_hessian,
+)
+from ._curvature import GaussNewtonBartlettState as GaussNewtonBartlettState
+from ._curvature import hessian_diag as hessian_diag
+from ._curvature import hutchinson_estimator_diag_hessian as hutchinson_estimator_diag_hessian
+from ._curvature import HutchinsonState as HutchinsonState
+from ._curvature import hvp as hvp
+from ._curvature import scale_by_adahessian as scale_by_adahessian
+from ._curvature import scale_by_sophia as scale_by_sophia
+from ._curvature import ScaleByAdahessianState as ScaleByAdahessianState
+from ._curvature import sophia as sophia
+from ._curvature import SophiaState as SophiaState
 from ._factored import adafactor as adafactor
 from ._factored import FactoredState as FactoredState
 from ._factored import scale_by_factored_rms as scale_by_factored_rms
@@ -110,6 +121,16 @@ from ._layerwise import scale_by_trust_ratio as scale_by_trust_ratio
 from ._layerwise import ScaleByNovogradState as ScaleByNovogradState
 from ._layerwise import ScaleBySM3State as ScaleBySM3State
 from ._layerwise import sm3 as sm3
+from ._lbfgs import lbfgs as lbfgs
+from ._lbfgs import scale_by_lbfgs as scale_by_lbfgs
+from ._lbfgs import ScaleByLBFGSState as ScaleByLBFGSState
+from ._linesearch import BacktrackingLinesearchInfo as BacktrackingLinesearchInfo
+from ._linesearch import scale_by_backtracking_linesearch as scale_by_backtracking_linesearch
+from ._linesearch import scale_by_zoom_linesearch as scale_by_zoom_linesearch
+from ._linesearch import ScaleByBacktrackingLinesearchState as ScaleByBacktrackingLinesearchState
+from ._linesearch import ScaleByZoomLinesearchState as ScaleByZoomLinesearchState
+from ._linesearch import value_and_grad_from_state as value_and_grad_from_state
+from ._linesearch import ZoomLinesearchInfo as ZoomLinesearchInfo
 from ._mars import add_mars_correction as add_mars_correction
 from ._mars import AddMarsCorrectionState as AddMarsCorrectionState
 from ._mars import mars as mars
@@ -157,6 +178,18 @@ from ._regularize import add_decayed_weights as add_decayed_weights
 from ._regularize import add_decoupled_weight_decay as add_decoupled_weight_decay
 from ._regularize import add_l1_penalty as add_l1_penalty
 from ._regularize import soft_threshold as soft_threshold
+from ._saddle import escape_saddle_points as escape_saddle_points
+from ._saddle import EscapeSaddlePointsState as EscapeSaddlePointsState
+from ._saddle import lanczos as lanczos
+from ._saddle import negative_curvature_descent as negative_curvature_descent
+from ._saddle import saddle_free_newton as saddle_free_newton
+from ._saddle import scale_by_saddle_free_newton as scale_by_saddle_free_newton
+from ._saddle import ScaleBySaddleFreeNewtonState as ScaleBySaddleFreeNewtonState
+from ._sam import asam as asam
+from ._sam import normalize as normalize
+from ._sam import sam as sam
+from ._sam import SAMState as SAMState
+from ._sam import scale_by_asam as scale_by_asam
 from ._scale import scale as scale
 from ._scale import scale_by_learning_rate as scale_by_learning_rate
 from ._scale import scale_by_schedule as scale_by_schedule

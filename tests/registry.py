@@ -58,6 +58,27 @@ def _decaying(init: float, every: int):
 OPTIMIZERS = [
     _opt("conjugate_gradient", {}, {}, ({}, 30), ({}, 300), extra_args=True),
     _opt(
+        "lbfgs",
+        {},
+        {
+            "linesearch": gradtx.scale_by_zoom_linesearch(
+                20, curv_rtol=0.5, initial_guess_strategy="one"
+            )
+        },
+        ({}, 20),
+        ({}, 60),
+        extra_args=True,
+    ),
+    _opt("saddle_free_newton", {}, {"damping": 1e-2}, ({}, 10), ({}, 50), extra_args=True),
+    _opt(
+        "negative_curvature_descent",
+        {"learning_rate": 0.1},
+        {"learning_rate": 0.05, "grad_tol": 1e-2},
+        ({"learning_rate": 0.1}, 300),
+        ({"learning_rate": 1.5e-3}, 5000),
+        extra_args=True,
+    ),
+    _opt(
         "sgd",
         {"learning_rate": 0.1, "momentum": 0.9},
         {"learning_rate": 0.05, "momentum": 0.8},
@@ -435,6 +456,25 @@ OPTIMIZERS = [
         rosenbrock_tol=0.242,
         needs_params=True,
     ),
+    # Sophia and AdaHessian estimate the Hessian's diagonal from value_fn (obj_fn's alias).
+    _opt(
+        "sophia",
+        {"learning_rate": 0.1},
+        {"learning_rate": 0.05, "b1": 0.9, "gamma": 0.05, "update_interval": 5},
+        ({"learning_rate": 0.1, "gamma": 0.05}, 300),
+        ({"learning_rate": 0.1, "gamma": 0.05}, 1000),
+        needs_params=True,
+        extra_args=True,
+    ),
+    _opt(
+        "adahessian",
+        {},
+        {"learning_rate": 0.1, "b1": 0.8, "hessian_power": 0.5, "update_interval": 2},
+        ({}, 300),
+        ({"learning_rate": 1.0}, 3000),
+        needs_params=True,
+        extra_args=True,
+    ),
 ]
 
 TRANSFORMS = [
@@ -510,12 +550,30 @@ TRANSFORMS = [
     Entry("ema_params", {"decay": 0.9}, {"decay": 0.8}, needs_params=True),
     Entry("scale_by_conjugate_gradient", {"restart_period": 5}, {}),
     Entry(
-        "scale_by_wolfe_linesearch",
-        {},
+        "scale_by_saddle_free_newton",
+        {"krylov_dim": 5},
+        {"damping": 1e-2},
+        needs_params=True,
+        extra_args=True,
+    ),
+    Entry(
+        "scale_by_zoom_linesearch",
+        {"max_linesearch_steps": 20},
         {"slope_rtol": 1e-3, "curv_rtol": 0.5},
         needs_params=True,
         extra_args=True,
     ),
+    Entry(
+        "scale_by_backtracking_linesearch",
+        # The contract's direction is the gradient, uphill: every search fails, and its
+        # decrease error is the shortest step's; after 3 reductions it is no float32
+        # difference of nearly equal losses (rounded differently when traced).
+        {"max_backtracking_steps": 3, "store_grad": True},
+        {"slope_rtol": 1e-3, "decrease_factor": 0.5},
+        needs_params=True,
+        extra_args=True,
+    ),
+    Entry("scale_by_lbfgs", {"memory_size": 3}, {}, needs_params=True),
     Entry("add_noise", {"eta": 0.01, "gamma": 0.55}, {"eta": 0.02}),
     Entry(
         "scale_by_trust_ratio",
@@ -574,6 +632,29 @@ TRANSFORMS = [
         needs_params=True,
     ),
     Entry("reduce_on_plateau", {"patience": 1}, {"factor": 0.5, "rtol": 1e-3}, extra_args=True),
+    Entry("normalize", {}, {}),
+    Entry("scale_by_asam", {"eta": 0.01}, {"eta": 0.02}, needs_params=True),
+    Entry(
+        "scale_by_sophia",
+        {},
+        {"b1": 0.9, "gamma": 0.05, "eps": 1e-6, "update_interval": 5},
+        needs_params=True,
+        extra_args=True,
+    ),
+    Entry(
+        "scale_by_adahessian",
+        {"block_size": 2},
+        {"b1": 0.8, "eps": 1e-3, "hessian_power": 0.5, "block_size": 2},
+        needs_params=True,
+        extra_args=True,
+    ),
+    Entry(
+        "hutchinson_estimator_diag_hessian",
+        {"random_seed": 1},
+        {"random_seed": 2},
+        needs_params=True,
+        extra_args=True,
+    ),
 ]
 
 
@@ -584,6 +665,14 @@ def _labels(params):
 
 # Wrappers, built around small inner optimizers.
 WRAPPERS = [
+    # grad_tol above the test gradients' norm: every step checks for negative curvature.
+    Entry(
+        "escape_saddle_points",
+        {"inner": gradtx.sgd(0.1), "grad_tol": 100.0, "krylov_dim": 20},
+        {"inner": gradtx.sgd(0.1), "hessian_lipschitz": 2.0, "grad_tol": 50.0},
+        needs_params=True,
+        extra_args=True,
+    ),
     Entry("set_to_zero", {}, {}),
     Entry("freeze", {"mask": gradtx.masks.ndim_at_least(2)}, {}),
     Entry("zero_nans", {}, {}),
@@ -618,6 +707,24 @@ WRAPPERS = [
         "lookahead",
         {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.5},
         {"fast_optimizer": gradtx.sgd(0.1), "sync_period": 2, "slow_step_size": 0.3},
+        needs_params=True,
+    ),
+    Entry(
+        "sam",
+        {
+            "optimizer": gradtx.adam(0.1),
+            "adv_optimizer": gradtx.chain(gradtx.normalize(), gradtx.sgd(0.05)),
+        },
+        {
+            "optimizer": gradtx.adam(0.2),
+            "adv_optimizer": gradtx.chain(gradtx.normalize(), gradtx.sgd(0.1)),
+        },
+        needs_params=True,
+    ),
+    Entry(
+        "asam",
+        {"optimizer": gradtx.sgd(0.1), "rho": 0.5, "eta": 0.01},
+        {"optimizer": gradtx.sgd(0.2), "rho": 0.3, "eta": 0.02},
         needs_params=True,
     ),
     Entry(
@@ -744,12 +851,18 @@ HELPERS = {
     "Struct",
     "Transform",
     "value_and_grad_from_state",
+    "lanczos",
     "check_finite_steps",
     "Schedule",
     "orthogonalize_via_newton_schulz",
     "matrix_inverse_pth_root",
     "power_iteration",
     "schedule_free_eval_params",
+    "hvp",
+    "hessian_diag",
+    # Needs sampled_loss_fn=(params, key), which the contract suite does not pass: its
+    # contract (jit, keys, integer leaves, Sophia-G) is tested in tests/test_curvature.py.
+    "gauss_newton_bartlett_estimator_diag_hessian",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}
