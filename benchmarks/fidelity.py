@@ -368,6 +368,29 @@ def parameter_free_errors(errors):
         errors[case["optimizer"]]["authors' package"].append(error)
 
 
+def lbfgs_errors(errors):
+    """compat.pytorch.lbfgs against torch.optim.LBFGS (recorded): the params after each step."""
+    import test_compat_lbfgs as tests
+
+    data = np.load(tests.DATA / "lbfgs.npz")
+    for case in tests.CASES:
+        leaves = tests.record_lbfgs.SHAPES[case["problem"]]
+        expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in leaves}
+        ours = tests._ours(case)
+        error = trajectory_error({leaf: ours[leaf] for leaf in leaves}, expected)
+        errors["lbfgs"]["PyTorch"].append(error)
+
+
+def adahessian_errors(errors):
+    """compat.pytorch.adahessian against pytorch-optimizer's AdaHessian (recorded, same probes)."""
+    import test_compat_adahessian as tests
+
+    for case in tests.CASES:
+        ours, _ = tests._replayed(case["index"])
+        error = trajectory_error(ours, tests._recorded(case["index"]))
+        errors["adahessian"]["pytorch-optimizer"].append(error)
+
+
 def table(errors, notes) -> str:
     lines = [
         "| optimizer | " + " | ".join(COLUMNS) + " |",
@@ -401,6 +424,8 @@ def main(argv=None) -> None:
         functools.partial(schedule_free_errors, notes=notes),
         functools.partial(adam_variants_errors, notes=notes),
         parameter_free_errors,
+        adahessian_errors,
+        lbfgs_errors,
     ]
     with jax.enable_x64(True):
         for section in sections:

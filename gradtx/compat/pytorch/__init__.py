@@ -15,7 +15,9 @@ accepted and ignored.
 """
 
 from ._adafactor import adafactor as adafactor
+from ._adahessian import adahessian as adahessian
 from ._laprop import laprop as laprop
+from ._lbfgs import lbfgs as lbfgs
 from ._muon import muon as muon
 from ._optim import adadelta as adadelta
 from ._optim import adagrad as adagrad
