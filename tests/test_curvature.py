@@ -25,9 +25,7 @@ import pytest
 
 import gradtx
 
-# Not yet exported as gradtx.compat.pytorch.adahessian: test_compat requires a recorded
-# reference (tests/reference/data) for every exported port, which this port does not have yet.
-from gradtx.compat.pytorch._adahessian import adahessian as pytorch_adahessian
+from gradtx.compat.pytorch import adahessian as pytorch_adahessian
 
 SHAPES = {"b": (4,), "k": (2, 2, 3), "s": (), "w": (3, 4)}  # jax.tree order: b, k, s, w
 
