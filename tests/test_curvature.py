@@ -24,7 +24,6 @@ import optax
 import pytest
 
 import gradtx
-
 from gradtx.compat.pytorch import adahessian as pytorch_adahessian
 
 SHAPES = {"b": (4,), "k": (2, 2, 3), "s": (), "w": (3, 4)}  # jax.tree order: b, k, s, w
