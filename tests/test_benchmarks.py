@@ -81,3 +81,22 @@ def test_the_structured_cases_write_ratios_and_state_sizes(tmp_path):
     assert step["soap-refresh", "gradtx.soap, refresh every step"]["state_bytes_per_param"] > 8
     text = (tmp_path / "summary.md").read_text()
     assert text.count("| adafactor |") == len({i for c, i in step if c == "adafactor"})
+
+
+def test_the_quick_full_batch_run_solves_with_lbfgs_and_cg(tmp_path):
+    # In a subprocess: the script turns on float64 for the whole process.
+    import subprocess
+
+    script = pathlib.Path(bench.__file__).with_name("full_batch.py")
+    subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(tmp_path)], check=True, timeout=600
+    )
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    for name in ("gradtx.lbfgs", "optax.lbfgs", "gradtx.conjugate_gradient", "scipy L-BFGS-B"):
+        assert results[name]["converged"], name
+        assert results[name]["grad_norm"] <= 1e-6
+    losses = [r["loss"] for name, r in results.items() if r["converged"]]
+    assert max(losses) - min(losses) < 1e-9  # the same minimum
+    # The same algorithm as optax's: the same number of updates within rounding's drift.
+    assert abs(results["gradtx.lbfgs"]["steps"] - results["optax.lbfgs"]["steps"]) <= 10
+    assert "| gradtx.lbfgs |" in (tmp_path / "summary.md").read_text()
