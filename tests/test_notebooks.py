@@ -18,6 +18,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 # Files a notebook must write to GRADTX_NOTEBOOK_OUT.
 WRITES = {
     "landscapes": ["landscapes.png"],
+    "saddles": ["saddles.png"],
     "comparison": ["compare_digits_keras.png", "compare_digits_keras.json"],
     "learning_rate_free": [
         "learning_rate_free_estimates.png",
@@ -31,13 +32,14 @@ def by_name(paths: list[Path]):
     return pytest.mark.parametrize("path", paths, ids=[p.stem for p in paths])
 
 
-def test_the_five_notebooks_are_there():
+def test_the_six_notebooks_are_there():
     assert {p.stem for p in NOTEBOOKS} == {
         "learning_rate_free",
         "landscapes",
         "from_primitives",
         "schedules",
         "comparison",
+        "saddles",
     }
 
 
