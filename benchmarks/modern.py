@@ -841,51 +841,82 @@ def summary_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _best_runs(results: dict, task: str, name: str) -> tuple[float, list[dict]]:
+    """The best rate of an optimizer's grid on a task, and its runs (one per seed)."""
+    best = next(
+        s for s in results["sweep"] if (s["task"], s["optimizer"], s["best"]) == (task, name, True)
+    )
+    runs = [
+        r
+        for r in results["runs"]
+        if (r["task"], r["optimizer"], r["rate"]) == (task, name, best["rate"])
+    ]
+    return best["rate"], runs
+
+
 def plot(results: dict, path: pathlib.Path) -> None:
-    """Validation accuracy against steps per task: each optimizer at its best rate."""
+    """Each optimizer at its best rate, per task: validation accuracy against steps, or, for
+    more than ``CURVES_UP_TO`` optimizers (where curves would hide each other), the final
+    validation accuracy of each seed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = results["config"]["tasks"]
-    figure, axes = plt.subplots(
-        1, len(tasks), figsize=(6.5 * len(tasks), 4.5), constrained_layout=True, squeeze=False
-    )
     names = results["config"]["optimizers"]
-    colours = plt.get_cmap("tab20")(np.arange(len(names)) % 20)
+    curves = len(names) <= CURVES_UP_TO
+    size = (6.5 * len(tasks), 4.5) if curves else (5.5 * len(tasks), 1.5 + 0.28 * len(names))
+    figure, axes = plt.subplots(
+        1, len(tasks), figsize=size, constrained_layout=True, squeeze=False, sharey=not curves
+    )
+    draw = _draw_curves if curves else _draw_finals
     for axis, task in zip(axes[0], tasks):
-        axis.set_prop_cycle(color=colours)
+        draw(axis, results, task, names)
         info = results["tasks"][task]
-        for name in results["config"]["optimizers"]:
-            best = next(
-                s
-                for s in results["sweep"]
-                if (s["task"], s["optimizer"], s["best"]) == (task, name, True)
-            )
-            curves = [
-                r["curve"]
-                for r in results["runs"]
-                if (r["task"], r["optimizer"], r["rate"]) == (task, name, best["rate"])
-            ]
-            steps = [point[0] for point in curves[0]]
-            accuracy = np.array([[point[1] for point in curve] for curve in curves])
-            label = f"{OPTIMIZERS[name].label} (lr {_fmt_rate(best['rate'])})"
-            (line,) = axis.plot(steps, accuracy.mean(axis=0), label=label)
-            axis.fill_between(
-                steps, accuracy.min(axis=0), accuracy.max(axis=0), color=line.get_color(), alpha=0.2
-            )
-        axis.axhline(info["target"], color="grey", linestyle=":", linewidth=0.8)
         axis.set_title(info["label"])
-        axis.set_xlabel("optimizer step")
-        axis.set_ylabel("validation accuracy")
-        axis.set_ylim(0, 1.01)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small", loc="lower right")
     seeds = len(results["config"]["seeds"])
-    figure.suptitle(f"best rate of each optimizer's grid: mean over {seeds} seeds, min-max band")
+    what = "mean over {} seeds, min-max band" if curves else "final accuracy of each of {} seeds"
+    figure.suptitle(f"best rate of each optimizer's grid: {what.format(seeds)}")
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+CURVES_UP_TO = 10
+
+
+def _draw_curves(axis, results: dict, task: str, names: list[str]) -> None:
+    import matplotlib.pyplot as plt
+
+    axis.set_prop_cycle(color=plt.get_cmap("tab20")(np.arange(len(names)) % 20))
+    for name in names:
+        rate, runs = _best_runs(results, task, name)
+        steps = [point[0] for point in runs[0]["curve"]]
+        accuracy = np.array([[point[1] for point in run["curve"]] for run in runs])
+        label = f"{OPTIMIZERS[name].label} (lr {_fmt_rate(rate)})"
+        (line,) = axis.plot(steps, accuracy.mean(axis=0), label=label)
+        axis.fill_between(
+            steps, accuracy.min(axis=0), accuracy.max(axis=0), color=line.get_color(), alpha=0.2
+        )
+    axis.axhline(results["tasks"][task]["target"], color="grey", linestyle=":", linewidth=0.8)
+    axis.set(xlabel="optimizer step", ylabel="validation accuracy", ylim=(0, 1.01))
+    axis.legend(fontsize="small", loc="lower right")
+
+
+def _draw_finals(axis, results: dict, task: str, names: list[str]) -> None:
+    """A row per optimizer: each seed's final accuracy, tuned rates blue, untuned orange."""
+    for row, name in enumerate(names):
+        _, runs = _best_runs(results, task, name)
+        finals = [run["final_val_accuracy"] for run in runs]
+        tuned = len(OPTIMIZERS[name].grid) > 1
+        colour = "tab:blue" if tuned else "tab:orange"
+        axis.plot([min(finals), max(finals)], [row, row], color=colour, alpha=0.4, linewidth=2)
+        axis.plot(finals, [row] * len(finals), "o", color=colour, markersize=4)
+    axis.axvline(results["tasks"][task]["target"], color="grey", linestyle=":", linewidth=0.8)
+    axis.set_yticks(range(len(names)), [OPTIMIZERS[n].label for n in names], fontsize="small")
+    axis.set(xlabel="final validation accuracy (tuned rate: blue; untuned: orange)", xlim=(0, 1.01))
+    axis.invert_yaxis()
 
 
 # ---------------------------------------------------------------------------------------------
