@@ -9,7 +9,6 @@ import jax.numpy as jnp
 
 from ._base import check_choice, check_range, static, Transform
 from ._combine import Chain, named_recipe
-from ._linesearch import _kwargs_for as _kwargs_for  # noqa: F401 - see below
 from ._linesearch import scale_by_zoom_linesearch
 from ._tree import (
     default_float,
@@ -23,9 +22,6 @@ from ._tree import (
 )
 
 CG_METHODS = ("polak_ribiere", "fletcher_reeves")
-
-# _kwargs_for moved to _linesearch with the line search; _saddle and compat.pytorch._lbfgs
-# still import it from here. Delete the re-export above once they import from _linesearch.
 
 
 # -- conjugate directions ------------------------------------------------------------
