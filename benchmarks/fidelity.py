@@ -339,7 +339,7 @@ def adam_variants_errors(errors, notes):
         expected = tests._laprop_oracle(kwargs["learning_rate"], **options)
         ours = replay.trajectory(gradtx.laprop(**kwargs), tests.reference)
         errors["laprop"]["paper oracle"].append(trajectory_error(ours, expected))
-    data = np.load(tests.reference.DATA / "laprop.npz")
+    data = np.load(tests.DATA / "laprop.npz")
     for case in tests.LAPROP["cases"]:
         expected = {leaf: data[f"{case['index']}/{leaf}"] for leaf in tests.reference.SHAPES}
         ours = tests._laprop_replayed(case["index"])
