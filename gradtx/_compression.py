@@ -379,12 +379,13 @@ def powersgd(
     ``(n + m) * r`` entries of P and Q in the gradients' dtype; the others
     their dense size. ``rank`` >= 1 (static; ``r = min(n, m, rank)``).
 
-    Differences from torch's hook: no dense warm-up (``start_powerSGD_iter``:
-    chain behind a schedule if wanted), a zero column stays zero in
+    Differences from torch's hook: no dense warm-up (torch's
+    ``start_powerSGD_iter``, 1,000 dense steps by default), a zero column stays zero in
     Gram-Schmidt instead of needing ``orthogonalization_epsilon``, Gram-Schmidt
     at every rank (torch uses QR above rank 2: the same span, other signs).
-    The paper's Algorithm 1 does not re-orthogonalise the warm-started Q; torch
-    does, and so does this.
+    Torch also orthogonalises the warm-started Q, which the paper's Algorithm 1
+    does not; so does this, for conditioning only: Gram-Schmidt of ``M Q R`` is
+    that of ``M Q`` for an upper-triangular ``R``: the same numbers up to rounding.
 
     ``axis_name``: the data-parallel axis of the enclosing ``jax.shard_map``
     (None: one worker, no collective).
