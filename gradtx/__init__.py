@@ -81,6 +81,12 @@ from ._combine import identity as identity
 from ._combine import masked as masked
 from ._combine import MaskedNode as MaskedNode
 from ._combine import MaskedState as MaskedState
+from ._compression import CompressionState as CompressionState
+from ._compression import powersgd as powersgd
+from ._compression import PowerSGDState as PowerSGDState
+from ._compression import sign_compression as sign_compression
+from ._compression import threshold_compression as threshold_compression
+from ._compression import top_k_compression as top_k_compression
 from ._curvature import adahessian as adahessian
 from ._curvature import (
     gauss_newton_bartlett_estimator_diag_hessian as gauss_newton_bartlett_estimator_diag_hessian,
@@ -218,6 +224,8 @@ from ._schedules import step_decay_schedule as step_decay_schedule
 from ._schedules import warmup_constant_schedule as warmup_constant_schedule
 from ._schedules import warmup_cosine_decay_schedule as warmup_cosine_decay_schedule
 from ._schedules import warmup_exponential_decay_schedule as warmup_exponential_decay_schedule
+from ._sharding import shard_state as shard_state
+from ._sharding import StateSharding as StateSharding
 from ._sign import lion as lion
 from ._sign import rprop as rprop
 from ._sign import scale_by_lion as scale_by_lion

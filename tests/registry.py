@@ -655,6 +655,15 @@ TRANSFORMS = [
         needs_params=True,
         extra_args=True,
     ),
+    # Compressors run inside shard_map over a data axis; axis_name=None is one worker
+    # (compression and error feedback, no collective), which the contract runs.
+    Entry("threshold_compression", {"threshold": 0.5, "axis_name": None}, {"threshold": 0.7}),
+    Entry("top_k_compression", {"ratio": 0.5, "axis_name": None}, {}),
+    Entry("sign_compression", {"axis_name": None}, {}),
+    # At the default min_compression_rate the test params' 3 x 4 matrix is sent dense: its
+    # rank-1 residual M - P Q^T cancels to a few ulps of M, which jit and eager round apart
+    # by more than the contract's rtol. The compressed path: tests/test_compression.py.
+    Entry("powersgd", {"rank": 1, "axis_name": None}, {"key": 1}),
 ]
 
 
@@ -863,6 +872,8 @@ HELPERS = {
     # Needs sampled_loss_fn=(params, key), which the contract suite does not pass: its
     # contract (jit, keys, integer leaves, Sophia-G) is tested in tests/test_curvature.py.
     "gauss_newton_bartlett_estimator_diag_hessian",
+    "shard_state",
+    "StateSharding",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}
