@@ -198,8 +198,8 @@ class TopKCompression(_ErrorFeedback):
         check_range(self, "ratio", low=0.0, high=1.0, low_open=True)
 
     def k(self, leaf: Any) -> int:
-        """How many entries of ``leaf`` are sent: ``max(1, round(ratio * size))``."""
-        return max(1, round(self.ratio * _size(leaf)))
+        """How many entries of ``leaf`` are sent: ``max(1, round(ratio * size))``, at most all."""
+        return min(_size(leaf), max(1, round(self.ratio * _size(leaf))))
 
     def _top_k(self, accumulated):
         flat = accumulated.ravel()
@@ -254,7 +254,8 @@ class SignCompression(_ErrorFeedback):
         del dtype
         signs = jnp.where(accumulated >= 0, 1, -1).astype(accumulated.dtype)  # 1 bit: no 0
         scale = jnp.mean(jnp.abs(accumulated))
-        return scale * signs, math.ceil(_size(accumulated) / 8) + 4
+        nbytes = math.ceil(_size(accumulated) / 8) + 4 if _size(accumulated) else 0
+        return scale * signs, nbytes
 
 
 def sign_compression(axis_name: Any) -> SignCompression:
