@@ -11,11 +11,15 @@ float64 cases the test suite runs for that optimizer and reference, and their nu
   (``tests/reference``), replayed through ``gradtx.compat`` (``test_compat``,
   ``test_factored``, ``test_layerwise``, ``test_matrix``, ``test_compat_keras_structured``);
 - optax: ``gradtx.<name>`` against ``optax.<name>`` (``test_optax_equivalence``,
-  ``test_layerwise``; ``muon`` against ``optax.contrib.muon`` in ``test_matrix``;
+  ``test_layerwise``, ``test_lbfgs``, ``test_linesearch``; ``muon``, ``sophia`` and ``sam``
+  against ``optax.contrib``'s in ``test_matrix``, ``test_curvature`` and ``test_sam``;
   ``adafactor``'s updates with both fed gradtx's params, as ``test_factored`` compares them);
 - pytorch-optimizer: its Shampoo, ScalableShampoo and SOAP recorded (``test_kronecker``);
 - paper oracle: naive NumPy implementations of the papers (``tests/oracles.py``,
-  ``tests/kronecker_oracles.py``, Newton-Schulz in ``test_matrix``).
+  ``tests/kronecker_oracles.py``, Newton-Schulz in ``test_matrix``, AdaHessian in
+  ``test_curvature``, ASAM in ``test_sam``, the dense ``(|H| + damping)^-1 g`` of one
+  saddle-free Newton step in ``test_saddle``, L-BFGS's directions against the dense BFGS
+  update in ``test_lbfgs``).
 
 It reuses the test modules' cases, so the table measures exactly what the tests assert.
 Primitives the tests compare on their own (``scale_by_sm3``, ``scale_by_factored_rms``)
@@ -391,6 +395,91 @@ def adahessian_errors(errors):
         errors["adahessian"]["pytorch-optimizer"].append(error)
 
 
+def curvature_errors(errors):
+    """Quasi-Newton, line searches, curvature and sharpness-aware: optax and NumPy oracles."""
+    import test_curvature as curvature
+    import test_lbfgs as lbfgs
+    import test_linesearch as linesearch
+    import test_saddle as saddle
+    import test_sam as sam
+
+    for name in lbfgs.PROBLEMS:  # the first 50 steps, as test_equals_optax_lbfgs compares
+        ours, theirs = (lbfgs._trajectory(name, library)[0] for library in ("gradtx", "optax"))
+        first_50 = functools.partial(jax.tree.map, lambda x: x[:50])
+        errors["lbfgs"]["optax"].append(trajectory_error(first_50(ours), first_50(theirs)))
+    for scale_init_precond in (True, False):  # directions, against the dense BFGS update
+        ours, dense, _ = lbfgs._two_loop_and_dense_directions(scale_init_precond)
+        errors["lbfgs"]["paper oracle"].append(relative_error(ours, dense))
+    for options in linesearch.ZOOM_OPTIONS:
+        mine, other = linesearch._both(
+            1.0,
+            gradtx.scale_by_zoom_linesearch(**options),
+            optax.scale_by_zoom_linesearch(**options),
+            linesearch.rosenbrock,
+            linesearch._rosenbrock_start(),
+            12,
+        )
+        errors["scale_by_zoom_linesearch"]["optax"].append(trajectory_error(mine[0], other[0]))
+    for store_grad in (False, True):
+        options = dict(linesearch.BACKTRACKING_OPTIONS, store_grad=store_grad)
+        mine, other = linesearch._both(
+            1.0,
+            gradtx.scale_by_backtracking_linesearch(**options),
+            optax.scale_by_backtracking_linesearch(**options),
+            linesearch.rosenbrock,
+            linesearch._rosenbrock_start(),
+            10,
+            reuse=store_grad,
+        )
+        error = trajectory_error(mine[0], other[0])
+        errors["scale_by_backtracking_linesearch"]["optax"].append(error)
+    for case in curvature.SOPHIA_CASES:
+        ours, theirs = curvature._sophia_trajectories(case, jnp.float64)
+        errors["sophia"]["optax"].append(trajectory_error(ours, theirs))
+    for kwargs in curvature.ADAHESSIAN_CASES.values():
+        interval = kwargs.get("update_interval", 1)
+        ours, x0, probes = curvature._adahessian_run(
+            curvature._native(**kwargs), interval, seed=3, steps=20
+        )
+        options = {k: v for k, v in kwargs.items() if k != "learning_rate"}
+        expected = curvature._adahessian_oracle(x0, probes, 20, kwargs["learning_rate"], **options)
+        errors["adahessian"]["paper oracle"].append(relative_error(ours, expected))
+    params = make_params(jnp.float64)
+    for case in sam.CASES:
+        opaque, sync_period, reset_state = case.values
+        ours, theirs = sam._sam_pair(opaque, sync_period, reset_state)
+        (mine, _), (reference, _) = sam._trajectories(ours, theirs, params, opaque)
+        errors["sam"]["optax"].append(trajectory_error(mine, reference))
+    for opaque in (False, True):
+        for mask, expanded in sam.ASAM_MASKS:
+            history, perturbed, expected = sam._asam_paths(opaque, mask, expanded)
+            ascent = 0.0
+            if not opaque:  # every other call: the ascent, against the oracle's perturbed weights
+                odd = jax.tree.map(lambda x: x[0::2], history)
+                ascent = trajectory_error(odd, sam._stack(perturbed))
+                history = jax.tree.map(lambda x: x[1::2], history)
+            error = max(ascent, trajectory_error(history, sam._stack(expected)))
+            errors["asam"]["paper oracle"].append(error)
+    # One step from a saddle region: |H|^-1 g, in the whole space or on the Krylov space of g.
+    params, A, b = saddle._quartic_problem(0)
+    H, g = saddle._quartic_oracle_terms(params, A, b)
+    for krylov_dim in saddle.DENSE_KRYLOV_DIMS:
+        for damping in saddle.DAMPINGS:
+            tx = gradtx.scale_by_saddle_free_newton(krylov_dim=krylov_dim, damping=damping)
+            _, _, updates = saddle._step(saddle.quartic)(tx, params, tx.init(params), A=A, b=b)
+            expected = saddle._saddle_free_oracle(H, g, damping)
+            error = relative_error(np.asarray(saddle._join(updates))[None], expected[None])
+            errors["saddle_free_newton"]["paper oracle"].append(error)
+    params, A, b = saddle._quartic_problem(1)
+    H, g = saddle._quartic_oracle_terms(params, A, b)
+    for krylov_dim in saddle.SUBSPACE_KRYLOV_DIMS:
+        tx = gradtx.saddle_free_newton(learning_rate=0.5, krylov_dim=krylov_dim, damping=1e-2)
+        _, _, updates = saddle._step(saddle.quartic)(tx, params, tx.init(params), A=A, b=b)
+        expected = -0.5 * saddle._saddle_free_oracle(H, g, 1e-2, k=krylov_dim)
+        error = relative_error(np.asarray(saddle._join(updates))[None], expected[None])
+        errors["saddle_free_newton"]["paper oracle"].append(error)
+
+
 def table(errors, notes) -> str:
     lines = [
         "| optimizer | " + " | ".join(COLUMNS) + " |",
@@ -426,6 +515,7 @@ def main(argv=None) -> None:
         parameter_free_errors,
         adahessian_errors,
         lbfgs_errors,
+        curvature_errors,
     ]
     with jax.enable_x64(True):
         for section in sections:

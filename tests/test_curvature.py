@@ -210,27 +210,35 @@ def _trajectory(tx, params, loss, steps, **extra):
     return jax.lax.scan(body, (params, tx.init(params)), None, length=steps)[1]
 
 
+def _sophia_trajectories(case, dtype):
+    """gradtx's and optax.contrib's Sophia over 60 steps of SOPHIA_CASES[case], with the same keys.
+
+    Called with x64 set to match ``dtype``.
+    """
+    kwargs, seed = SOPHIA_CASES[case]
+    params = _params(dtype)
+    data = jnp.asarray(DATA, dtype)
+
+    def loss(p):
+        return _wavy(p, data)
+
+    ours, theirs = dict(kwargs), dict(kwargs)
+    if seed is not None:
+        key = jax.random.PRNGKey(seed)
+        ours["hessian_diagonal_fn"] = gradtx.hutchinson_estimator_diag_hessian(key)
+        theirs["hessian_diagonal_fn"] = optax.contrib.hutchinson_estimator_diag_hessian(key)
+
+    def run(tx):
+        return jax.jit(lambda: _trajectory(tx, params, loss, 60, obj_fn=loss))()
+
+    return run(gradtx.sophia(**ours)), run(optax.contrib.sophia(**theirs))
+
+
 @pytest.mark.parametrize("case", SOPHIA_CASES)
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])
 def test_sophia_equals_optax(case, dtype):
-    kwargs, seed = SOPHIA_CASES[case]
     with jax.enable_x64(dtype == jnp.float64):
-        params = _params(dtype)
-        data = jnp.asarray(DATA, dtype)
-
-        def loss(p):
-            return _wavy(p, data)
-
-        ours, theirs = dict(kwargs), dict(kwargs)
-        if seed is not None:
-            key = jax.random.PRNGKey(seed)
-            ours["hessian_diagonal_fn"] = gradtx.hutchinson_estimator_diag_hessian(key)
-            theirs["hessian_diagonal_fn"] = optax.contrib.hutchinson_estimator_diag_hessian(key)
-
-        def run(tx):
-            return jax.jit(lambda: _trajectory(tx, params, loss, 60, obj_fn=loss))()
-
-        expected, got = run(optax.contrib.sophia(**theirs)), run(gradtx.sophia(**ours))
+        got, expected = _sophia_trajectories(case, dtype)
         rtol = 1e-10 if dtype == jnp.float64 else 1e-6
         moved = jax.tree.map(lambda x: float(jnp.abs(x[-1] - x[0]).max()), expected)
         assert min(moved.values()) > 0.05, moved  # every leaf travels

@@ -162,16 +162,19 @@ def _lbfgs_update(tx, grads, state, params):
     return tx.update(grads, state, params)
 
 
-@pytest.mark.parametrize("scale_init_precond", [True, False])
-def test_two_loop_recursion_equals_the_dense_bfgs_update(scale_init_precond, x64):
-    # Seven steps through a ring of three: the oldest pairs are overwritten.
+def _two_loop_and_dense_directions(scale_init_precond):
+    """scale_by_lbfgs's directions and the dense BFGS update's, shape (7, 7), and the state.
+
+    Seven steps on a quadratic through a ring of three: the oldest pairs are overwritten.
+    Called under x64.
+    """
     rng = np.random.default_rng(1)
     q, _ = np.linalg.qr(rng.normal(size=(7, 7)))
     A = q @ np.diag(np.geomspace(0.1, 10.0, 7)) @ q.T
     tx = gradtx.scale_by_lbfgs(memory_size=3, scale_init_precond=scale_init_precond)
     w = rng.normal(size=7)
     state = tx.init(_split(jnp.zeros(7)))
-    pairs = []
+    pairs, ours, dense = [], [], []
     previous = None
     for _ in range(7):
         g = A @ w
@@ -179,9 +182,18 @@ def test_two_loop_recursion_equals_the_dense_bfgs_update(scale_init_precond, x64
             pairs.append((w - previous[0], g - previous[1]))
         direction, state = _lbfgs_update(tx, _split(jnp.asarray(g)), state, _split(jnp.asarray(w)))
         expected = _dense_direction(g, pairs, 3, scale_init_precond)
-        np.testing.assert_allclose(ravel_pytree(direction)[0], expected, rtol=1e-10, atol=1e-12)
+        ours.append(np.asarray(ravel_pytree(direction)[0]))
+        dense.append(expected)
         previous = (w, g)
         w = w - 0.3 * expected + 0.05 * rng.normal(size=7)
+    return np.stack(ours), np.stack(dense), state
+
+
+@pytest.mark.parametrize("scale_init_precond", [True, False])
+def test_two_loop_recursion_equals_the_dense_bfgs_update(scale_init_precond, x64):
+    ours, dense, state = _two_loop_and_dense_directions(scale_init_precond)
+    for direction, expected in zip(ours, dense):
+        np.testing.assert_allclose(direction, expected, rtol=1e-10, atol=1e-12)
     assert state.count == 7
 
 

@@ -285,9 +285,12 @@ def test_zoom_initial_guesses(x64):
 # -- backtracking against optax's ------------------------------------------------------
 
 
+BACKTRACKING_OPTIONS = {"max_backtracking_steps": 30, "decrease_factor": 0.5}
+
+
 @pytest.mark.parametrize("store_grad", [False, True])
 def test_backtracking_equals_optax(store_grad, x64):
-    options = dict(max_backtracking_steps=30, store_grad=store_grad, decrease_factor=0.5)
+    options = dict(BACKTRACKING_OPTIONS, store_grad=store_grad)
     mine, other = _both(
         1.0,
         gradtx.scale_by_backtracking_linesearch(**options),

@@ -182,8 +182,13 @@ def _quartic_oracle_terms(params, A, b):
     return A + 3 * np.diag(x**2), A @ x + b + x**3  # Hessian and gradient, by hand
 
 
-@pytest.mark.parametrize("krylov_dim", [6, 50])  # 50: clipped to the 6 parameters
-@pytest.mark.parametrize("damping", [1e-3, 0.5])
+DENSE_KRYLOV_DIMS = [6, 50]  # 50: clipped to the 6 parameters
+DAMPINGS = [1e-3, 0.5]
+SUBSPACE_KRYLOV_DIMS = [1, 2, 3]
+
+
+@pytest.mark.parametrize("krylov_dim", DENSE_KRYLOV_DIMS)
+@pytest.mark.parametrize("damping", DAMPINGS)
 def test_saddle_free_newton_equals_the_dense_oracle(krylov_dim, damping, x64):
     params, A, b = _quartic_problem(0)
     H, g = _quartic_oracle_terms(params, A, b)
@@ -196,7 +201,7 @@ def test_saddle_free_newton_equals_the_dense_oracle(krylov_dim, damping, x64):
     np.testing.assert_allclose(state.eigenvalues, np.linalg.eigvalsh(H), rtol=1e-8, atol=1e-12)
 
 
-@pytest.mark.parametrize("krylov_dim", [1, 2, 3])
+@pytest.mark.parametrize("krylov_dim", SUBSPACE_KRYLOV_DIMS)
 def test_saddle_free_newton_on_a_krylov_subspace_equals_the_restricted_oracle(krylov_dim, x64):
     params, A, b = _quartic_problem(1)
     H, g = _quartic_oracle_terms(params, A, b)

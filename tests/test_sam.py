@@ -55,7 +55,8 @@ def _trajectories(ours, theirs, params, opaque):
     return mine, reference
 
 
-def _compare_with_optax(opaque, sync_period, reset_state, dtype, tol):
+def _sam_pair(opaque, sync_period, reset_state):
+    """gradtx's and optax's SAM around the same outer and adversarial optimizers."""
     kwargs = dict(sync_period=sync_period, reset_state=reset_state, opaque_mode=opaque)
     # Both optimizers stateful: Adam outside, normalised SGD with momentum inside (its
     # momentum survives the cycles only without reset_state).
@@ -69,6 +70,11 @@ def _compare_with_optax(opaque, sync_period, reset_state, dtype, tol):
         optax.chain(optax.contrib.normalize(), optax.sgd(0.1, momentum=0.9)),
         **kwargs,
     )
+    return ours, theirs
+
+
+def _compare_with_optax(opaque, sync_period, reset_state, dtype, tol):
+    ours, theirs = _sam_pair(opaque, sync_period, reset_state)
     mine, reference = _trajectories(ours, theirs, make_params(dtype), opaque)
     chex.assert_trees_all_close(mine, reference, rtol=tol, atol=tol)
     params, summary = mine
@@ -202,13 +208,27 @@ BIASES_LEFT_OUT = {"w": True, "b": False, "head": {"s": True}}
 
 
 # A mask may be a prefix of the params' structure ("head" for all its leaves).
-@pytest.mark.parametrize(
-    ("mask", "expanded"),
-    [(None, EVERY_LEAF), ({"w": True, "b": False, "head": True}, BIASES_LEFT_OUT)],
-    ids=["no_mask", "mask"],
-)
+ASAM_MASKS = [(None, EVERY_LEAF), ({"w": True, "b": False, "head": True}, BIASES_LEFT_OUT)]
+
+
+@pytest.mark.parametrize(("mask", "expanded"), ASAM_MASKS, ids=["no_mask", "mask"])
 @pytest.mark.parametrize("opaque", [False, True], ids=["transparent", "opaque"])
 def test_asam_matches_the_papers_algorithm(opaque, mask, expanded, x64):
+    history, perturbed, expected = _asam_paths(opaque, mask, expanded)
+    if not opaque:
+        chex.assert_trees_all_close(
+            jax.tree.map(lambda x: x[0::2], history), _stack(perturbed), rtol=1e-10, atol=1e-10
+        )
+        history = jax.tree.map(lambda x: x[1::2], history)
+    chex.assert_trees_all_close(history, _stack(expected), rtol=1e-10, atol=1e-10)
+
+
+def _asam_paths(opaque, mask, expanded):
+    """gradtx.asam's params after each call, and the oracle's perturbed and new weights.
+
+    Transparent mode makes two calls a cycle (the ascent, then the outer step); called
+    under x64.
+    """
     lr, weight_decay, rho, eta, cycles = 0.05, 0.01, 0.4, 0.02, 16
     outer = gradtx.chain(gradtx.add_decayed_weights(weight_decay), gradtx.sgd(lr))
     tx = gradtx.asam(outer, rho=rho, eta=eta, opaque_mode=opaque, mask=mask)
@@ -233,13 +253,7 @@ def test_asam_matches_the_papers_algorithm(opaque, mask, expanded, x64):
 
     calls = cycles if opaque else 2 * cycles  # transparent: the ascent, then the outer step
     run = jax.jit(lambda p: jax.lax.scan(call, (p, tx.init(p)), None, length=calls)[1])
-    history = run(params)
-    if not opaque:
-        chex.assert_trees_all_close(
-            jax.tree.map(lambda x: x[0::2], history), _stack(perturbed), rtol=1e-10, atol=1e-10
-        )
-        history = jax.tree.map(lambda x: x[1::2], history)
-    chex.assert_trees_all_close(history, _stack(expected), rtol=1e-10, atol=1e-10)
+    return run(params), perturbed, expected
 
 
 def _stack(trees):
