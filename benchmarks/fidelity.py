@@ -23,7 +23,9 @@ float64 cases the test suite runs for that optimizer and reference, and their nu
 
 It reuses the test modules' cases, so the table measures exactly what the tests assert.
 Primitives the tests compare on their own (``scale_by_sm3``, ``scale_by_factored_rms``)
-and float32 runs are left out.
+and float32 runs are left out, except the two line searches
+(``scale_by_zoom_linesearch``, ``scale_by_backtracking_linesearch``), which users chain
+by name as optax's.
 """
 
 from __future__ import annotations
