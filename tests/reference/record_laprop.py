@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 
 try:  # imported by the tests (package ``reference``) or run as a script
-    from .recording import write_recording
+    from .recording import check_trajectory, write_recording
 except ImportError:
-    from recording import write_recording
+    from recording import check_trajectory, write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from . import record_layerwise as _problem
@@ -103,13 +103,7 @@ def package_defaults() -> dict:
 
 def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> None:
     """Raises unless the case is finite, bounded and moves every leaf."""
-    p0 = initial_params()
-    for k, shape in SHAPES.items():
-        traj = arrays[k]
-        if traj.shape != (len(SAVED), *shape) or not np.all(np.isfinite(traj)):
-            raise ValueError(f"case {index} {case}: {k} is not finite or of shape {traj.shape}")
-        if np.max(np.abs(traj)) > 20 or np.max(np.abs(traj - p0[k])) < 1e-2:
-            raise ValueError(f"case {index} {case}: {k} is unbounded or does not move")
+    check_trajectory(index, case, arrays, initial_params(), len(SAVED), min_move=1e-2)
 
 
 def main() -> None:

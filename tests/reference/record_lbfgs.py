@@ -33,9 +33,9 @@ from __future__ import annotations
 import numpy as np
 
 try:  # imported by the tests (package ``reference``) or run as a script
-    from .recording import write_recording
+    from .recording import check_trajectory, write_recording
 except ImportError:
-    from recording import write_recording
+    from recording import check_trajectory, write_recording
 
 STEPS = 10
 MAX_AMPLIFICATION = 1e5
@@ -184,12 +184,7 @@ def amplification(case: dict, perturbation: float = 1e-13) -> float:
 def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> None:
     """Raises unless the case is finite, moves every leaf and is well conditioned."""
     p0 = initial_params(case["problem"])
-    for k, shape in SHAPES[case["problem"]].items():
-        traj = arrays[k]
-        if traj.shape != (STEPS, *shape) or not np.all(np.isfinite(traj)):
-            raise ValueError(f"case {index} {case}: {k} is not finite or of shape {traj.shape}")
-        if np.max(np.abs(traj - p0[k])) < 1e-2:
-            raise ValueError(f"case {index} {case}: {k} does not move")
+    check_trajectory(index, case, arrays, p0, STEPS, min_move=1e-2, bound=None)
     worst = amplification(case)
     if worst > MAX_AMPLIFICATION:
         raise ValueError(f"case {index} {case}: amplifies a change of p0 {worst:.2g}-fold")

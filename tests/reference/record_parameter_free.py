@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 
 try:  # imported by the tests (package ``reference``) or run as a script
-    from .recording import write_recording
+    from .recording import check_trajectory, write_recording
 except ImportError:
-    from recording import write_recording
+    from recording import check_trajectory, write_recording
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from . import record_keras_structured as _structured
@@ -183,18 +183,7 @@ def conditioned_steps(case: dict, perturbation: float = 1e-13) -> int:
 
 def check(index: int, case: dict, arrays: dict[str, np.ndarray]) -> float:
     """Raises unless the case is finite, bounded and moving; returns its smallest move."""
-    p0 = initial_params()
-    moved = []
-    for k, shape in SHAPES.items():
-        traj = arrays[k]
-        if traj.shape != (len(SAVED), *shape) or not np.all(np.isfinite(traj)):
-            raise ValueError(f"case {index} {case}: {k} is not finite or of shape {traj.shape}")
-        if np.max(np.abs(traj)) > 20:
-            raise ValueError(f"case {index} {case}: {k} grows to {np.max(np.abs(traj))}")
-        moved.append(float(np.max(np.abs(traj - p0[k]))))
-    if min(moved) < 1e-3:
-        raise ValueError(f"case {index} {case}: a leaf moves by only {min(moved):.2g}")
-    return min(moved)
+    return check_trajectory(index, case, arrays, initial_params(), len(SAVED), min_move=1e-3)
 
 
 def package_defaults(optimizer: str) -> dict:

@@ -63,3 +63,31 @@ def write_recording(
         raise ValueError(f"{name}: {len(cases)} cases but {len(arrays)} sets of arrays")
     write_arrays(name, enumerate(arrays))
     write_meta(name, cases, modules, **fields)
+
+
+def check_trajectory(
+    index: int,
+    case: dict,
+    trajectories: dict[str, np.ndarray],
+    start: dict[str, np.ndarray],
+    rows: int,
+    min_move: float,
+    bound: float | None = 20.0,
+) -> float:
+    """Raises unless case ``index`` is sound; returns the smallest move of a trajectory.
+
+    Sound: each ``trajectories[key]``, for each key of ``start``, is finite, of shape
+    ``(rows, *start[key].shape)``, stays within ``bound`` in magnitude (None: unbounded) and
+    moves by ``min_move`` or more from ``start[key]``.
+    """
+    moved = []
+    for key, p0 in start.items():
+        traj = trajectories[key]
+        if traj.shape != (rows, *np.shape(p0)) or not np.all(np.isfinite(traj)):
+            raise ValueError(f"case {index} {case}: {key} is not finite or of shape {traj.shape}")
+        if bound is not None and np.max(np.abs(traj)) > bound:
+            raise ValueError(f"case {index} {case}: {key} grows to {np.max(np.abs(traj))}")
+        moved.append(float(np.max(np.abs(traj - p0))))
+    if min(moved) < min_move:
+        raise ValueError(f"case {index} {case}: a leaf moves by only {min(moved):.2g}")
+    return min(moved)
