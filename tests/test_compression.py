@@ -364,6 +364,7 @@ def _expected(name, grads):
     return run_error_feedback(oracle, grads, **kwargs)
 
 
+@pytest.mark.xdist_group("compression_worker")  # one worker starts the subprocess
 @pytest.mark.parametrize("name", ["threshold", "top_k", "sign", "powersgd"])
 def test_eight_workers_exchange_the_average_of_their_compressed_gradients(eight_workers, name):
     got = eight_workers[name]

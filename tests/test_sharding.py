@@ -17,6 +17,9 @@ import pytest
 
 import gradtx
 
+# one worker starts the 8-device subprocess for the whole module (pyproject: --dist loadgroup)
+pytestmark = pytest.mark.xdist_group("sharding_worker")
+
 ELEMENTWISE = ["adam", "adamw", "sgd_momentum", "partition", "masked", "multi_steps"]
 LEAF_STRUCTURE = ["lamb", "muon", "clip_by_block_rms", "adafactor"]
 
