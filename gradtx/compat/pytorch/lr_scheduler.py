@@ -51,7 +51,7 @@ from ..._parameter_free import require_value
 from ..._schedules import (
     cosine_warm_restarts_schedule,
     linear_schedule,
-    piecewise_constant_schedule,
+    PiecewiseConstantSchedule,
     polynomial_schedule,
     step_decay_schedule,
 )
@@ -207,9 +207,11 @@ class MultiStepLR(LRScheduler):
         _check_step_every(self)
 
     def at_epoch(self, e):
-        # Repeated milestones multiply by gamma once each, as torch's Counter does.
-        scales = {m: self.gamma ** self.milestones.count(m) for m in set(self.milestones)}
-        return piecewise_constant_schedule(self.lr, scales)(e)
+        # A repeated milestone multiplies by gamma once each time, as torch's Counter does.
+        scales = (self.gamma,) * len(self.milestones)
+        return PiecewiseConstantSchedule(
+            init_value=self.lr, boundaries=self.milestones, scales=scales
+        )(e)
 
     def step(self, lr, e):
         hits = sum(jnp.asarray(e == m, default_float()) for m in self.milestones)
