@@ -17,7 +17,7 @@ import functools
 import math
 import re
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import jax
 import numpy as np
@@ -602,3 +602,12 @@ def check_choice(obj: Struct, arg: str, choices: tuple[Any, ...]) -> None:
 def fail(obj: Struct, arg: str, message: str) -> None:
     """Raises the standard error for an argument that is invalid for another reason."""
     raise ValueError(f"{obj.name}({arg}={getattr(obj, arg)!r}): {message}")
+
+
+def fail_missing(transform: Transform, needs: str, call: str) -> NoReturn:
+    """Raises the standard error for an update called without an argument it needs.
+
+    ``needs`` names what is missing, with the keyword the user must pass
+    (``value=``, ``value_fn=``, ``obj_fn=``, ...); ``call`` is the call that passes it.
+    """
+    raise ValueError(f"{transform.name}.update needs {needs}: call {call}")

@@ -12,13 +12,13 @@ extra argument on to their estimator.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
-from ._base import check_denominator, check_range, fail, static, Transform
+from ._base import check_denominator, check_range, fail, fail_missing, static, Transform
 from ._combine import as_transform, Chain, named_recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -114,33 +114,48 @@ def _rademacher_like(key: jax.Array, params: Any) -> Any:
     return treedef.unflatten(probes)
 
 
+class _RandomEstimator(Transform):
+    """Shared shell of the estimators: one PRNG key in the state, split at each update."""
+
+    random_seed: Any = None
+    state_type: ClassVar[type]  # the estimator's own one-key state
+
+    def init(self, params):
+        del params
+        return self.state_type(_initial_key(self.random_seed))
+
+    def update(self, updates, state, params=None, **extra_args):
+        del updates
+        _require_params(self, params)
+        key, draw_key = jax.random.split(state.key)
+        return self._estimate(params, draw_key, **extra_args), self.state_type(key)
+
+    def _estimate(self, params: Any, key: jax.Array, **extra_args: Any) -> Any:
+        """The estimate of the diagonal at ``params``, drawn with ``key``."""
+        raise NotImplementedError
+
+
 class HutchinsonState(NamedTuple):
     key: jax.Array
 
 
-class HutchinsonEstimatorDiagHessian(Transform):
+class HutchinsonEstimatorDiagHessian(_RandomEstimator):
     """Hutchinson's estimate ``z * (H z)`` of the Hessian's diagonal, z Rademacher."""
 
-    random_seed: Any = None
+    state_type = HutchinsonState
 
-    def init(self, params):
-        del params
-        return HutchinsonState(_initial_key(self.random_seed))
-
-    def update(self, updates, state, params=None, *, obj_fn=None, value_fn=None, **extra_args):
-        del updates, extra_args
-        _require_params(self, params)
+    def _estimate(self, params, key, *, obj_fn=None, value_fn=None, **extra_args):
+        del extra_args
         objective = obj_fn if obj_fn is not None else value_fn
         if objective is None:
-            raise ValueError(
-                f"{self.name}.update needs the objective as the keyword argument obj_fn= "
-                "(or value_fn=), a function of the params alone that returns the loss: "
-                "update(updates, state, params, obj_fn=lambda p: loss(p, batch))"
+            fail_missing(
+                self,
+                "the objective as the keyword argument obj_fn= (or value_fn=), a function "
+                "of the params alone that returns the loss",
+                "update(updates, state, params, obj_fn=lambda p: loss(p, batch))",
             )
-        key, probe_key = jax.random.split(state.key)
-        z = _rademacher_like(probe_key, params)
-        estimate = jax.tree.map(lambda hz, z: hz * z, hvp(objective, params, z), z)
-        return estimate, HutchinsonState(key)
+        z = _rademacher_like(key, params)
+        return jax.tree.map(lambda hz, z: hz * z, hvp(objective, params, z), z)
 
 
 def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> HutchinsonEstimatorDiagHessian:
@@ -175,35 +190,30 @@ class GaussNewtonBartlettState(NamedTuple):
     key: jax.Array
 
 
-class GaussNewtonBartlettEstimatorDiagHessian(Transform):
+class GaussNewtonBartlettEstimatorDiagHessian(_RandomEstimator):
     """Sophia-G's estimate ``B * g^ * g^`` of the Gauss-Newton matrix's diagonal."""
 
-    random_seed: Any = None
+    state_type = GaussNewtonBartlettState
 
-    def init(self, params):
-        del params
-        return GaussNewtonBartlettState(_initial_key(self.random_seed))
-
-    def update(self, updates, state, params=None, *, sampled_loss_fn=None, **extra_args):
-        del updates, extra_args
-        _require_params(self, params)
+    def _estimate(self, params, key, *, sampled_loss_fn=None, **extra_args):
+        del extra_args
         if sampled_loss_fn is None:
-            raise ValueError(
-                f"{self.name}.update needs the keyword argument sampled_loss_fn=, a function "
-                "of (params, key) that returns the per-example losses of the batch with "
-                "labels sampled from the model's own softmax (see its docstring)"
+            fail_missing(
+                self,
+                "the keyword argument sampled_loss_fn=, a function of (params, key) that "
+                "returns the per-example losses of the batch with labels sampled from the "
+                "model's own softmax (see its docstring)",
+                "update(grads, state, params, sampled_loss_fn=sampled_loss_fn)",
             )
-        key, sample_key = jax.random.split(state.key)
-        losses = jax.eval_shape(sampled_loss_fn, params, sample_key)
+        losses = jax.eval_shape(sampled_loss_fn, params, key)
         if not losses.shape:
             raise ValueError(
                 f"{self.name}.update: sampled_loss_fn returned a scalar; it must return the "
                 "per-example (or per-token) losses, shape (B, ...), so that B is known"
             )
         batch = losses.size
-        g = jax.grad(lambda p: jnp.mean(sampled_loss_fn(p, sample_key)))(params)
-        estimate = jax.tree.map(lambda g: (hp(batch, g) * up(g) * up(g)).astype(g.dtype), g)
-        return estimate, GaussNewtonBartlettState(key)
+        g = jax.grad(lambda p: jnp.mean(sampled_loss_fn(p, key)))(params)
+        return jax.tree.map(lambda g: (hp(batch, g) * up(g) * up(g)).astype(g.dtype), g)
 
 
 def gauss_newton_bartlett_estimator_diag_hessian(

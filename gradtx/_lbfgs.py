@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_range, static, Transform
+from ._base import check_range, fail_missing, static, Transform
 from ._combine import Chain, identity, named_recipe
 from ._linesearch import scale_by_zoom_linesearch
 from ._scale import scale, scale_by_learning_rate
@@ -98,9 +98,10 @@ class ScaleByLbfgs(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
-            raise ValueError(
-                f"{self.name}.update needs params (the steps s = w_k+1 - w_k are taken from "
-                "them): call update(updates, state, params, ...)"
+            fail_missing(
+                self,
+                "params (the steps s = w_k+1 - w_k are taken from them)",
+                "update(updates, state, params, ...)",
             )
         m, count = self.memory_size, state.count
         first = count == 0

@@ -12,7 +12,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
-from ._base import check_range, static, Transform
+from ._base import check_range, fail_missing, static, Transform
 from ._combine import as_transform, Chain, named_recipe
 from ._curvature import hvp
 from ._linesearch import _kwargs_for
@@ -156,10 +156,11 @@ def _objective(tx: Transform, params: Any, extra_args: dict[str, Any]) -> Callab
     """``value_fn`` with the keyword arguments it accepts bound, or the standard error."""
     value_fn = extra_args.get("value_fn")
     if params is None or value_fn is None:
-        raise ValueError(
-            f"{tx.name}.update needs the params and the loss function as the keyword "
-            "argument value_fn=: call update(grads, state, params, value_fn=loss) (optax's "
-            "convention; other keyword arguments that loss accepts are passed to it)"
+        fail_missing(
+            tx,
+            "the params and the loss function as the keyword argument value_fn=",
+            "update(grads, state, params, value_fn=loss) (optax's convention; other "
+            "keyword arguments that loss accepts are passed to it)",
         )
     fn_kwargs = {k: v for k, v in extra_args.items() if k not in _SOLVER_ARGS}
     return functools.partial(value_fn, **_kwargs_for(value_fn, fn_kwargs))
