@@ -192,6 +192,11 @@ def step_lr(lr: Any, step_size: int, gamma: float = 0.1, step_every: int = 1) ->
 
     Formula: ``lr_e = lr * gamma ** (e // step_size)``; step_size >= 1 (torch
     fails with a ZeroDivisionError at 0). :func:`gradtx.step_decay_schedule`.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> per_epoch = lr_scheduler.step_lr(lr=1.0, step_size=2, gamma=0.5, step_every=10)
+    >>> [float(per_epoch(t)) for t in (0, 19, 20, 40)]
+    [1.0, 1.0, 0.5, 0.25]
     """
     return StepLR(lr=lr, step_size=step_size, gamma=gamma, step_every=step_every)
 
@@ -400,6 +405,11 @@ def cosine_annealing_lr(
     Past ``T_max`` the rate rises again, back to ``lr`` at ``2 * T_max``, and
     so on (a period of ``2 * T_max``). For a cosine that stays at ``eta_min``,
     use :func:`gradtx.cosine_decay_schedule`. T_max >= 1 (a whole number).
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.cosine_annealing_lr(lr=1.0, T_max=10)
+    >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 15, 20)]
+    [1.0, 0.5, 0.0, 0.5, 1.0]
     """
     return CosineAnnealingLR(lr=lr, T_max=T_max, eta_min=eta_min, step_every=step_every)
 
@@ -647,6 +657,13 @@ def one_cycle_lr(
     (three phases: back to max_lr / d first, then down). The momentum schedule
     is ``schedule.momentum``. Past T, where torch raises, the value at T holds.
     optax's :func:`gradtx.cosine_onecycle_schedule` ends its phases one step later.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.one_cycle_lr(max_lr=1.0, total_steps=12, pct_start=0.5)
+    >>> [round(float(schedule(t)), 6) for t in (0, 5, 11)]
+    [0.04, 1.0, 4e-06]
+    >>> [round(float(schedule.momentum(t)), 6) for t in (0, 5, 11)]
+    [0.95, 0.85, 0.95]
     """
     if total_steps is None:
         if epochs is None or steps_per_epoch is None:
@@ -729,7 +746,7 @@ def sequential_lr(schedulers: Any, milestones: Any, step_every: int = 1) -> Sequ
 
     Like :func:`gradtx.join_schedules`. A ``multiplicative_lr`` child after a
     milestone restarts from its own ``lr`` here; torch continues it from the
-    rate reached before the milestone.
+    rate reached before the milestone. A child's cycled momentum is not carried.
     """
     return SequentialLR(
         schedulers=tuple(schedulers), milestones=tuple(milestones), step_every=step_every
@@ -765,6 +782,14 @@ def chained_scheduler(
     ``step_lr``, ...) scale the current rate, absolute ones (``lambda_lr``,
     ``cyclic_lr``...) replace it. Evaluated as a loop over the epochs: O(e) a
     step. ``optimizer`` is accepted and ignored (the schedules carry ``lr``).
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> halve_then_decay = lr_scheduler.chained_scheduler([
+    ...     lr_scheduler.constant_lr(lr=1.0, factor=0.5, total_iters=2),
+    ...     lr_scheduler.exponential_lr(lr=1.0, gamma=0.9),
+    ... ])
+    >>> [round(float(halve_then_decay(t)), 6) for t in range(4)]
+    [0.5, 0.45, 0.81, 0.729]
     """
     del optimizer
     return ChainedScheduler(schedulers=tuple(schedulers), step_every=step_every)
@@ -902,6 +927,16 @@ def reduce_lr_on_plateau(
     Differences: optax's ``reduce_on_plateau`` (:func:`gradtx.reduce_on_plateau`)
     reduces when ``bad == patience``, rescales at once, and has no max mode,
     min_lr or eps. torch accepts a negative factor; here 0 <= factor < 1.
+
+    >>> import gradtx
+    >>> from gradtx.compat import pytorch
+    >>> plateau = pytorch.lr_scheduler.reduce_lr_on_plateau(lr=0.1, patience=1)
+    >>> tx = gradtx.chain(pytorch.sgd(lr=0.1), plateau)
+    >>> state = tx.init({"w": 0.0})
+    >>> for loss in (1.0, 1.0, 1.0):
+    ...     _, state = tx.update({"w": 1.0}, state, value=loss)
+    >>> round(float(gradtx.tree_get(state, "lr")), 6)
+    0.01
     """
     return ReduceLROnPlateau(
         lr=lr,
