@@ -266,3 +266,10 @@ def test_update_bn_arguments(x64):
         swa_utils.update_bn([x], apply_fn, variables, collection="stats")
     with pytest.raises(ValueError, match=r"update_bn\(loader=...\): the loader gave no batch"):
         swa_utils.update_bn([], apply_fn, variables)
+
+
+def test_live_torch_reproduces_the_recording():
+    pytest.importorskip("torch")
+    for case, run in ((AVERAGED[4], record.run_averaged_model), (SWALR[7], record.run_swalr)):
+        for k, v in _recorded(case["index"]).items():
+            np.testing.assert_array_equal(run(case)[k], v, err_msg=f"{case}: {k}")
