@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_choice, check_range, fail, static, Transform
+from ._base import check_choice, check_range, fail, fail_missing, static, Transform
 from ._state import apply_updates, tree_get
 from ._tree import default_float, tree_cast_like, tree_scale, tree_vdot, tree_zeros_like, zero_count
 
@@ -24,11 +24,12 @@ def _require_loss(transform: Transform, params, value, grad, value_fn) -> None:
     given = {"params": params, "value=": value, "grad=": grad, "value_fn=": value_fn}
     missing = [name for name, arg in given.items() if arg is None]
     if missing:
-        raise ValueError(
-            f"{transform.name}.update needs {', '.join(missing)}: call "
+        fail_missing(
+            transform,
+            ", ".join(missing),
             "update(updates, state, params, value=loss, grad=grad, value_fn=loss_fn), "
             "with the loss and its gradient at params (optax's convention; "
-            "gradtx.value_and_grad_from_state reuses the ones the search found)"
+            "gradtx.value_and_grad_from_state reuses the ones the search found)",
         )
 
 

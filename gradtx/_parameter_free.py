@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._adam import _check_betas as _check_adam_betas
-from ._base import check_choice, check_range, fail, static, Transform
+from ._base import check_choice, check_range, fail, fail_missing, static, Transform
 from ._combine import Chain, identity, named_recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
@@ -45,9 +45,10 @@ _FLOAT64_EPS = float(np.finfo(np.float64).eps)
 def require_value(transform: Transform, value: Any) -> None:
     """Raises the standard error for a transform updated without ``value=`` (the loss)."""
     if value is None:
-        raise ValueError(
-            f"{transform.name}.update needs the loss at params as the keyword argument "
-            f"value=: call update(updates, state, params, value=loss) (optax's convention)"
+        fail_missing(
+            transform,
+            "the loss at params as the keyword argument value=",
+            "update(updates, state, params, value=loss) (optax's convention)",
         )
 
 
