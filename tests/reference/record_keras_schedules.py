@@ -6,9 +6,9 @@ Run from the repository root, in an environment with Keras 3 (JAX backend)::
 
 Each case (``cases()``: every class, each option, the edge cases of Keras's conventions) is
 called as an optimizer calls it, on the int32 iteration count, op by op (``jax.disable_jit``),
-with ``floatx`` float64 and x64 enabled. ``data/keras_schedules.npz`` holds ``"{index}/lr"`` (shape ``(STEPS,)``) and
-``data/keras_schedules.json`` the cases (``{"index", "type", "kwargs"}``, Keras's class and
-keyword names).
+with ``floatx`` float64 and x64 enabled. ``data/keras_schedules.npz`` holds ``"{index}/lr"``
+(shape ``(STEPS,)``) and ``data/keras_schedules.json`` the cases (``{"index", "type",
+"kwargs"}``, Keras's class and keyword names).
 
 Keras 3.x takes ``ops.cos`` of a float64 tensor in float32 (its dtype lattice maps float64
 to float32 on the JAX backend), so ``CosineDecay`` and ``CosineDecayRestarts`` carry float32
@@ -50,7 +50,11 @@ def cases() -> list[dict]:
             staircase=True,
         ),
         case("ExponentialDecay", initial_learning_rate=0.01, decay_steps=2.5, decay_rate=1.001),
-        case("PiecewiseConstantDecay", boundaries=[100, 400, 401, 900], values=[1.0, 0.5, 0.3, 0.2, 0.05]),
+        case(
+            "PiecewiseConstantDecay",
+            boundaries=[100, 400, 401, 900],
+            values=[1.0, 0.5, 0.3, 0.2, 0.05],
+        ),
         case("PiecewiseConstantDecay", boundaries=[0, 250.7, 250.7], values=[0.2, 0.1, 3.0, 0.01]),
         case("PolynomialDecay", initial_learning_rate=0.1, decay_steps=1000),
         case(

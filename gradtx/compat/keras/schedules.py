@@ -31,17 +31,14 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from ... import _schedules
 from ..._base import check_range, fail, Schedule, static
 from ..._schedules import (
     _check_boundaries,
     _floats,
-    cosine_decay_schedule,
     CosineDecaySchedule,
-    exponential_decay as _exponential_decay,
     ExponentialDecay,
-    inverse_time_decay as _inverse_time_decay,
     InverseTimeDecay,
-    warmup_cosine_decay_schedule,
     WarmupCosineDecaySchedule,
 )
 
@@ -84,7 +81,9 @@ def exponential_decay(
     del name
     _check("exponential_decay", "decay_steps", decay_steps, low=0, low_open=True)
     _check("exponential_decay", "decay_rate", decay_rate, low=0, low_open=True)
-    return _exponential_decay(initial_learning_rate, decay_steps, decay_rate, staircase=staircase)
+    return _schedules.exponential_decay(
+        initial_learning_rate, decay_steps, decay_rate, staircase=staircase
+    )
 
 
 def inverse_time_decay(
@@ -114,7 +113,9 @@ def inverse_time_decay(
     del name
     _check("inverse_time_decay", "decay_steps", decay_steps, low=0, low_open=True)
     _check("inverse_time_decay", "decay_rate", decay_rate, low=0)
-    return _inverse_time_decay(initial_learning_rate, decay_steps, decay_rate, staircase=staircase)
+    return _schedules.inverse_time_decay(
+        initial_learning_rate, decay_steps, decay_rate, staircase=staircase
+    )
 
 
 class PiecewiseConstantDecay(_KerasSchedule):
@@ -258,9 +259,9 @@ def cosine_decay(
     del name
     _check("cosine_decay", "decay_steps", decay_steps, low=0, low_open=True)
     if warmup_target is None:
-        return cosine_decay_schedule(initial_learning_rate, decay_steps, alpha)
+        return _schedules.cosine_decay_schedule(initial_learning_rate, decay_steps, alpha)
     _check("cosine_decay", "warmup_steps", warmup_steps, low=0)
-    return warmup_cosine_decay_schedule(
+    return _schedules.warmup_cosine_decay_schedule(
         initial_learning_rate,
         warmup_target,
         warmup_steps,
