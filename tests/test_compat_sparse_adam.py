@@ -181,9 +181,9 @@ def test_complex_params_and_granularity():
 def test_live_torch_reproduces_the_recording():
     pytest.importorskip("torch")
     case = CASES[3]  # maximize
-    live = record.run_torch(case)
+    live = record.run_torch(case, steps=25)
     for k, v in _recorded(case["index"]).items():
-        np.testing.assert_array_equal(live[k], v)
+        np.testing.assert_array_equal(live[k], v[:25])
 
 
 def test_a_present_row_of_zeros_moves_in_torch_and_not_here():

@@ -68,7 +68,7 @@ def cases() -> list[dict]:
     def case(schedule=None, sign=1.0, elements=False, **kw):
         return {
             "framework": "pytorch",
-            "optimizer": "sparseadam",
+            "optimizer": "sparse_adam",
             "kwargs": kw,
             "schedule": schedule,
             "sign": sign,
@@ -85,7 +85,8 @@ def cases() -> list[dict]:
     ]
 
 
-def run_torch(case: dict) -> dict[str, np.ndarray]:
+def run_torch(case: dict, steps: int = STEPS) -> dict[str, np.ndarray]:
+    """The params after each of the first ``steps`` steps of one case."""
     import torch
 
     torch.set_default_dtype(torch.float64)
@@ -97,7 +98,7 @@ def run_torch(case: dict) -> dict[str, np.ndarray]:
         scheduler = getattr(torch.optim.lr_scheduler, spec.pop("type"))(optimizer, **spec)
     lookups, sign = stream(), case["sign"]
     out = {k: [] for k in params}
-    for t in range(STEPS):
+    for t in range(steps):
         table, vec = (params[k].detach().numpy() for k in SHAPES)
         ids, cols = lookups["table_ids"][t], lookups["table_cols"][t]
         if case["elements"]:

@@ -4,19 +4,20 @@ Run from the repository root with torch 2.13::
 
     .venv/bin/python tests/reference/record_swa_utils.py
 
-Two kinds of case, in float64 (torch's default dtype float64):
+Two kinds of case (``"optimizer"``, the port), in float64 (torch's default dtype float64):
 
-- ``"averaged_model"``: a module with parameters ``w`` (3, 4), ``b`` (4,), ``s`` () and a
-  buffer ``stat`` (4,) is set, at each step 1..``STEPS``, to the step's row of
+- ``"swa_utils.averaged_model"``: a module with parameters ``w`` (3, 4), ``b`` (4,), ``s`` ()
+  and a buffer ``stat`` (4,) is set, at each step 1..``STEPS``, to the step's row of
   :func:`models` (normal draws from ``default_rng(SEED)`` around a drifting mean) and, from
   step ``start`` on, averaged by ``AveragedModel(model, **kwargs).update_parameters``, with
   ``avg_fn``/``multi_avg_fn`` named by their factory (``{"factory", "decay"}``). Stored: the
   averaged model's params and buffer after each step (``"{index}/{leaf}"``, shape
   ``(STEPS, *leaf_shape)``) and ``n_averaged`` (``"{index}/n_averaged"``).
-- ``"swalr"``: an SGD optimizer with ``lr`` and ``SWALR(optimizer, **kwargs)`` built at the
-  start, stepped after each of ``LR_STEPS`` optimizer steps (from step ``switch`` on, with a
-  ``CosineAnnealingLR`` stepped before that, when ``cosine`` gives its ``T_max``). Stored:
-  the rate each step used, ``param_groups[0]["lr"]`` before it (``"{index}/lr"``).
+- ``"swa_utils.swalr"``: an SGD optimizer with ``lr`` and ``SWALR(optimizer, **kwargs)``
+  built at the start, stepped after each of ``LR_STEPS`` optimizer steps (from step
+  ``switch`` on, with a ``CosineAnnealingLR`` stepped before that, when ``cosine`` gives its
+  ``T_max``). Stored: the rate each step used, ``param_groups[0]["lr"]`` before it
+  (``"{index}/lr"``).
 
 ``data/swa_utils.json`` holds the cases and the versions. Torch is imported only inside the
 functions; the output is bitwise reproducible.
@@ -49,12 +50,18 @@ def models() -> dict[str, np.ndarray]:
     return out
 
 
+def _name(function: str) -> dict:
+    """The port a case is the reference of, as every recording names it."""
+    return {"framework": "pytorch", "optimizer": f"swa_utils.{function}"}
+
+
 def cases() -> list[dict]:
     def averaged(start=1, **kwargs):
-        return {"kind": "averaged_model", "start": start, "kwargs": kwargs}
+        return {**_name("averaged_model"), "start": start, "kwargs": kwargs}
 
     def swalr(lr=0.1, cosine=None, switch=0, **kwargs):
-        return {"kind": "swalr", "lr": lr, "cosine": cosine, "switch": switch, "kwargs": kwargs}
+        spec = {"lr": lr, "cosine": cosine, "switch": switch, "kwargs": kwargs}
+        return {**_name("swalr"), **spec}
 
     ema = {"factory": "get_ema_avg_fn", "decay": 0.9}
     ema_multi = {"factory": "get_ema_multi_avg_fn", "decay": 0.9}
@@ -149,7 +156,7 @@ def main() -> None:
     recorded = cases()
     arrays = []
     for case in recorded:
-        run = run_averaged_model if case["kind"] == "averaged_model" else run_swalr
+        run = run_swalr if case["optimizer"] == "swa_utils.swalr" else run_averaged_model
         arrays.append(run(case))
         if not all(np.all(np.isfinite(a)) for a in arrays[-1].values()):
             raise ValueError(f"{case}: not finite")

@@ -119,6 +119,14 @@ def sparse_adam(
         eps: > 0, added outside the root, before the bias correction.
         maximize: ascend the gradient.
         granularity: static, ``"rows"`` or ``"elements"``.
+
+    >>> import jax.numpy as jnp
+    >>> tx = sparse_adam(lr=0.1)
+    >>> params = {"emb": jnp.zeros((2, 2))}
+    >>> grads = {"emb": jnp.array([[1.0, -2.0], [0.0, 0.0]])}  # row 1 not looked up
+    >>> updates, state = tx.update(grads, tx.init(params), params)
+    >>> [[round(float(u), 5) + 0.0 for u in row] for row in updates["emb"]]
+    [[-0.1, 0.1], [0.0, 0.0]]
     """
     if isinstance(lr, (int, float)) and not lr > 0:
         raise ValueError(f"pytorch.sparse_adam(lr={lr!r}): lr must be > 0")
