@@ -4,8 +4,8 @@
   a StepLR schedule, a gradient sparse in every dimension; 100 float64 steps of embedding
   lookups with repeated ids, and empty gradients that still count as steps) replayed from
   the recorded lookups, with the dense gradient JAX's autodiff of a lookup gives: every
-  step to 1e-12. Rows not looked up keep their moments and do not move; Adam's dense
-  update would move them (the recording checks that it differs);
+  step to 1e-12. Rows not looked up do not move (Adam's momentum would move them), and an
+  empty gradient moves nothing;
 - a BCOO gradient with repeated indices enters through ``sparse.todense`` inside jit, and
   is refused as a leaf (the documented reason);
 - torch's argument errors in gradtx's style; live torch raises on the same input and, where
@@ -26,7 +26,6 @@ from reference import record_sparse_adam as record
 from reference.recording import DATA
 
 import gradtx
-from gradtx import compat
 from gradtx.compat.pytorch._sparse_adam import sparse_adam  # exported by the lead
 
 META = json.loads((DATA / "sparse_adam.json").read_text())
@@ -102,23 +101,16 @@ def test_port_matches_torch(case):
         np.testing.assert_allclose(ours[k], expected[k], rtol=0, atol=1e-12, err_msg=k)
 
 
-def test_rows_not_looked_up_keep_their_moments_and_do_not_move():
+def test_rows_not_looked_up_and_empty_gradients_do_not_move():
     case = CASES[1]
-    expected = _recorded(case["index"])
+    ours = _replay(case, _port(case))  # compiled already for the replay test
     stream = _stream()
     # Step t (0-based) looks up some rows of the table: the others are where they were.
     for t in range(1, record.STEPS):
         untouched = np.setdiff1d(np.arange(6), stream["table_ids"][t])
-        np.testing.assert_array_equal(
-            expected["table"][t, untouched], expected["table"][t - 1, untouched]
-        )
+        np.testing.assert_array_equal(ours["table"][t, untouched], ours["table"][t - 1, untouched])
         if not stream["vec_valid"][t]:  # an empty gradient: nothing moves, the step counts
-            np.testing.assert_array_equal(expected["vec"][t], expected["vec"][t - 1])
-    # torch.optim.Adam's update, with its moments everywhere, is another trajectory.
-    with jax.enable_x64(True):
-        adam = compat.pytorch.adam(lr=0.05, eps=1e-8)
-    ours = _replay(case, adam)
-    assert np.max(np.abs(ours["table"] - expected["table"])) > 1e-2
+            np.testing.assert_array_equal(ours["vec"][t], ours["vec"][t - 1])
 
 
 def test_a_bcoo_gradient_enters_dense_inside_jit():
