@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import chex
 import jax
@@ -12,6 +13,8 @@ import optax
 import pytest
 
 import gradtx
+
+ZOOM, BACKTRACKING = gradtx.scale_by_zoom_linesearch, gradtx.scale_by_backtracking_linesearch
 
 # -- problems ------------------------------------------------------------------------
 
@@ -144,34 +147,6 @@ def test_zoom_failure_falls_back_on_a_safe_step(x64):
         assert float(state.info.decrease_error[0]) == 0 and float(state.learning_rate[0]) > 0
         _assert_close(updates, optax_updates, "updates")
         _assert_close((state.learning_rate, state.value), optax_state[:2], "step and value")
-
-
-def test_zoom_failure_without_a_safe_step_takes_no_step(x64):
-    # Rosenbrock's gradient at the start is large: the first one or two steps tried
-    # raise the loss. optax then takes the last one tried (the loss goes up); gradtx
-    # takes none, keeps the loss and gradient at params, and flags it.
-    params = _rosenbrock_start()
-    value, grad = jax.value_and_grad(rosenbrock)(params)
-    for steps in (1, 2):
-        ls = dict(max_linesearch_steps=steps, initial_guess_strategy="one")
-        mine, other = _both(
-            1.0,
-            gradtx.scale_by_zoom_linesearch(**ls),
-            optax.scale_by_zoom_linesearch(**ls),
-            rosenbrock,
-            params,
-            1,
-        )
-        (new_params, updates, state), (optax_params, _, optax_state) = mine, other
-        assert bool(state.info.failed[0]) and float(state.info.decrease_error[0]) > 0
-        assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
-        assert float(rosenbrock(jax.tree.map(lambda x: x[0], optax_params))) > float(value)
-        chex.assert_trees_all_equal(jax.tree.map(lambda x: x[0], new_params), params)
-        np.testing.assert_allclose(state.value[0], value, rtol=1e-14)
-        chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], state.grad), grad, rtol=1e-14)
-        # What the searches tried was the same: the next one goes on from its last step.
-        _assert_close(state.learning_rate, optax_state.learning_rate, "learning_rate")
-        _assert_close(state.info.decrease_error, optax_state.info.decrease_error, "decrease")
 
 
 @functools.partial(jax.jit, static_argnames="loss")
@@ -313,21 +288,24 @@ def test_backtracking_equals_optax(store_grad, x64):
     _assert_close(state.info.decrease_error, optax_state.info.decrease_error, "decrease_error")
 
 
-def test_backtracking_failure_takes_no_step(x64):
-    # Two reductions (0.8**2 = 0.64) are far too few from Rosenbrock's start: optax takes
-    # the last step tried, up the valley's wall; gradtx takes none and flags it, and the
-    # next search goes on shrinking from where this one stopped, as optax's does.
+@pytest.mark.parametrize(
+    "search, options, last_tried",
+    [
+        (ZOOM, {"max_linesearch_steps": 1, "initial_guess_strategy": "one"}, 1.0),
+        (ZOOM, {"max_linesearch_steps": 2, "initial_guess_strategy": "one"}, 0.5),
+        (BACKTRACKING, {"max_backtracking_steps": 2, "store_grad": True}, 0.64),
+    ],
+    ids=["zoom-1", "zoom-2", "backtracking-2"],
+)
+def test_a_failure_without_a_safe_step_takes_no_step(search, options, last_tried, x64):
+    # Rosenbrock's gradient at the start is large: every step tried (1 and the zoom's 0.5,
+    # or backtracking's two reductions 0.8, 0.64) raises the loss. optax then takes the last
+    # one tried, up the valley's wall; gradtx takes none, keeps the loss and gradient at
+    # params, and flags it; the next search goes on from the last step tried, as optax's does.
     params = _rosenbrock_start()
     value, grad = jax.value_and_grad(rosenbrock)(params)
-    options = dict(max_backtracking_steps=2, store_grad=True)
-    mine, other = _both(
-        1.0,
-        gradtx.scale_by_backtracking_linesearch(**options),
-        optax.scale_by_backtracking_linesearch(**options),
-        rosenbrock,
-        params,
-        1,
-    )
+    ours, theirs = search(**options), getattr(optax, search.__name__)(**options)
+    mine, other = _both(1.0, ours, theirs, rosenbrock, params, 1)
     (new_params, updates, state), (optax_params, _, optax_state) = mine, other
     assert bool(state.info.failed[0]) and float(state.info.decrease_error[0]) > 0
     assert all(bool(jnp.all(u == 0)) for u in jax.tree.leaves(updates))
@@ -335,7 +313,7 @@ def test_backtracking_failure_takes_no_step(x64):
     chex.assert_trees_all_equal(jax.tree.map(lambda x: x[0], new_params), params)
     np.testing.assert_allclose(state.value[0], value, rtol=1e-14)
     chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], state.grad), grad, rtol=1e-14)
-    np.testing.assert_allclose(state.learning_rate, 0.64)
+    np.testing.assert_allclose(state.learning_rate, last_tried)
     _assert_close(state.learning_rate, optax_state.learning_rate, "learning_rate")
     _assert_close(state.info.decrease_error, optax_state.info.decrease_error, "decrease_error")
 
@@ -369,9 +347,7 @@ def test_verbose_says_why_a_search_failed(capfd, x64):
 # -- what the searches need ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "ls", [gradtx.scale_by_zoom_linesearch(5), gradtx.scale_by_backtracking_linesearch(5)]
-)
+@pytest.mark.parametrize("ls", [ZOOM(5), BACKTRACKING(5)], ids=["zoom", "backtracking"])
 @pytest.mark.parametrize(
     "missing, match",
     [
@@ -380,6 +356,7 @@ def test_verbose_says_why_a_search_failed(capfd, x64):
         ("grad", r"update needs grad=: call"),
         ("params", r"update needs params: call"),
     ],
+    ids=["value_fn", "value", "grad", "params"],
 )
 def test_needs_the_loss(ls, missing, match):
     params = {"x": jnp.zeros(2)}
@@ -397,72 +374,35 @@ def test_value_and_grad_from_state_needs_a_stored_gradient():
         value_and_grad(params, state=tx.init(params))
 
 
+REQUIRED = {ZOOM: {"max_linesearch_steps": 5}, BACKTRACKING: {"max_backtracking_steps": 5}}
+# The invalid argument comes last, after any it is checked against; the error names it.
+INVALID_ARGUMENTS = [
+    (ZOOM, {"max_linesearch_steps": 0}, r".* must be in \[1, inf\]"),
+    (ZOOM, {"max_linesearch_steps": 2.5}, r".* must be a whole number"),
+    (ZOOM, {"initial_guess_strategy": "two"}, r".* must be one of 'keep', 'one', 'slope'"),
+    (ZOOM, {"slope_rtol": 0.0}, r"slope_rtol must be in \(0, 1\)"),
+    (ZOOM, {"slope_rtol": 0.01, "curv_rtol": 0.01}, r"curv_rtol must exceed slope_rtol=0.01"),
+    (ZOOM, {"increase_factor": 1.0}, r".* must be in \(1, inf\]"),
+    (ZOOM, {"max_learning_rate": 0.0}, r".* must be in \(0, inf\]"),
+    (ZOOM, {"approx_dec_rtol": -1.0}, r".* must be in \[0, inf\]"),
+    (BACKTRACKING, {"max_backtracking_steps": -1}, r".* \[0, inf\]"),
+    (BACKTRACKING, {"decrease_factor": 1.0}, r".* must be in \(0, 1\)"),
+    (BACKTRACKING, {"increase_factor": 0.5}, r".* must be in \[1, inf\]"),
+    (BACKTRACKING, {"max_learning_rate": -1.0}, r".* \(0, inf\]"),
+]
+
+
+def _invalid(factory, kwargs) -> str:
+    """``name(arg=value)`` for the invalid (last) argument: the error's prefix, and the test id."""
+    arg, value = list(kwargs.items())[-1]
+    return f"{factory.__name__}({arg}={value!r})"
+
+
 @pytest.mark.parametrize(
-    "factory, kwargs, match",
-    [
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 0},
-            r"scale_by_zoom_linesearch\(max_linesearch_steps=0\): .* must be in \[1, inf\]",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 2.5},
-            r"scale_by_zoom_linesearch\(max_linesearch_steps=2.5\): .* must be a whole number",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "initial_guess_strategy": "two"},
-            r"scale_by_zoom_linesearch\(initial_guess_strategy='two'\): .* must be one of "
-            r"'keep', 'one', 'slope'",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "slope_rtol": 0.0},
-            r"scale_by_zoom_linesearch\(slope_rtol=0.0\): slope_rtol must be in \(0, 1\)",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "slope_rtol": 0.01, "curv_rtol": 0.01},
-            r"scale_by_zoom_linesearch\(curv_rtol=0.01\): curv_rtol must exceed slope_rtol=0.01",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "increase_factor": 1.0},
-            r"scale_by_zoom_linesearch\(increase_factor=1.0\): .* must be in \(1, inf\]",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "max_learning_rate": 0.0},
-            r"scale_by_zoom_linesearch\(max_learning_rate=0.0\): .* must be in \(0, inf\]",
-        ),
-        (
-            gradtx.scale_by_zoom_linesearch,
-            {"max_linesearch_steps": 5, "approx_dec_rtol": -1.0},
-            r"scale_by_zoom_linesearch\(approx_dec_rtol=-1.0\): .* must be in \[0, inf\]",
-        ),
-        (
-            gradtx.scale_by_backtracking_linesearch,
-            {"max_backtracking_steps": -1},
-            r"scale_by_backtracking_linesearch\(max_backtracking_steps=-1\): .* \[0, inf\]",
-        ),
-        (
-            gradtx.scale_by_backtracking_linesearch,
-            {"max_backtracking_steps": 5, "decrease_factor": 1.0},
-            r"scale_by_backtracking_linesearch\(decrease_factor=1.0\): .* must be in \(0, 1\)",
-        ),
-        (
-            gradtx.scale_by_backtracking_linesearch,
-            {"max_backtracking_steps": 5, "increase_factor": 0.5},
-            r"scale_by_backtracking_linesearch\(increase_factor=0.5\): .* must be in \[1, inf\]",
-        ),
-        (
-            gradtx.scale_by_backtracking_linesearch,
-            {"max_backtracking_steps": 5, "max_learning_rate": -1.0},
-            r"scale_by_backtracking_linesearch\(max_learning_rate=-1.0\): .* \(0, inf\]",
-        ),
-    ],
+    "factory, kwargs, message",
+    INVALID_ARGUMENTS,
+    ids=[_invalid(factory, kwargs) for factory, kwargs, _ in INVALID_ARGUMENTS],
 )
-def test_invalid_arguments_are_rejected(factory, kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        factory(**kwargs)
+def test_invalid_arguments_are_rejected(factory, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(_invalid(factory, kwargs) + ": ") + message):
+        factory(**{**REQUIRED[factory], **kwargs})
