@@ -71,9 +71,9 @@ def _norm(tree) -> jax.Array:
     return optax.tree.norm(tree)
 
 
-def run_gradtx_style(tx, loss, params, tol, max_steps, lib) -> dict[str, Any]:
+def run_gradtx_style(tx, loss, params, tol, max_steps, lib, *, line_search: bool) -> dict[str, Any]:
     """A line-search optimizer (value_and_grad reused from its state) or a plain one."""
-    value_and_grad = lib.value_and_grad_from_state(loss) if _has_linesearch(tx) else None
+    value_and_grad = lib.value_and_grad_from_state(loss) if line_search else None
 
     @jax.jit
     def solve(params):
@@ -117,18 +117,6 @@ def run_gradtx_style(tx, loss, params, tol, max_steps, lib) -> dict[str, Any]:
     }
 
 
-def _has_linesearch(tx) -> bool:
-    state = tx.init({"w": jnp.zeros(2)})
-    return "info" in _fields(state)
-
-
-def _fields(state) -> set[str]:
-    names = set()
-    for leaf_path, _ in jax.tree_util.tree_leaves_with_path(state):
-        names.update(str(getattr(k, "name", "")) for k in leaf_path)
-    return names
-
-
 def run_scipy(loss, params, tol, max_steps) -> dict[str, Any]:
     flat, unravel = jax.flatten_util.ravel_pytree(params)
     value_and_grad = jax.jit(jax.value_and_grad(lambda v: loss(unravel(v))))
@@ -169,16 +157,20 @@ def main(argv=None) -> None:
     loss, params = problem(args.quick)
 
     results: dict[str, dict[str, Any]] = {}
-    runs = {
+    runs = {  # each ends with a line search, which needs value=, grad= and value_fn=
         "gradtx.lbfgs": (gradtx.lbfgs(), gradtx),
         "optax.lbfgs": (optax.lbfgs(), optax),
         "gradtx.conjugate_gradient": (gradtx.conjugate_gradient(), gradtx),
     }
     for name, (tx, lib) in runs.items():
-        results[name] = run_gradtx_style(tx, loss, params, args.tol, max_steps, lib)
+        results[name] = run_gradtx_style(
+            tx, loss, params, args.tol, max_steps, lib, line_search=True
+        )
         print(name, results[name], flush=True)
     adam = {
-        rate: run_gradtx_style(gradtx.adam(rate), loss, params, args.tol, max_steps, gradtx)
+        rate: run_gradtx_style(
+            gradtx.adam(rate), loss, params, args.tol, max_steps, gradtx, line_search=False
+        )
         for rate in ADAM_RATES
     }
     best = min(
