@@ -1,0 +1,274 @@
+"""Keras 3's optimizer wrappers: ``LossScaleOptimizer``, ``MultiOptimizer`` and ``OptimizerMap``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ..._base import check_range, FrozenDict, static, Struct, Transform
+from ..._combine import as_transform, Chain, chain, EmptyState, identity
+from ..._state import tree_get
+from ..._wrappers import _all_finite, partition
+from ...masks import _key_text
+
+# -- loss scaling ----------------------------------------------------------------
+
+
+class UnscaleLoss(Transform):
+    """Divides the gradients by a fixed loss scale (Keras's ``loss_scale_factor``)."""
+
+    elementwise = True
+
+    loss_scale_factor: Any
+
+    @property
+    def name(self) -> str:
+        return "keras.unscale_loss"
+
+    def __post_init__(self):
+        check_range(self, "loss_scale_factor", low=0, low_open=True)
+
+    def init(self, params):
+        del params
+        return EmptyState()
+
+    def update(self, updates, state, params=None, **extra_args):
+        del params, extra_args
+        # A division, as Keras's: g * (1 / f) rounds differently unless f is a power of two.
+        factor = self.loss_scale_factor
+        return jax.tree.map(lambda g: g / jnp.asarray(factor, g.dtype), updates), state
+
+
+class LossScaleState(NamedTuple):
+    """``loss_scale`` (float32, as Keras's ``dynamic_scale``) and the finite steps since it grew."""
+
+    loss_scale: jax.Array
+    step_counter: jax.Array
+    inner_state: Any
+
+
+class LossScaleOptimizer(Transform):
+    """Dynamic loss scaling around an inner optimizer (Keras's ``LossScaleOptimizer``)."""
+
+    inner_optimizer: Transform
+    initial_scale: Any = 2.0**15
+    dynamic_growth_steps: Any = 2000
+
+    @property
+    def name(self) -> str:
+        return "keras.loss_scale_optimizer"
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner_optimizer", as_transform(self.inner_optimizer))
+        check_range(self, "initial_scale", low=0, low_open=True)
+        check_range(self, "dynamic_growth_steps", low=1, integer=True)
+
+    def init(self, params):
+        return LossScaleState(
+            jnp.asarray(self.initial_scale, jnp.float32),
+            jnp.zeros([], jnp.int32),
+            self.inner_optimizer.init(params),
+        )
+
+    def update(self, updates, state, params=None, **extra_args):
+        scale = state.loss_scale
+        # Powers of two: the division is exact in the gradient's own dtype.
+        unscaled = jax.tree.map(lambda g: g / scale.astype(g.dtype), updates)
+        new, inner = self.inner_optimizer.update(unscaled, state.inner_state, params, **extra_args)
+        finite = _all_finite(updates)
+        grows = state.step_counter == self.dynamic_growth_steps - 1
+        skipped = (jax.tree.map(jnp.zeros_like, new), state.inner_state)
+        new, inner = jax.lax.cond(finite, lambda: (new, inner), lambda: skipped)
+        counter = jnp.where(finite & ~grows, state.step_counter + 1, 0)
+        factor = jnp.where(finite, jnp.where(grows, 2.0, 1.0), 0.5).astype(jnp.float32)
+        return new, LossScaleState(scale * factor, counter.astype(jnp.int32), inner)
+
+
+_BASE_OPTIONS = {
+    "weight_decay": None,
+    "clipnorm": None,
+    "global_clipnorm": None,
+    "clipvalue": None,
+    "use_ema": False,
+    "ema_momentum": 0.99,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": None,
+    "gradient_accumulation_steps": None,
+}
+
+
+def loss_scale_optimizer(
+    inner_optimizer: Any,
+    initial_scale: float = 2.0**15,
+    dynamic_growth_steps: int = 2000,
+    name: str | None = None,
+    **kwargs: Any,
+) -> LossScaleOptimizer:
+    """``keras.optimizers.LossScaleOptimizer``: dynamic loss scaling, exactly as Keras 3.
+
+    Update rule, with S the scale (``initial_scale`` at first) and g the
+    gradient of the loss multiplied by S (:func:`scale_loss`)::
+
+        g all finite:  inner step on g / S;   after dynamic_growth_steps such
+                       steps in a row, S <- 2 S
+        else:          no step (zero update, inner state unchanged); S <- S / 2
+
+    S is ``gradtx.tree_get(state, "loss_scale")``, a float32 as in Keras (its
+    powers of two divide exactly). Only the gradients are checked, as Keras
+    does; :func:`gradtx.apply_if_finite` also checks the inner update. The inner
+    optimizer's count, so its schedule, does not advance on a skipped step.
+
+    Args:
+        inner_optimizer: any transform, usually a ``compat.keras`` optimizer.
+        initial_scale: > 0.
+        dynamic_growth_steps: a whole number >= 1.
+        kwargs: Keras's own refusals, reproduced: ``dynamic=False`` and the base
+            options (``clipnorm``, ``use_ema``, ...) belong on the inner optimizer.
+    """
+    del name
+    if not kwargs.pop("dynamic", True):
+        raise ValueError(
+            "keras.loss_scale_optimizer(dynamic=False): a fixed scale is the inner "
+            "optimizer's loss_scale_factor"
+        )
+    for arg, value in kwargs.items():
+        if arg not in _BASE_OPTIONS:
+            raise TypeError(f"keras.loss_scale_optimizer({arg}={value!r}): no such argument")
+        if value != _BASE_OPTIONS[arg]:
+            raise ValueError(
+                f"keras.loss_scale_optimizer({arg}={value!r}): set {arg} on the inner optimizer"
+            )
+    return LossScaleOptimizer(
+        inner_optimizer=inner_optimizer,
+        initial_scale=initial_scale,
+        dynamic_growth_steps=dynamic_growth_steps,
+    )
+
+
+def scale_loss(loss: Any, state: Any) -> Any:
+    """The loss times the current loss scale of ``state`` (Keras's ``optimizer.scale_loss``).
+
+    ``state`` is a :func:`loss_scale_optimizer`'s state, or any state holding
+    one; take the gradient of the result and pass it to ``update``.
+    """
+    scale = tree_get(state, "loss_scale")
+    if scale is None:
+        raise KeyError("keras.scale_loss: the state holds no loss_scale_optimizer state")
+    return loss * scale.astype(jnp.result_type(loss))
+
+
+# -- one optimizer per group of variables --------------------------------------------
+
+
+def keras_path(path: tuple) -> str:
+    """A key path written as Keras writes ``variable.path``: ``"dense/kernel"``."""
+    return "/".join(_key_text(key) for key in path)
+
+
+class OptimizerMapLabels(Struct):
+    """Labels each leaf with the optimizer Keras's ``OptimizerMap`` gives its path."""
+
+    patterns: tuple[str, ...] = static(())
+    labels: tuple[str, ...] = static(())
+    default: str = static("default")
+
+    def __call__(self, params: Any) -> Any:
+        def label(path, _):
+            where = keras_path(path)
+            if where in self.patterns:  # an exact key wins over patterns, as in Keras
+                return self.labels[self.patterns.index(where)]
+            found = [i for i, p in enumerate(self.patterns) if re.fullmatch(p, where)]
+            if len(found) > 1:
+                matching = [self.patterns[i] for i in found]
+                raise ValueError(
+                    f"keras.multi_optimizer: the parameter {where!r} matches several "
+                    f"patterns of the optimizer map: {matching}"
+                )
+            return self.labels[found[0]] if found else self.default
+
+        return jax.tree_util.tree_map_with_path(label, params)
+
+
+class OptimizerMap(Struct):
+    """Keras's ``OptimizerMap``: a default optimizer and optimizers by path pattern."""
+
+    default_optimizer: Any
+    optimizer_map: Any = None
+
+    @property
+    def name(self) -> str:
+        return "keras.optimizer_map"
+
+    def __post_init__(self):
+        object.__setattr__(self, "default_optimizer", as_transform(self.default_optimizer))
+        mapping = dict(self.optimizer_map or {})
+        for key, value in mapping.items():
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"keras.optimizer_map(optimizer_map={{{key!r}: ...}}): keys are strings"
+                )
+            if isinstance(value, LossScaleOptimizer):  # Keras's rule: scaling goes outside
+                raise ValueError(
+                    f"keras.optimizer_map(optimizer_map={{{key!r}: ...}}): a mapped optimizer "
+                    "cannot be a loss_scale_optimizer; wrap the multi_optimizer instead"
+                )
+            re.compile(key)
+        object.__setattr__(
+            self, "optimizer_map", FrozenDict({k: as_transform(v) for k, v in mapping.items()})
+        )
+
+
+def optimizer_map(default_optimizer: Any, optimizer_map: dict | None = None) -> OptimizerMap:
+    """``keras.optimizers.OptimizerMap``: which optimizer takes which parameter.
+
+    A parameter's path is its key path written as Keras's ``variable.path``
+    (``{"dense": {"kernel": w}}`` gives ``"dense/kernel"``). An exact key of
+    ``optimizer_map`` wins; else the one pattern that ``re.fullmatch``-es the
+    path (several are an error, as in Keras); else ``default_optimizer``.
+    """
+    return OptimizerMap(default_optimizer=default_optimizer, optimizer_map=optimizer_map)
+
+
+def multi_optimizer(
+    optimizer_map: OptimizerMap, loss_scale_factor: float | None = None, name: str | None = None
+) -> Chain:
+    """``keras.optimizers.MultiOptimizer``: each parameter group stepped by its own optimizer.
+
+    :func:`gradtx.partition` with the labels of ``optimizer_map``. One optimizer
+    object mapped from several patterns is one group with one state, as one
+    Keras optimizer built on all its variables (its ``global_clipnorm`` spans
+    them). ``loss_scale_factor`` divides every gradient first, as Keras passes it
+    to every inner optimizer.
+    """
+    del name
+    if not isinstance(optimizer_map, OptimizerMap):
+        raise TypeError(
+            f"keras.multi_optimizer(optimizer_map=<{type(optimizer_map).__name__}>): "
+            "expected compat.keras.optimizer_map(default_optimizer, {pattern: optimizer})"
+        )
+    optimizers: list[Transform] = []  # one group per optimizer object, in Keras's order
+
+    def group(tx: Transform) -> str:
+        for i, known in enumerate(optimizers):
+            if known is tx:
+                return str(i)
+        optimizers.append(tx)
+        return str(len(optimizers) - 1)
+
+    labels = tuple(group(tx) for tx in optimizer_map.optimizer_map.values())
+    default = group(optimizer_map.default_optimizer)
+    groups = partition(
+        {str(i): tx for i, tx in enumerate(optimizers)},
+        OptimizerMapLabels(
+            patterns=tuple(optimizer_map.optimizer_map), labels=labels, default=default
+        ),
+    )
+    unscale = (
+        identity()
+        if loss_scale_factor is None
+        else UnscaleLoss(loss_scale_factor=loss_scale_factor)
+    )
+    return chain(unscale, groups)

@@ -1,0 +1,180 @@
+"""Keras 3's optimizer wrappers in ``compat.keras``: loss scaling, one optimizer per group.
+
+- ``loss_scale_optimizer`` and ``multi_optimizer``/``optimizer_map`` equal to Keras's
+  ``LossScaleOptimizer`` and ``MultiOptimizer``/``OptimizerMap`` over 60 float64 steps with
+  Inf and NaN gradients, recorded by tests/reference/record_keras_options.py and live where
+  Keras is installed; the loss scale in the state equal to Keras's after every step;
+- the scale's rule on a hand-made sequence; a skipped step leaves the inner state alone;
+- Keras's argument errors, named.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from reference import problem
+from reference import record_keras_options as reference
+from replay import assert_trajectories_equal
+
+import gradtx
+from gradtx import compat
+from gradtx.compat.keras import _wrappers as wrappers
+from gradtx.compat.keras import schedules
+
+DATA = pathlib.Path(__file__).parent / "reference" / "data"
+CASES = json.loads((DATA / "keras_options.json").read_text())["cases"]
+
+
+def _inner(spec):
+    kind, kwargs = spec
+    kwargs = dict(kwargs)
+    if isinstance(kwargs.get("learning_rate"), dict):
+        ((schedule, args),) = kwargs["learning_rate"].items()
+        assert schedule == "ExponentialDecay"
+        kwargs["learning_rate"] = schedules.exponential_decay(*args)
+    return getattr(compat.keras, kind.lower())(**kwargs)
+
+
+def _port(case):
+    inner = {name: _inner(spec) for name, spec in case["inner"].items()}
+    if case["wrapper"] == "LossScaleOptimizer":
+        return wrappers.loss_scale_optimizer(inner["inner_optimizer"], **case["kwargs"])
+    default = inner.pop("default_optimizer")
+    return wrappers.multi_optimizer(wrappers.optimizer_map(default, inner), **case["kwargs"])
+
+
+def _corrupt(grads, step):
+    """The recorder's Inf in ``w`` (step % 7 == 3) and NaN in ``b`` (step % 13 == 5)."""
+    w, b = grads["w"], grads["b"]
+    w = w.at[1, 2].set(jnp.where(step % 7 == 3, jnp.inf, w[1, 2]))
+    b = b.at[0].set(jnp.where(step % 13 == 5, jnp.nan, b[0]))
+    return {**grads, "w": w, "b": b}
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _trajectory(tx, scaled, steps):
+    def body(carry, step):
+        params, state = carry
+        grads = problem.gradient(params, step, xp=jnp)
+        if scaled:  # the gradient of the loss times the scale, as scale_loss gives it
+            scale = gradtx.tree_get(state, "loss_scale")
+            grads = _corrupt(jax.tree.map(lambda g: scale * g, grads), step)
+        updates, state = tx.update(grads, state, params)
+        params = gradtx.apply_updates(params, updates)
+        scale = gradtx.tree_get(state, "loss_scale") if scaled else jnp.zeros([])
+        return (params, state), {**params, "loss_scale": scale}
+
+    params = jax.tree.map(jnp.asarray, problem.initial_params())
+    return jax.lax.scan(body, (params, tx.init(params)), jnp.arange(1, steps + 1))[1]
+
+
+@functools.cache
+def _ours(index, steps=reference.STEPS):
+    case = CASES[index]
+    with jax.enable_x64(True):
+        scaled = case["wrapper"] == "LossScaleOptimizer"
+        out = _trajectory(_port(case), scaled, steps)
+        return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _assert_equal(case, ours, expected):
+    assert_trajectories_equal(ours, expected, problem.SHAPES)
+    if case["wrapper"] == "LossScaleOptimizer":
+        np.testing.assert_array_equal(ours["loss_scale"], expected["loss_scale"])
+
+
+def _id(case):
+    return f"{case['index']}-{case['wrapper']}-{case['kwargs']}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_matches_the_recorded_reference(case):
+    data = np.load(DATA / "keras_options.npz")
+    keys = [*problem.SHAPES, "loss_scale"]
+    expected = {k: data[f"{case['index']}/{k}"] for k in keys if f"{case['index']}/{k}" in data}
+    _assert_equal(case, _ours(case["index"]), expected)
+
+
+@pytest.mark.parametrize("case", [CASES[1]], ids=_id)
+def test_matches_keras_live(case, keras_float64):
+    steps = 8  # an Inf at step 3, a NaN at step 5
+    expected = reference.run_keras(case, steps=steps)
+    ours = {k: v[:steps] for k, v in _ours(case["index"]).items()}
+    _assert_equal(case, ours, expected)
+
+
+def test_loss_scale_halves_skips_and_grows(x64):
+    inner = compat.keras.adam(0.1)
+    tx = wrappers.loss_scale_optimizer(inner, initial_scale=8.0, dynamic_growth_steps=2)
+    params = jnp.ones(2)
+    state = tx.init(params)
+    update = jax.jit(tx.update)
+    seen = []
+    for g in ([1.0, 2.0], [np.inf, 0.0], [1.0, 2.0], [2.0, 4.0], [8.0, 8.0], [np.nan, 1.0]):
+        before = state
+        updates, state = update(jnp.asarray(g), state, params)
+        seen.append(float(gradtx.tree_get(state, "loss_scale")))
+        if not np.all(np.isfinite(g)):  # skipped: no step, the inner state as it was
+            np.testing.assert_array_equal(updates, 0.0)
+            chex_equal = jax.tree.map(np.array_equal, state.inner_state, before.inner_state)
+            assert all(jax.tree.leaves(chex_equal))
+    # finite (1 of 2), Inf: halve, finite, finite: double, finite, NaN: halve
+    assert seen == [8.0, 4.0, 4.0, 8.0, 8.0, 4.0]
+    # The inner step saw g / scale: Adam's first step moves each coordinate by -lr.
+    first, _ = update(jnp.asarray([8.0, -16.0]), tx.init(params), params)
+    np.testing.assert_allclose(first, [-0.1, 0.1], rtol=1e-5)  # Keras's epsilon 1e-7
+    assert float(wrappers.scale_loss(jnp.asarray(3.0), state)) == 12.0
+
+
+def test_optimizer_map_routes_by_keras_path():
+    params = {"dense": {"kernel": jnp.ones(2), "bias": jnp.ones(2)}, "head": jnp.ones(2)}
+    sgd, adam = compat.keras.sgd(), compat.keras.adam()
+    mapping = wrappers.optimizer_map(adam, {"dense/.*": sgd, "dense/bias": adam})
+    groups = wrappers.multi_optimizer(mapping).transforms[1]
+    # An exact key wins over a pattern; one optimizer object is one group.
+    assert groups.param_labels(params) == {"dense": {"kernel": "0", "bias": "1"}, "head": "1"}
+    both = wrappers.optimizer_map(adam, {"dense/.*": sgd, ".*/bias": adam})
+    with pytest.raises(ValueError, match="'dense/bias' matches several patterns"):
+        gradtx.partition({}, wrappers.multi_optimizer(both).transforms[1].param_labels).init(params)
+
+
+BAD = [
+    (lambda: wrappers.loss_scale_optimizer(compat.keras.sgd(), dynamic=False), "dynamic=False"),
+    (lambda: wrappers.loss_scale_optimizer(compat.keras.sgd(), clipnorm=1.0), "clipnorm=1.0"),
+    (lambda: wrappers.loss_scale_optimizer(compat.keras.sgd(), initial_scale=0.0), "initial_scale"),
+    (
+        lambda: wrappers.loss_scale_optimizer(compat.keras.sgd(), dynamic_growth_steps=0),
+        "dynamic_growth_steps=0",
+    ),
+    (
+        lambda: wrappers.optimizer_map(
+            compat.keras.sgd(), {"w": wrappers.loss_scale_optimizer(compat.keras.sgd())}
+        ),
+        r"optimizer_map=\{'w'",
+    ),
+    (lambda: wrappers.multi_optimizer(compat.keras.sgd()), "optimizer_map=<Chain>"),
+]
+
+
+@pytest.mark.parametrize("build, match", BAD)
+def test_bad_arguments_are_named(build, match):
+    with pytest.raises((ValueError, TypeError), match=rf"keras\.\w+\(.*{match}"):
+        build()
+
+
+def test_keras_refuses_the_same(keras_float64):
+    import keras
+
+    sgd = keras.optimizers.SGD()
+    for kwargs in ({"dynamic": False}, {"clipnorm": 1.0}):
+        with pytest.raises(ValueError):
+            keras.optimizers.LossScaleOptimizer(sgd, **kwargs)
+    mapping = keras.optimizers.OptimizerMap(sgd)
+    with pytest.raises(ValueError, match="cannot be LossScaleOptimizer"):
+        mapping["w"] = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD())
