@@ -12,8 +12,16 @@ keyword names and defaults, and reproduces torch 2.x's single-tensor update
 ``optimizer.step()`` gives in torch. The performance flags ``foreach``,
 ``fused``, ``capturable`` and ``differentiable`` change no numbers and are
 accepted and ignored.
+
+Beyond the optimizers: ``lr_scheduler`` has every ``torch.optim.lr_scheduler`` class,
+snake_case (``lr_scheduler.one_cycle_lr(...)``), as gradtx schedules
+(``reduce_lr_on_plateau`` is a transform driven by ``value=``); ``swa_utils`` has
+``averaged_model``, ``swalr`` and ``update_bn``; ``sparse_adam`` is ``torch.optim.SparseAdam``
+on dense gradients whose absent rows are zero.
 """
 
+from . import lr_scheduler as lr_scheduler
+from . import swa_utils as swa_utils
 from ._adafactor import adafactor as adafactor
 from ._adahessian import adahessian as adahessian
 from ._laprop import laprop as laprop
@@ -37,3 +45,4 @@ from ._parameter_free import prodigy as prodigy
 from ._schedule_free import adamw_schedule_free as adamw_schedule_free
 from ._schedule_free import radam_schedule_free as radam_schedule_free
 from ._schedule_free import sgd_schedule_free as sgd_schedule_free
+from ._sparse_adam import sparse_adam as sparse_adam
