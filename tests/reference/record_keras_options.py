@@ -1,4 +1,4 @@
-"""Records Keras 3's optimizer wrappers, ``LossScaleOptimizer`` and ``MultiOptimizer``, in float64.
+"""Records Keras 3's optimizer wrappers and base options in float64.
 
 Run from the repository root, in an environment with Keras 3 (JAX backend)::
 
@@ -11,10 +11,12 @@ gradient times the optimizer's scale before the step (what ``scale_loss`` gives)
 put into ``w`` when ``t % 7 == 3`` and a NaN into ``b`` when ``t % 13 == 5``: the scale halves
 and grows again. ``data/keras_options.npz`` holds
 ``"{index}/{leaf}"`` (the params after each step, ``(STEPS, *shape)``; ``apply`` runs op by op,
-in ``jax.disable_jit``) and, for the loss-scale cases, ``"{index}/loss_scale"`` (the scale
-after each step); ``data/keras_options.json`` the cases (``{"index", "wrapper", "inner",
-"kwargs"}``: ``inner`` maps a name to ``[class, kwargs]``, the optimizers that the wrapper
-takes).
+in ``jax.disable_jit``), for the loss-scale cases ``"{index}/loss_scale"`` (the scale after
+each step), for ``use_ema`` ``"{index}/average/{leaf}"`` (Keras's moving averages);
+``data/keras_options.json`` the cases (``{"index", "wrapper", "inner", "kwargs"}``: ``inner``
+maps a name to ``[class, kwargs]``, the optimizers that the wrapper takes; wrapper None is one
+optimizer with its base options: ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
+``gradient_accumulation_steps``, ``loss_scale_factor``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ STEPS = 60
 
 
 def cases() -> list[dict]:
-    """Each wrapper with its options; the inner optimizers by Keras class name and kwargs."""
+    """Each wrapper with its options, then the base options; optimizers by class and kwargs."""
     return [
         {
             "wrapper": "LossScaleOptimizer",
@@ -71,6 +73,42 @@ def cases() -> list[dict]:
             },
             "kwargs": {"loss_scale_factor": 3.0},
         },
+        *(
+            {"wrapper": None, "inner": {"optimizer": [kind, kwargs]}, "kwargs": {}}
+            for kind, kwargs in [
+                ("Adam", {"learning_rate": 0.05, "use_ema": True, "ema_momentum": 0.9}),
+                (
+                    "Adam",
+                    {
+                        "learning_rate": 0.05,
+                        "use_ema": True,
+                        "ema_momentum": 0.9,
+                        "ema_overwrite_frequency": 5,
+                    },
+                ),
+                (
+                    "SGD",
+                    {
+                        "learning_rate": 0.05,
+                        "momentum": 0.9,
+                        "gradient_accumulation_steps": 3,
+                        "global_clipnorm": 1.0,
+                        "weight_decay": 0.1,
+                    },
+                ),
+                (
+                    "Adam",
+                    {
+                        "learning_rate": 0.05,
+                        "gradient_accumulation_steps": 2,
+                        "use_ema": True,
+                        "ema_momentum": 0.8,
+                        "ema_overwrite_frequency": 3,
+                    },
+                ),
+                ("RMSprop", {"learning_rate": 0.01, "loss_scale_factor": 4.0, "clipvalue": 0.5}),
+            ]
+        ),
     ]
 
 
@@ -103,14 +141,18 @@ def run_keras(case: dict, steps: int = STEPS) -> dict[str, np.ndarray]:
     variables = {k: keras.Variable(v, dtype="float64", name=k) for k, v in params.items()}
     inner = {name: build_inner(keras, spec) for name, spec in case["inner"].items()}
     scaled = case["wrapper"] == "LossScaleOptimizer"
-    if scaled:
+    if case["wrapper"] is None:  # the base options of one optimizer
+        opt = inner["optimizer"]
+    elif scaled:
         opt = keras.optimizers.LossScaleOptimizer(inner["inner_optimizer"], **case["kwargs"])
     else:
         default = inner.pop("default_optimizer")
         mapping = keras.optimizers.OptimizerMap(default, inner)
         opt = keras.optimizers.MultiOptimizer(mapping, **case["kwargs"])
     opt.build(list(variables.values()))
+    ema = getattr(opt, "use_ema", False)
     out = {k: [] for k in params} | ({"loss_scale": []} if scaled else {})
+    out |= {f"average/{k}": [] for k in params} if ema else {}
     for step in range(1, steps + 1):
         current = {k: np.asarray(v.value, dtype=np.float64) for k, v in variables.items()}
         grads = problem.gradient(current, step)
@@ -127,6 +169,9 @@ def run_keras(case: dict, steps: int = STEPS) -> dict[str, np.ndarray]:
             out[k].append(np.asarray(v.value))
         if scaled:
             out["loss_scale"].append(float(opt.dynamic_scale.value))
+        if ema:  # Keras keeps the averages in the variables' order
+            for k, average in zip(params, opt._model_variables_moving_average):
+                out[f"average/{k}"].append(np.asarray(average.value))
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
 
 
@@ -147,7 +192,7 @@ def main() -> None:
     for index, case in enumerate(recorded):
         arrays.append(run_keras(case))
         check(index, case, arrays[-1])
-        print(f"{index:2d} {case['wrapper']:20s} {case['inner']}  {case['kwargs']}")
+        print(f"{index:2d} {case['wrapper']!s:20s} {case['inner']}  {case['kwargs']}")
     write_recording("keras_options", recorded, arrays, ["keras", "jax"], steps=STEPS)
 
 

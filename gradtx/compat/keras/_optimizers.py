@@ -14,6 +14,7 @@ from ..._momentum import trace
 from ..._regularize import add_decoupled_weight_decay
 from ..._scale import scale_by_learning_rate
 from ..._sign import scale_by_lion
+from ._wrappers import with_base_options
 
 
 def _shell(
@@ -24,15 +25,10 @@ def _shell(
     clipnorm: float | None,
     clipvalue: float | None,
     global_clipnorm: float | None,
-    unsupported: dict[str, Any],
-) -> Chain:
-    """Keras's ``BaseOptimizer.apply``: clip, then the step, plus decoupled weight decay."""
-    for arg, value in unsupported.items():
-        if value not in (None, False):
-            raise ValueError(
-                f"keras.{label}({arg}={value!r}): not supported by gradtx.compat.keras; "
-                "use gradtx's wrappers (ema_params, MultiSteps) instead"
-            )
+    options: dict[str, Any],
+) -> Transform:
+    """Keras's ``BaseOptimizer.apply``: clip, then the step, plus decoupled weight decay,
+    inside the base options (``options``, from :func:`_unsupported`; see ``with_base_options``)."""
     clip_args = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
     if sum(value is not None for value in clip_args.values()) > 1:  # Keras's rule, 0 counts
         given = ", ".join(f"{arg}={value!r}" for arg, value in clip_args.items())
@@ -49,13 +45,16 @@ def _shell(
     else:
         clipping = identity()
     decay = add_decoupled_weight_decay(weight_decay, learning_rate) if weight_decay else identity()
-    return named_recipe(f"keras.{label}", clipping, *step, decay)
+    recipe = named_recipe(f"keras.{label}", clipping, *step, decay)
+    return with_base_options(label, recipe, learning_rate, **options)
 
 
 def _unsupported(use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor, accumulation):
-    del ema_momentum, ema_overwrite_frequency  # meaningful only with use_ema
+    """The base options as :func:`_shell` takes them (the name is from before they were ported)."""
     return {
         "use_ema": use_ema,
+        "ema_momentum": ema_momentum,
+        "ema_overwrite_frequency": ema_overwrite_frequency,
         "loss_scale_factor": loss_scale_factor,
         "gradient_accumulation_steps": accumulation,
     }

@@ -8,9 +8,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..._base import check_range, FrozenDict, static, Struct, Transform
+from ..._base import check_range, FrozenDict, Schedule, static, Struct, Transform
 from ..._combine import as_transform, Chain, chain, EmptyState, identity
 from ..._state import tree_get
+from ..._tree import safe_increment, zero_count
 from ..._wrappers import _all_finite, partition
 from ...masks import _key_text
 
@@ -272,3 +273,143 @@ def multi_optimizer(
         else UnscaleLoss(loss_scale_factor=loss_scale_factor)
     )
     return chain(unscale, groups)
+
+
+# -- the base options of every Keras optimizer ------------------------------------------
+
+
+class GradientAccumulationState(NamedTuple):
+    """``count`` of calls (Keras's raw ``_iterations``) and ``acc_grads``, their unused sum."""
+
+    count: jax.Array
+    acc_grads: Any
+    inner_state: Any
+
+
+class GradientAccumulation(Transform):
+    """Keras's ``gradient_accumulation_steps``: the inner step on every k-th call only."""
+
+    inner: Transform
+    steps: int = static(2)
+
+    @property
+    def name(self) -> str:
+        return "keras.gradient_accumulation"
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        check_range(self, "steps", low=2, integer=True)
+
+    def init(self, params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return GradientAccumulationState(zero_count(), zeros, self.inner.init(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        k = self.steps
+        now = (state.count + 1) % k == 0
+        grads = jax.tree.map(lambda g, a: jnp.where(now, (g + a) / k, g), updates, state.acc_grads)
+        acc = jax.tree.map(lambda g, a: jnp.where(now, 0, g + a), updates, state.acc_grads)
+        new, inner = self.inner.update(grads, state.inner_state, params, **extra_args)
+        skipped = (jax.tree.map(jnp.zeros_like, new), state.inner_state)
+        new, inner = jax.lax.cond(now, lambda: (new, inner), lambda: skipped)
+        return new, GradientAccumulationState(safe_increment(state.count), acc, inner)
+
+
+class KerasEmaState(NamedTuple):
+    """``average``: Keras's moving average of the params after each call; ``count`` of calls."""
+
+    count: jax.Array
+    average: Any
+    inner_state: Any
+
+
+class KerasEma(Transform):
+    """Keras's ``use_ema``: an average of the params, written into them every few steps."""
+
+    inner: Transform
+    ema_momentum: Any = 0.99
+    ema_overwrite_frequency: int | None = static(None)
+    gradient_accumulation_steps: int | None = static(None)
+
+    @property
+    def name(self) -> str:
+        return "keras.ema"
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        check_range(self, "ema_momentum", low=0, high=1)
+        check_range(self, "ema_overwrite_frequency", low=1, integer=True)
+
+    def init(self, params):
+        average = jax.tree.map(jnp.zeros_like, params)  # Keras's zeros; step 1 replaces them
+        return KerasEmaState(zero_count(), average, self.inner.init(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        new, inner = self.inner.update(updates, state.inner_state, params, **extra_args)
+        # Keras's optimizer.iterations: whole accumulation cycles when accumulating.
+        iterations = state.count // (self.gradient_accumulation_steps or 1)
+        after = jax.tree.map(lambda p, u: p + u, params, new)
+        momentum = jnp.where(iterations != 0, self.ema_momentum, 0.0)
+
+        def mix(avg, p):
+            m = momentum.astype(p.dtype)
+            return m * avg + (1 - m) * p
+
+        average = jax.tree.map(mix, state.average, after)
+        if self.ema_overwrite_frequency is not None:
+            write = (iterations + 1) % self.ema_overwrite_frequency == 0
+            new = jax.tree.map(lambda u, a, p: jnp.where(write, a - p, u), new, average, params)
+        return new, KerasEmaState(safe_increment(state.count), average, inner)
+
+
+def with_base_options(
+    label: str,
+    step: Transform,
+    learning_rate: Any,
+    use_ema: bool,
+    ema_momentum: float,
+    ema_overwrite_frequency: int | None,
+    loss_scale_factor: float | None,
+    gradient_accumulation_steps: int | None,
+) -> Transform:
+    """``step`` (clip, decay, the optimizer's own step) wrapped as Keras's ``apply`` wraps it.
+
+    Keras's order: the gradient is divided by ``loss_scale_factor``; with
+    ``gradient_accumulation_steps`` k the step runs on every k-th call on the mean
+    of the last k gradients; with ``use_ema`` the average of the params follows.
+    """
+    if gradient_accumulation_steps and not gradient_accumulation_steps >= 2:
+        raise ValueError(
+            f"keras.{label}(gradient_accumulation_steps={gradient_accumulation_steps!r}): "
+            "gradient_accumulation_steps must be a whole number >= 2"
+        )
+    if gradient_accumulation_steps and isinstance(learning_rate, Schedule):
+        # Keras evaluates the schedule at the raw call count, the inner step at its own.
+        raise ValueError(
+            f"keras.{label}(gradient_accumulation_steps={gradient_accumulation_steps!r}): "
+            "not supported with a schedule as learning_rate yet"
+        )
+    if use_ema:
+        if not 0 <= ema_momentum <= 1:
+            raise ValueError(
+                f"keras.{label}(ema_momentum={ema_momentum!r}): ema_momentum must be in [0, 1]"
+            )
+        if ema_overwrite_frequency and (
+            not isinstance(ema_overwrite_frequency, int) or ema_overwrite_frequency < 1
+        ):
+            raise ValueError(
+                f"keras.{label}(ema_overwrite_frequency={ema_overwrite_frequency!r}): "
+                "ema_overwrite_frequency must be a whole number >= 1 or None"
+            )
+    if gradient_accumulation_steps:
+        step = GradientAccumulation(inner=step, steps=int(gradient_accumulation_steps))
+    if loss_scale_factor is not None:
+        step = chain(UnscaleLoss(loss_scale_factor=loss_scale_factor), step)
+    if use_ema:
+        step = KerasEma(
+            inner=step,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency or None,
+            gradient_accumulation_steps=gradient_accumulation_steps or None,
+        )
+    return step
