@@ -9,7 +9,7 @@ import jax
 from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
-from ..._base import check_choice, check_range, static, Transform
+from ..._base import check_choice, check_range, fail_missing, static, Transform
 from ..._combine import Chain, named_recipe
 from ..._linesearch import _kwargs_for
 from ..._tree import compute_dtype, zero_count
@@ -304,10 +304,11 @@ class PytorchLbfgs(Transform):
 
     def update(self, updates, state, params=None, *, value=None, value_fn=None, **extra_args):
         if params is None or value_fn is None:
-            raise ValueError(
-                f"{self.name}.update needs params and value_fn= (the loss as a function of "
-                "the params, torch's closure): one update is one step(closure), which "
-                "evaluates the loss many times"
+            fail_missing(
+                self,
+                "params and value_fn= (the loss as a function of the params, torch's closure)",
+                "update(grads, state, params, value_fn=loss): one update is one step(closure), "
+                "which evaluates the loss many times",
             )
         kwargs = _kwargs_for(value_fn, extra_args)
         x0, unravel = ravel_pytree(params)
