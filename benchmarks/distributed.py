@@ -1,7 +1,7 @@
 """Scaling out on 8 simulated devices: sharded optimizer state and compressed gradient exchange.
 
     python benchmarks/distributed.py --steps 1500 --seeds 0 1 \
-        --out benchmarks/results/distributed          # the recorded run, ~20 minutes here
+        --out benchmarks/results/distributed          # the recorded run, 16 minutes here
     python benchmarks/distributed.py --out /tmp/dist  # the main job's 9,380 steps, 3 seeds
 
 Runs on 8 simulated CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=8``,
