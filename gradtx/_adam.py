@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from ._base import check_choice, check_denominator, check_range, static, Transform
 from ._combine import Chain, named_recipe
 from ._regularize import add_decayed_weights
-from ._scale import scale_by_learning_rate
+from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction,
     debias,
@@ -40,6 +40,15 @@ def _check_betas(obj: Transform) -> None:
         check_denominator(obj, "eps")
     if hasattr(obj, "eps_mode"):
         check_choice(obj, "eps_mode", EPS_MODES)
+
+
+def _b1_at(obj: Transform, count: jax.Array) -> Any:
+    """``obj.b1`` at the 0-based step ``count``: a schedule's value (torch's cycled ``betas[0]``).
+
+    A number is returned as it is, so that ``1 - b1`` is formed in Python's
+    float64 before the cast, as optax does: constant-b1 results keep their bits.
+    """
+    return value_at(obj.b1, count) if callable(obj.b1) else obj.b1
 
 
 def _normalise(m_hat, nu_hat, eps, eps_root, eps_mode, bc2):
@@ -86,15 +95,16 @@ class ScaleByAdam(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
+        b1 = _b1_at(self, state.count)
         count = safe_increment(state.count)
-        bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
-        bc1_next = bias_correction(self.b1, safe_increment(count))
+        bc1, bc2 = bias_correction(b1, count), bias_correction(self.b2, count)
+        bc1_next = bias_correction(b1, safe_increment(count))
 
         def leaf(g, mu, nu):
-            mu, nu = ema(g, mu, self.b1, 1), ema(g, nu, self.b2, 2)
+            mu, nu = ema(g, mu, b1, 1), ema(g, nu, self.b2, 2)
             if self.nesterov:
-                b1 = hp(self.b1, g)
-                m_hat = b1 * debias(mu, bc1_next) + (1 - b1) * debias(g, bc1)
+                b1_g = hp(b1, g)
+                m_hat = b1_g * debias(mu, bc1_next) + (1 - b1_g) * debias(g, bc1)
             else:
                 m_hat = debias(mu, bc1)
             u = _normalise(m_hat, debias(nu, bc2), self.eps, self.eps_root, self.eps_mode, bc2)
@@ -126,6 +136,10 @@ def scale_by_adam(
         v^_t = v_t / (1 - b2**t)
         u_t <- m^_t / (sqrt(v^_t + eps_root) + eps)
 
+    ``b1`` may be a schedule (optax's is a number), read at the 0-based step
+    ``t - 1``: that one b1 is the moment's decay and the base of ``1 - b1**t``,
+    as torch computes both when ``OneCycleLR`` or ``CyclicLR`` cycle
+    ``betas[0]`` (no longer an exact bias correction then, but torch's).
     ``eps_mode="raw"`` adds eps to sqrt(v_t) before bias correction, as Keras
     and TensorFlow do (``eps / sqrt(1 - b2**t)`` after it). ``mu_dtype`` and
     ``nu_dtype`` set the moments' storage dtypes; the arithmetic runs in
@@ -182,12 +196,13 @@ class ScaleByAmsgrad(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
+        b1 = _b1_at(self, state.count)
         count = safe_increment(state.count)
-        bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
+        bc1, bc2 = bias_correction(b1, count), bias_correction(self.b2, count)
         one = jnp.ones((), default_float())
 
         def leaf(g, mu, nu, nu_max):
-            mu, nu = ema(g, mu, self.b1, 1), ema(g, nu, self.b2, 2)
+            mu, nu = ema(g, mu, b1, 1), ema(g, nu, self.b2, 2)
             m_hat = debias(mu, bc1 if self.bias_correction_mu else one)
             nu_bc = bc2 if self.bias_correction_nu else one
             if self.max_of == "corrected":  # optax: the max of the corrected moment
@@ -225,7 +240,8 @@ def scale_by_amsgrad(
 
     ``max_of="raw"`` takes the maximum of the raw ``v_t`` and divides it by
     the current ``1 - b2**t``, as PyTorch and Keras do; with
-    ``eps_mode="raw"`` eps is added before that correction (Keras).
+    ``eps_mode="raw"`` eps is added before that correction (Keras). ``b1`` may
+    be a schedule, as in :func:`scale_by_adam`.
 
     Reference: Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
     """
@@ -268,11 +284,12 @@ class ScaleByAdamax(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
+        b1 = _b1_at(self, state.count)
         count = safe_increment(state.count)
-        bc1 = bias_correction(self.b1, count)
+        bc1 = bias_correction(b1, count)
 
         def leaf(g, mu, nu):
-            mu = ema(g, mu, self.b1, 1)
+            mu = ema(g, mu, b1, 1)
             g32 = up(g)
             eps, b2 = hp(self.eps, g32), hp(self.b2, g32)
             if self.eps_in_max:  # PyTorch, optax
@@ -304,6 +321,8 @@ def scale_by_adamax(
         n_t = max(b2 * n_{t-1}, |u_t| + eps)       (eps_in_max: PyTorch, optax)
         u_t <- m_t / (1 - b1**t) / n_t
         n_t = max(b2 * n_{t-1}, |u_t|);  u_t <- m_t / (1 - b1**t) / (n_t + eps)   (Keras)
+
+    ``b1`` may be a schedule, as in :func:`scale_by_adam`.
 
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
     """
@@ -347,9 +366,9 @@ class ScaleByNadam(Transform):
             tree_squares_like(params, 0.0, self.nu_dtype),
         )
 
-    def momentum_at(self, t: jax.Array) -> jax.Array:
+    def momentum_at(self, t: jax.Array, b1: Any) -> jax.Array:
         """mu_t = b1 * (1 - 0.5 * 0.96**(t * momentum_decay)); b1 when simplified."""
-        b1 = jnp.asarray(self.b1, default_float())
+        b1 = jnp.asarray(b1, default_float())
         if self.simplified:
             return b1
         t = jnp.asarray(t, default_float())
@@ -359,15 +378,16 @@ class ScaleByNadam(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
+        b1 = _b1_at(self, state.count)  # torch: mu_t and mu_{t+1} both from the current b1
         count = safe_increment(state.count)
-        mu_t, mu_next = self.momentum_at(count), self.momentum_at(safe_increment(count))
+        mu_t, mu_next = self.momentum_at(count, b1), self.momentum_at(safe_increment(count), b1)
         mu_product = state.mu_product * mu_t
         g_scale = (1 - mu_t) / (1 - mu_product)
         m_scale = mu_next / (1 - mu_product * mu_next)
         bc2 = bias_correction(self.b2, count)
 
         def leaf(g, mu, nu):
-            mu, nu = ema(g, mu, self.b1, 1), ema(g, nu, self.b2, 2)
+            mu, nu = ema(g, mu, b1, 1), ema(g, nu, self.b2, 2)
             g32 = up(g)
             m_hat = hp(g_scale, g32) * g32 + hp(m_scale, g32) * up(mu)
             u = _normalise(m_hat, debias(nu, bc2), self.eps, self.eps_root, self.eps_mode, bc2)
@@ -401,6 +421,8 @@ def scale_by_nadam(
 
     PyTorch uses momentum_decay=4e-3; Keras 3 uses 1 (``0.96**t``). The
     simplified, constant-b1 form equals ``scale_by_adam(nesterov=True)``.
+    ``b1`` may be a schedule read at the 0-based step ``t - 1``: mu_t and
+    mu_{t+1} both take that b1, as torch's NAdam does under a cycled ``betas[0]``.
 
     Reference: Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
@@ -483,14 +505,15 @@ class ScaleByRadam(Transform):
             (ro - 4.0) * (ro - 2.0) * ro_inf / ((ro_inf - 4.0) * (ro_inf - 2.0) * ro)
         )
         adaptive = ro >= self.threshold
-        bc1 = bias_correction(self.b1, count)
-        bc1_next = bias_correction(self.b1, safe_increment(count))
+        b1 = _b1_at(self, state.count)
+        bc1 = bias_correction(b1, count)
+        bc1_next = bias_correction(b1, safe_increment(count))
 
         def leaf(g, mu, nu):
-            mu, nu = ema(g, mu, self.b1, 1), ema(g, nu, self.b2, 2)
+            mu, nu = ema(g, mu, b1, 1), ema(g, nu, self.b2, 2)
             if self.nesterov:
-                b1 = hp(self.b1, g)
-                m_hat = b1 * debias(mu, bc1_next) + (1 - b1) * debias(g, bc1)
+                b1_g = hp(b1, g)
+                m_hat = b1_g * debias(mu, bc1_next) + (1 - b1_g) * debias(g, bc1)
             else:
                 m_hat = debias(mu, bc1)
             step = _normalise(m_hat, debias(nu, bc2), self.eps, self.eps_root, self.eps_mode, bc2)
@@ -538,7 +561,8 @@ def scale_by_radam(
     gradtx's stays within 2e-6 of the float64 update. In float64 theirs is off
     by about 1e-12 (b2 = 0.999) to 1e-10 (0.9999) near the threshold.
 
-    PyTorch adds eps before bias correction (``eps_mode="raw"``).
+    PyTorch adds eps before bias correction (``eps_mode="raw"``). ``b1`` may
+    be a schedule, as in :func:`scale_by_adam`.
 
     Reference: Liu et al., *On the Variance of the Adaptive Learning Rate and
     Beyond*, arXiv:1908.03265.
@@ -579,6 +603,7 @@ def adam(
 
     Defaults: lr required, b1 0.9, b2 0.999, eps 1e-8 (PyTorch's too). Keras
     uses eps 1e-7 *before* bias correction (``gradtx.compat.keras.adam``).
+    ``b1`` may be a schedule, as torch's cycled ``betas[0]`` (:func:`scale_by_adam`).
 
     Reference: Kingma & Ba, arXiv:1412.6980.
 
@@ -615,6 +640,7 @@ def adamw(
 
     The decay is multiplied by the learning rate, as in PyTorch and Keras
     (PyTorch's default weight_decay is 1e-2, Keras's 4e-3, optax's 1e-4).
+    ``b1`` may be a schedule (:func:`scale_by_adam`).
 
     Reference: Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, arXiv:1711.05101.
     """

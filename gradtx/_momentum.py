@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from ._base import check_range, fail, static, Transform
 from ._combine import Chain, identity, named_recipe
-from ._scale import scale_by_learning_rate
+from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction as correction,
 )
@@ -33,7 +33,7 @@ class TraceState(NamedTuple):
 
 
 class ScaleByMomentum(Transform):
-    """Heavy-ball or Nesterov momentum, with PyTorch's dampening."""
+    """Heavy-ball or Nesterov momentum, with PyTorch's dampening; decay may be a schedule."""
 
     elementwise = True
 
@@ -54,10 +54,12 @@ class ScaleByMomentum(Transform):
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
         first = state.count == 0
+        # A schedule is read at the 0-based step, as torch's schedulers set momentum.
+        decay = value_at(self.decay, state.count)
 
         def leaf(g, buf):
             g32 = up(g)
-            m, d = hp(self.decay, g32), hp(self.dampening, g32)
+            m, d = hp(decay, g32), hp(self.dampening, g32)
             # PyTorch starts the buffer at g undamped; with dampening 0 this is
             # the same as a zero buffer.
             new = jnp.where(first, g32, m * up(buf) + (1 - d) * g32)
@@ -68,13 +70,16 @@ class ScaleByMomentum(Transform):
         return updates, TraceState(safe_increment(state.count), trace)
 
 
-def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -> ScaleByMomentum:
+def trace(decay: Any, nesterov: bool = False, accumulator_dtype: Any = None) -> ScaleByMomentum:
     """Momentum as ``optax.trace``: a decaying sum of past updates.
 
     Update rule::
 
-        m_t = decay * m_{t-1} + u_t          (m_0 = 0)
-        u_t <- m_t                           (Nesterov: u_t + decay * m_t)
+        m_t = decay_t * m_{t-1} + u_t        (m_0 = 0)
+        u_t <- m_t                           (Nesterov: u_t + decay_t * m_t)
+
+    ``decay`` is a number in [0, 1] or a schedule, read at the 0-based step
+    (optax's ``trace`` takes a number only).
 
     >>> import gradtx
     >>> tx = gradtx.trace(0.9)
@@ -87,7 +92,7 @@ def trace(decay: float, nesterov: bool = False, accumulator_dtype: Any = None) -
 
 
 def scale_by_momentum(
-    momentum: float = 0.9,
+    momentum: Any = 0.9,
     dampening: float = 0.0,
     nesterov: bool = False,
     accumulator_dtype: Any = None,
@@ -97,10 +102,14 @@ def scale_by_momentum(
     Update rule (PyTorch's ``SGD`` buffer)::
 
         b_1 = u_1
-        b_t = momentum * b_{t-1} + (1 - dampening) * u_t
-        u_t <- b_t                           (Nesterov: u_t + momentum * b_t)
+        b_t = momentum_t * b_{t-1} + (1 - dampening) * u_t
+        u_t <- b_t                           (Nesterov: u_t + momentum_t * b_t)
 
-    With ``dampening=0`` this is :func:`trace`. Nesterov requires dampening=0.
+    ``momentum`` is a number in [0, 1] or a schedule read at the 0-based step
+    ``t - 1``, as torch's ``OneCycleLR`` and ``CyclicLR`` cycle it
+    (``cycle_momentum``; pass ``schedule.momentum`` of
+    ``gradtx.compat.pytorch.lr_scheduler``). With ``dampening=0`` this is
+    :func:`trace`. Nesterov requires dampening=0.
     """
     return ScaleByMomentum(
         decay=momentum, dampening=dampening, nesterov=nesterov, accumulator_dtype=accumulator_dtype
@@ -192,7 +201,7 @@ def bias_correction(decay: float) -> BiasCorrection:
 
 def sgd(
     learning_rate: Any,
-    momentum: float | None = None,
+    momentum: Any = None,
     nesterov: bool = False,
     accumulator_dtype: Any = None,
 ) -> Chain:
@@ -200,13 +209,14 @@ def sgd(
 
     Update rule::
 
-        m_t = momentum * m_{t-1} + g_t
-        p_t = p_{t-1} - lr_t * m_t           (Nesterov: g_t + momentum * m_t)
+        m_t = momentum_t * m_{t-1} + g_t
+        p_t = p_{t-1} - lr_t * m_t           (Nesterov: g_t + momentum_t * m_t)
 
-    Defaults follow optax: no momentum. PyTorch's ``SGD`` is the same with
-    dampening 0 and constant lr; its weight decay is coupled (see
-    ``gradtx.compat.pytorch.sgd``). Keras multiplies by lr *inside* the
-    velocity, which differs under a schedule.
+    ``momentum`` may be a schedule, read at the 0-based step like the learning
+    rate (optax's takes a number). Defaults follow optax: no momentum.
+    PyTorch's ``SGD`` is the same with dampening 0 and constant lr; its weight
+    decay is coupled (see ``gradtx.compat.pytorch.sgd``). Keras multiplies by
+    lr *inside* the velocity, which differs under a schedule.
 
     Reference: Polyak (1964); Nesterov (1983); Sutskever et al. (2013).
 

@@ -22,6 +22,8 @@ from ..._schedules import asgd_step_size, inverse_time_decay
 from ..._sign import scale_by_rprop
 
 Betas = tuple[float, float]
+CycledBetas = tuple[Any, float]
+"""(beta1, beta2), beta1 a number or a schedule: what torch's OneCycleLR and CyclicLR cycle."""
 
 
 def _maximize(maximize: bool) -> Transform:
@@ -42,7 +44,7 @@ def _check_nonnegative(name: str, **values: float) -> None:
 
 def sgd(
     lr: Any = 1e-3,
-    momentum: float = 0.0,
+    momentum: Any = 0.0,
     dampening: float = 0.0,
     weight_decay: float = 0.0,
     nesterov: bool = False,
@@ -60,10 +62,16 @@ def sgd(
         b_1 = g;  b_t = momentum * b_{t-1} + (1 - dampening) * g   (if momentum != 0)
         g <- g + momentum * b_t  (nesterov)  or  b_t
         p <- p - lr_t * g
+
+    ``momentum`` may be a schedule, read at the 0-based step: the momentum
+    ``OneCycleLR`` or ``CyclicLR`` (``cycle_momentum=True``) writes into the
+    optimizer, ``schedule.momentum`` of :mod:`gradtx.compat.pytorch.lr_scheduler`.
+    torch checks ``momentum > 0`` for Nesterov on the number it is built with,
+    before any cycling; a schedule is checked to stay in [0, 1] only.
     """
     del foreach, differentiable, fused
     _check_nonnegative("sgd", lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if nesterov and (momentum <= 0 or dampening != 0):
+    if nesterov and ((not callable(momentum) and momentum <= 0) or dampening != 0):
         raise ValueError("pytorch.sgd(nesterov=True): requires momentum > 0 and dampening = 0")
     return named_recipe(
         "pytorch.sgd",
@@ -111,7 +119,7 @@ def rmsprop(
     alpha: float = 0.99,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
-    momentum: float = 0.0,
+    momentum: Any = 0.0,
     centered: bool = False,
     capturable: bool = False,
     foreach: bool | None = None,
@@ -127,6 +135,8 @@ def rmsprop(
         d = g / (sqrt(v_t - m_t**2 [centered]) + eps)
         b_t = momentum * b_{t-1} + d   (if momentum > 0; else b_t = d)
         p <- p - lr_t * b_t
+
+    ``momentum`` may be a schedule (torch's cycled momentum), as in :func:`sgd`.
     """
     del capturable, foreach, differentiable
     _check_nonnegative("rmsprop", lr=lr, weight_decay=weight_decay, momentum=momentum)
@@ -199,7 +209,7 @@ def _adam_like(
 
 def adam(
     lr: Any = 1e-3,
-    betas: Betas = (0.9, 0.999),
+    betas: CycledBetas = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     amsgrad: bool = False,
@@ -219,6 +229,11 @@ def adam(
         m_t = b1 m + (1 - b1) g;  v_t = b2 v + (1 - b2) g**2
         v' = max(v'_{t-1}, v_t) if amsgrad else v_t      (the max of the *raw* v)
         p <- p - lr_t / (1 - b1**t) * m_t / (sqrt(v') / sqrt(1 - b2**t) + eps)
+
+    ``betas[0]`` may be a schedule, read at the 0-based step: the beta1
+    ``OneCycleLR`` or ``CyclicLR`` (``cycle_momentum=True``) writes into the
+    optimizer, ``schedule.momentum`` of :mod:`gradtx.compat.pytorch.lr_scheduler`.
+    As in torch, the bias correction ``1 - b1**t`` takes the current b1.
     """
     del foreach, capturable, differentiable, fused
     b1, b2 = betas
@@ -231,7 +246,7 @@ def adam(
 
 def adamw(
     lr: Any = 1e-3,
-    betas: Betas = (0.9, 0.999),
+    betas: CycledBetas = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
     amsgrad: bool = False,
@@ -247,6 +262,8 @@ def adamw(
     Update rule::
 
         p <- p (1 - lr_t * weight_decay);  then the Adam step of :func:`adam`
+
+    ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
     """
     return adam(
         lr,
@@ -265,7 +282,7 @@ def adamw(
 
 def adamax(
     lr: Any = 2e-3,
-    betas: Betas = (0.9, 0.999),
+    betas: CycledBetas = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     foreach: bool | None = None,
@@ -281,6 +298,8 @@ def adamax(
         g <- g + weight_decay * p
         m_t = b1 m + (1 - b1) g;  n_t = max(b2 n_{t-1}, |g| + eps)
         p <- p - lr_t / (1 - b1**t) * m_t / n_t
+
+    ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
     """
     del foreach, differentiable, capturable
     b1, b2 = betas
@@ -289,7 +308,7 @@ def adamax(
 
 def nadam(
     lr: Any = 2e-3,
-    betas: Betas = (0.9, 0.999),
+    betas: CycledBetas = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     momentum_decay: float = 4e-3,
@@ -307,6 +326,9 @@ def nadam(
         mu_t = b1 (1 - 0.5 * 0.96**(t psi));  P_t = mu_1 ... mu_t
         p <- p - lr_t [(1 - mu_t) / (1 - P_t) g + mu_{t+1} / (1 - P_t mu_{t+1}) m_t]
                  / (sqrt(v_t / (1 - b2**t)) + eps)
+
+    ``betas[0]`` may be a schedule (torch's cycled beta1): mu_t and mu_{t+1}
+    both take the current b1, as in torch.
     """
     del foreach, capturable, differentiable
     b1, b2 = betas
@@ -316,7 +338,7 @@ def nadam(
 
 def radam(
     lr: Any = 1e-3,
-    betas: Betas = (0.9, 0.999),
+    betas: CycledBetas = (0.9, 0.999),
     eps: float = 1e-8,
     weight_decay: float = 0.0,
     decoupled_weight_decay: bool = False,
@@ -332,6 +354,8 @@ def radam(
 
         rho_t > 5:  p <- p - lr_t r_t m_t / (1 - b1**t) * sqrt(1 - b2**t) / (sqrt(v_t) + eps)
         otherwise:  p <- p - lr_t m_t / (1 - b1**t)
+
+    ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
     """
     del foreach, capturable, differentiable
     b1, b2 = betas
