@@ -1,0 +1,232 @@
+"""Parameters that live flat: one 1-D buffer per dtype, the leaves slices of it.
+
+A tree of 2000 leaves costs a kernel per leaf in every optimizer step (see
+benchmarks/RESULTS.md, "What the goals that are not met come up against").
+:class:`FlatParams` keeps the parameters in a few buffers between steps; the
+model reads its weights as slices of them (:meth:`FlatParams.to_tree`), and
+the optimizer, ``apply_updates`` and ``jax.tree.map`` see only the buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._combine import _is_function
+from ._multi_tensor import _is_sharded, _pack, BufferLayout
+
+
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class FlatLayout(BufferLayout):
+    """Where each leaf lives in a :class:`FlatParams`: static, hashable, printable.
+
+    Per leaf, in flattening order: its path, shape and dtype, the buffer it is
+    in (``keys``: the dtype's name, with the group's label when grouped) and
+    its offset there (``starts``); ``treedef`` rebuilds the tree.
+    """
+
+    def __repr__(self) -> str:
+        return f"FlatLayout({self.summary()})"
+
+    def summary(self) -> str:
+        """One line per buffer: its key, size and the leaves in it (the first few)."""
+        lines = [f"{len(self.paths)} leaves in {len(self.buffer_shapes)} buffers"]
+        for key, (size,) in self.buffer_shapes.items():
+            leaves = [
+                f"{path or '<root>'}{list(shape)}@{start}"
+                for path, shape, k, start in zip(self.paths, self.shapes, self.keys, self.starts)
+                if k == key
+            ]
+            shown = ", ".join(leaves[:4]) + (
+                f", ... ({len(leaves)} leaves)" if len(leaves) > 4 else ""
+            )
+            lines.append(f"  {key}[{size}]: {shown}")
+        return "\n".join(lines)
+
+    def leaf_structs(self) -> Any:
+        """The params' tree with a ``jax.ShapeDtypeStruct`` per leaf (what masks are called on)."""
+        structs = [jax.ShapeDtypeStruct(s, d) for s, d in zip(self.shapes, self.dtypes)]
+        return self.treedef.unflatten(structs)
+
+
+def _per_leaf(labels: Any, tree: Any) -> list:
+    """One label per leaf of ``tree`` from a function of it or a tree of labels (a prefix)."""
+    if _is_function(labels):
+        labels = labels(tree)
+    spread = jax.tree.map(lambda label, sub: jax.tree.map(lambda _: label, sub), labels, tree)
+    return jax.tree.structure(tree).flatten_up_to(spread)
+
+
+def _fail(message: str) -> None:
+    raise TypeError(f"FlatParams.from_tree(params): {message}")
+
+
+def _flat_layout(params: Any, groups: Any) -> FlatLayout:
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    labels = [None] * len(flat)
+    if groups is not None:
+        try:
+            labels = _per_leaf(groups, params)
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                "FlatParams.from_tree(groups): groups must be a prefix of the params' "
+                f"structure, a label (a bool or a string) per leaf or subtree: {error}"
+            ) from None
+    paths, shapes, dtypes, keys, starts, filled = [], [], [], [], [], {}
+    for (path, leaf), label in zip(flat, labels):
+        name = jax.tree_util.keystr(path)
+        if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+            _fail(
+                f"the leaf at {name or '<root>'} is a {type(leaf).__name__}, not an array; "
+                "FlatParams holds arrays only (wrap numbers in jnp.asarray, keep other "
+                "values out of the params)"
+            )
+        if _is_sharded(leaf):
+            _fail(
+                f"the leaf at {name or '<root>'} is sharded over {len(leaf.sharding.device_set)} "
+                "devices; FlatParams packs unsharded (or fully replicated) leaves only for now"
+            )
+        dtype = np.dtype(jnp.result_type(leaf))
+        key = dtype.name if label is None else f"{dtype.name}[{label}]"
+        size = math.prod(jnp.shape(leaf))
+        start = filled.get(key, 0)
+        filled[key] = start + size
+        paths.append(name)
+        shapes.append(tuple(jnp.shape(leaf)))
+        dtypes.append(dtype)
+        keys.append(key)
+        starts.append(start)
+    return FlatLayout(treedef, *map(tuple, (paths, shapes, dtypes, keys, starts)))
+
+
+class FlatParams:
+    """Parameters held as one flat buffer per dtype, with a static layout of the leaves.
+
+    ``FlatParams.from_tree(params)`` packs the leaves (one 1-D buffer per dtype,
+    never promoted: float32, bfloat16, float64 and int32 leaves go to four
+    buffers); ``fp.to_tree()`` gives them back as slices reshaped to their
+    shapes, which inside ``jit`` XLA fuses into their consumers. A FlatParams is
+    a pytree whose children are the buffers and whose static part is the
+    layout, so::
+
+        grads = jax.grad(lambda fp: loss(fp.to_tree(), batch))(fp)   # a FlatParams
+        updates, state = tx.update(grads, state, fp)   # one kernel per buffer
+        fp = gradtx.apply_updates(fp, updates)
+
+    and an elementwise optimizer (SGD, the Adam family, RMSprop, clipping by
+    global norm) gives the tree's numbers on it. Transforms that need leaf
+    boundaries (``clip_by_block_rms``, LAMB's trust ratios, Adafactor, Muon)
+    see each buffer as one vector and give other numbers; a mask given as a
+    function (``gradtx.masks.weight_decay()``) sees the buffers, not the
+    leaves: use :meth:`segment_mask`, with ``groups`` when the mask cuts a
+    dtype's leaves in two.
+
+    Integer and boolean leaves get their own buffers (round trips are exact);
+    like integer leaves in a tree, ``jax.grad`` and the optimizers refuse them:
+    keep them out of the params. ``None`` is an empty subtree, as in JAX, and
+    comes back as ``None``. Sharded leaves are refused for now.
+
+    Unlike ``jax.flatten_util.ravel_pytree``, nothing is promoted to one dtype
+    and the leaf paths stay known; unlike PyTorch's FSDP flat parameters, the
+    leaves are not views sharing storage outside ``jit``: eagerly, ``to_tree``
+    copies.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> fp = gradtx.FlatParams.from_tree({"w": jnp.ones((2, 3)), "b": jnp.zeros(3)})
+    >>> {key: buffer.shape for key, buffer in fp.buffers.items()}
+    {'float32': (9,)}
+    >>> fp.to_tree()["w"].shape
+    (2, 3)
+    """
+
+    __slots__ = ("_buffers", "_layout")
+
+    def __init__(self, buffers: tuple, layout: FlatLayout):
+        self._buffers = tuple(buffers)
+        self._layout = layout
+
+    @classmethod
+    def from_tree(cls, params: Any, groups: Any = None) -> FlatParams:
+        """Packs the leaves of ``params`` into one buffer per dtype (and group).
+
+        ``groups``: None, or a tree like ``params`` (or a function of it) of
+        labels (bools or strings); leaves with different labels go to
+        different buffers, so that a mask with the same labels is uniform per
+        buffer (:meth:`segment_mask`).
+        """
+        layout = _flat_layout(params, groups)
+        arrays = jax.tree.map(jnp.asarray, params)
+        buffers = _pack(arrays, layout, "params") if layout.paths else {}
+        return cls(tuple(buffers[key] for key in layout.buffer_shapes), layout)
+
+    @property
+    def layout(self) -> FlatLayout:
+        """Where each leaf lives (static, hashable: part of jit's cache key)."""
+        return self._layout
+
+    @property
+    def buffers(self) -> dict[str, Any]:
+        """The buffers by key (the dtype's name, with the group's label when grouped)."""
+        return dict(zip(self._layout.buffer_shapes, self._buffers))
+
+    def to_tree(self) -> Any:
+        """The params' tree: each leaf a static slice of its buffer, reshaped.
+
+        Inside ``jit`` the slices are fused into the ops that read them; outside
+        ``jit`` each is a copy.
+        """
+        buffers = self.buffers
+        leaves = []
+        for key, start, shape in zip(self._layout.keys, self._layout.starts, self._layout.shapes):
+            part = jax.lax.slice(buffers[key], (start,), (start + math.prod(shape),))
+            leaves.append(part.reshape(shape))
+        return self._layout.treedef.unflatten(leaves)
+
+    def segment_mask(self, mask: Any) -> FlatParams:
+        """A mask over the buffers (one bool each) from a mask over the leaves.
+
+        ``mask`` is a tree of bools like the params (or a prefix), or a function of them
+        (``gradtx.masks.weight_decay()``; it is called on the leaves' shapes and
+        dtypes, ``jax.ShapeDtypeStruct``). Every leaf in a buffer must have
+        the same value; otherwise a ValueError names two leaves that differ
+        (build with ``FlatParams.from_tree(params, groups=mask)``). Give the
+        result wherever gradtx takes a mask: ``gradtx.adamw(lr, mask=...)``.
+        """
+        values = _per_leaf(mask, self._layout.leaf_structs())
+        per_buffer: dict[str, tuple[str, bool]] = {}
+        for path, key, value in zip(self._layout.paths, self._layout.keys, values):
+            value = bool(value)
+            first = per_buffer.setdefault(key, (path, value))
+            if first[1] != value:
+                raise ValueError(
+                    f"FlatParams.segment_mask(mask): the mask is {first[1]} at {first[0]} and "
+                    f"{value} at {path}, both in buffer {key!r}; build the FlatParams with "
+                    "FlatParams.from_tree(params, groups=mask) so that they are in different "
+                    "buffers"
+                )
+        return FlatParams(
+            tuple(per_buffer[key][1] for key in self._layout.buffer_shapes), self._layout
+        )
+
+    def __repr__(self) -> str:
+        return f"FlatParams({self._layout.summary()})"
+
+
+def _flatten_with_keys(fp: FlatParams):
+    keys = [jax.tree_util.DictKey(key) for key in fp._layout.buffer_shapes]
+    return list(zip(keys, fp._buffers)), fp._layout
+
+
+def _unflatten(layout: FlatLayout, buffers: Any) -> FlatParams:
+    # Children may be anything JAX puts there (tracers, None, masks' bools): no checks.
+    return FlatParams(tuple(buffers), layout)
+
+
+jax.tree_util.register_pytree_with_keys(
+    FlatParams, _flatten_with_keys, _unflatten, lambda fp: (fp._buffers, fp._layout)
+)

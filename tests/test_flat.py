@@ -1,0 +1,261 @@
+"""FlatParams: one buffer per dtype, the leaves slices of it, optimizers run per buffer."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+from gradtx._flat import FlatParams
+
+
+def _params():
+    keys = jax.random.split(jax.random.key(0), 4)
+    return {
+        "dense": {"kernel": jax.random.normal(keys[0], (4, 3)), "bias": jnp.full(3, 0.5)},
+        "ln": {"scale": jnp.ones(3)},
+        "out": jax.random.normal(keys[1], (3, 2)),
+    }
+
+
+def _grads(step):
+    # Leaves of very different scales, so per-leaf and per-buffer norms differ.
+    keys = jax.random.split(jax.random.key(step + 1), 4)
+    return {
+        "dense": {"kernel": 10 * jax.random.normal(keys[0], (4, 3)), "bias": jnp.ones(3)},
+        "ln": {"scale": 0.01 * jax.random.normal(keys[2], (3,))},
+        "out": jax.random.normal(keys[3], (3, 2)),
+    }
+
+
+# -- packing ----------------------------------------------------------------------
+
+
+def test_round_trip_is_exact_for_mixed_dtypes(x64):
+    params = {
+        "f32": jnp.arange(6, dtype=jnp.float32).reshape(2, 3) / 7,
+        "bf16": jnp.arange(4, dtype=jnp.bfloat16) / 3,
+        "f64": jnp.arange(3, dtype=jnp.float64) / 11,
+        "i32": jnp.arange(5, dtype=jnp.int32) - 2,
+        "scalar": jnp.float32(2.5),
+        "none": None,
+        "more_f32": [jnp.ones((1, 2, 2), jnp.float32)],
+    }
+    fp = FlatParams.from_tree(params)
+    assert {k: (b.dtype.name, b.shape) for k, b in fp.buffers.items()} == {
+        "bfloat16": ("bfloat16", (4,)),
+        "float32": ("float32", (11,)),
+        "float64": ("float64", (3,)),
+        "int32": ("int32", (5,)),
+    }
+    back = fp.to_tree()
+    assert jax.tree.structure(back) == jax.tree.structure(params)
+    assert back["none"] is None
+    for got, want in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_groups_split_a_dtype_and_segment_mask_reads_leaf_paths():
+    params = _params()
+    decay = gradtx.masks.weight_decay()  # kernels and "out": 2-D, not bias or scale
+    with pytest.raises(ValueError, match=r"segment_mask\(mask\).*\['dense'\]\['bias'\].*"):
+        FlatParams.from_tree(params).segment_mask(decay)
+    fp = FlatParams.from_tree(params, groups=decay)
+    assert sorted(fp.buffers) == ["float32[False]", "float32[True]"]
+    mask = fp.segment_mask(decay)
+    assert mask.buffers == {"float32[False]": False, "float32[True]": True}
+    assert fp.segment_mask({"dense": {"kernel": True, "bias": False}, "ln": False, "out": True})
+
+
+# -- pytree ------------------------------------------------------------------------
+
+
+def test_is_a_pytree_of_its_buffers_with_the_layout_static():
+    fp = FlatParams.from_tree(_params())
+    leaves, treedef = jax.tree.flatten(fp)
+    assert len(leaves) == 1 and leaves[0].shape == (24,)
+    again = jax.tree.unflatten(treedef, leaves)
+    assert isinstance(again, FlatParams) and again.layout == fp.layout
+    doubled = jax.tree.map(lambda b: 2 * b, fp)
+    np.testing.assert_array_equal(doubled.buffers["float32"], 2 * fp.buffers["float32"])
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(fp)[0]]
+    assert paths == ["['float32']"]
+    # Another layout is another tree structure: jit retraces, tree.map refuses to mix them.
+    other = FlatParams.from_tree({"w": jnp.ones(24)})
+    assert jax.tree.structure(other) != treedef
+    assert hash(fp.layout) == hash(FlatParams.from_tree(_params()).layout)
+
+
+def test_grad_through_to_tree_is_a_flat_params_of_the_tree_gradients():
+    params = _params()
+
+    def loss(tree):
+        hidden = jnp.tanh(jnp.ones((5, 4)) @ tree["dense"]["kernel"] + tree["dense"]["bias"])
+        return jnp.sum((hidden * tree["ln"]["scale"]) @ tree["out"] ** 2)
+
+    fp = FlatParams.from_tree(params)
+    grads = jax.jit(jax.grad(lambda fp: loss(fp.to_tree())))(fp)
+    assert isinstance(grads, FlatParams) and grads.layout == fp.layout
+    want = jax.grad(loss)(params)
+    for got, ref in zip(jax.tree.leaves(grads.to_tree()), jax.tree.leaves(want)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_jit_argument_and_donation():
+    fp = FlatParams.from_tree(_params())
+    step = jax.jit(lambda fp, g: gradtx.apply_updates(fp, g), donate_argnums=0)
+    grads = jax.tree.map(jnp.ones_like, fp)
+    want = fp.buffers["float32"] + 1  # a NumPy view of the buffer would block its donation
+    new = step(fp, grads)
+    assert isinstance(new, FlatParams)
+    np.testing.assert_array_equal(new.buffers["float32"], want)
+    assert fp.buffers["float32"].is_deleted()  # donated: its memory was reused
+
+
+def test_repr_shows_the_layout_not_the_numbers():
+    fp = FlatParams.from_tree(
+        {"b": jnp.zeros(3), "w": jnp.ones((2, 3)), "h": jnp.ones(2, "bfloat16")}
+    )
+    assert repr(fp) == (
+        "FlatParams(3 leaves in 2 buffers\n"
+        "  float32[9]: ['b'][3]@0, ['w'][2, 3]@3\n"
+        "  bfloat16[2]: ['h'][2]@0)"
+    )
+    assert repr(fp.layout).startswith("FlatLayout(3 leaves in 2 buffers")
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"w": jnp.ones(2), "lr": 0.1}, r"from_tree\(params\): the leaf at \['lr'\] is a float"),
+        ({"w": jnp.ones(2), "name": "x"}, r"from_tree\(params\): the leaf at \['name'\] is a str"),
+    ],
+)
+def test_bad_input_names_the_argument_and_leaf(params, match):
+    with pytest.raises(TypeError, match=match):
+        FlatParams.from_tree(params)
+
+
+def test_bad_groups_name_the_argument():
+    with pytest.raises(ValueError, match=r"from_tree\(groups\)"):
+        FlatParams.from_tree({"a": jnp.ones(2), "b": jnp.ones(2)}, groups={"a": True})
+
+
+def test_integer_buffers_are_refused_by_optimizers_like_integer_leaves():
+    fp = FlatParams.from_tree({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
+    with pytest.raises(TypeError, match=r"leaf at \['int32'\] has dtype int32"):
+        gradtx.adam(0.1).init(fp)
+
+
+# -- the compiled step ---------------------------------------------------------------
+
+
+def _entry(hlo: str) -> list[str]:
+    return [line.strip() for line in hlo[hlo.index("ENTRY") :].splitlines()[1:] if "=" in line]
+
+
+def test_compiled_step_has_no_copy_and_no_gradient_buffer():
+    """What XLA:CPU compiles for grad(loss(fp.to_tree())) + an elementwise update.
+
+    Checked in the entry computation (the kernels that run): no ``copy``, no
+    stand-alone ``slice`` (every slice is inside a fusion), and no instruction
+    but the update itself makes an array of the buffer's size: the gradient's
+    pads and sums are fused into the update, never written as a buffer.
+    Known copies on XLA:CPU, not asserted here: a slice that feeds a ``dot``
+    is materialised by a small fusion (one copy of that weight matrix; the
+    dot cannot read a fused operand), and with ``donate_argnums`` the update
+    fusion reads the buffer at other offsets than it writes, so XLA writes a
+    temporary and adds a root ``copy`` into the donated buffer.
+    """
+    params = _params()
+    fp = FlatParams.from_tree(params)
+
+    def step(fp):
+        def loss(fp):
+            tree = fp.to_tree()
+            hidden = jnp.tanh(jnp.ones((5, 4)) @ tree["dense"]["kernel"] + tree["dense"]["bias"])
+            return jnp.sum((hidden * tree["ln"]["scale"]) @ tree["out"])
+
+        grads = jax.grad(loss)(fp)
+        return jax.tree.map(lambda p, g: p - 0.1 * g, fp, grads)
+
+    entry = _entry(jax.jit(step).lower(fp).compile().as_text())
+    assert not [line for line in entry if re.search(r"\bcopy\(", line)]
+    assert not [line for line in entry if re.search(r"= \S+ slice\(", line)]
+    made = [line for line in entry if "parameter(" not in line]
+    full = [line for line in made if "f32[24]" in line.split("=")[1].split("(")[0]]
+    assert len(full) == 1 and full[0].startswith("ROOT"), full
+
+
+# -- optimizers on buffers ---------------------------------------------------------------
+
+
+def _run(tx, flat=False, groups=None):
+    """Two steps from _params() with _grads(step), in a tree or a FlatParams (eager: jit
+    compiles each case for seconds, eager ops are compiled once for all of them)."""
+
+    def pack(tree):
+        return FlatParams.from_tree(tree, groups=groups) if flat else tree
+
+    params = pack(_params())
+    state = tx.init(params)
+    for step in range(2):
+        updates, state = tx.update(pack(_grads(step)), state, params)
+        params = gradtx.apply_updates(params, updates)
+    return params.to_tree() if flat else params
+
+
+def _max_difference(a, b):
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in pairs)
+
+
+def _flat_against_tree(tx):
+    return _max_difference(_run(tx, flat=True), _run(tx))
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: gradtx.sgd(0.1, momentum=0.9, nesterov=True),
+        lambda: gradtx.adam(0.1),
+        lambda: gradtx.adamw(0.1, weight_decay=0.1),
+        lambda: gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adam(0.1)),
+    ],
+    ids=["sgd", "adam", "adamw", "clip_by_global_norm+adam"],
+)
+def test_elementwise_optimizers_give_the_tree_numbers(build):
+    assert _flat_against_tree(build()) <= 1e-6
+
+
+def test_adamw_weight_decay_mask_through_segments():
+    decay = gradtx.masks.weight_decay()
+    tree = _run(gradtx.adamw(0.1, weight_decay=0.5, mask=decay))
+    fp = FlatParams.from_tree(_params(), groups=decay)
+    tx = gradtx.adamw(0.1, weight_decay=0.5, mask=fp.segment_mask(decay))
+    assert _max_difference(_run(tx, flat=True, groups=decay), tree) <= 1e-6
+    # The function mask itself sees 1-D buffers (ndim 1 < 2): it decays nothing. Silent,
+    # and wrong: this is why segment_mask exists.
+    tx = gradtx.adamw(0.1, weight_decay=0.5, mask=decay)
+    assert _max_difference(_run(tx, flat=True, groups=decay), tree) > 1e-3
+
+
+# Transforms that need leaf boundaries see each buffer as one vector: other numbers.
+# The next step (issue 17 item 2) gives them the layout's segments; until then this list
+# says which ones, and fails when one starts to agree (move it to the test above).
+LEAF_STRUCTURED = {
+    "clip_by_block_rms": lambda: gradtx.chain(gradtx.clip_by_block_rms(0.1), gradtx.sgd(0.1)),
+    "lamb": lambda: gradtx.lamb(0.1),
+    "muon": lambda: gradtx.muon(0.1),
+    "adafactor": lambda: gradtx.adafactor(0.1, min_dim_size_to_factor=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LEAF_STRUCTURED))
+def test_leaf_structured_transforms_do_not_give_the_tree_numbers_yet(name):
+    assert _flat_against_tree(LEAF_STRUCTURED[name]()) > 1e-4
