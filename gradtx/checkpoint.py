@@ -32,9 +32,11 @@ import shutil
 from typing import Any, NamedTuple
 
 import jax
+from jax.sharding import Sharding, SingleDeviceSharding
 import numpy as np
 
 from ._base import Schedule, Struct
+from ._sharding import StateSharding
 from ._state import _children
 
 _FORMAT = 1
@@ -73,8 +75,10 @@ class Checkpointer:
     and writes k. A save that Orbax declines for any other reason raises too.
 
     Arrays come back with the dtypes and shapes they were saved with, PRNG key
-    arrays as keys, on the default device. ``extra`` is any JSON value (an
-    epoch, a data loader's position) stored beside them.
+    arrays as keys, placed by ``restore``'s ``shardings``: by default whole on
+    the default device, whatever the sharding and device count they were saved
+    with. ``extra`` is any JSON value (an epoch, a data loader's position)
+    stored beside them.
 
     >>> import tempfile
     >>> import jax.numpy as jnp
@@ -194,13 +198,31 @@ class Checkpointer:
                 f"save it in {self.directory} (steps there: {self.all_steps()})"
             )
 
-    def restore(self, tx: Any, params_like: Any, step: int | None = None) -> Restored:
+    def restore(
+        self, tx: Any, params_like: Any, step: int | None = None, *, shardings: Any = None
+    ) -> Restored:
         """The checkpoint at ``step`` (default: the latest) for ``tx`` and params shaped like these.
 
-        ``params_like`` holds arrays or ``jax.ShapeDtypeStruct`` leaves. Raises
-        FileNotFoundError when there is no such step, and ValueError when
-        ``tx`` is built differently from the optimizer that saved it or the
-        params' tree, shapes or dtypes differ.
+        ``params_like`` holds arrays or ``jax.ShapeDtypeStruct`` leaves (their
+        own shardings are not used). ``shardings`` says where the arrays go,
+        whatever mesh or device count saved them (each process reads the parts
+        its devices hold):
+
+        - None: every array whole on the default device (``jax.default_device``,
+          else the process's first device);
+        - a ``jax.sharding.Sharding``: every array so;
+        - a :class:`gradtx.StateSharding` (``gradtx.shard_state(tx, params,
+          mesh)``): the params by its ``params``, the state by its ``state``;
+        - a pair ``(params_shardings, opt_state_shardings)``, each a tree of
+          Shardings like the params or ``tx.init(params)`` or a prefix of it
+          (a Sharding covers its whole subtree, as in ``jax.jit``).
+
+        Raises FileNotFoundError when there is no such step, ValueError when
+        ``tx`` is built differently from the optimizer that saved it, the
+        params' tree, shapes or dtypes differ, or ``shardings``' tree or specs
+        do not fit them (naming the path), TypeError when ``shardings`` holds
+        something other than a Sharding. Orbax, left without shardings, would
+        reuse the saved ones, and fail on another topology.
         """
         ocp = self._ocp
         self.wait()
@@ -239,7 +261,11 @@ class Checkpointer:
             ("the checkpoint", saved["opt_state"]),
             ("tx.init(params)", _leaves(state_like)),
         )
-        target = {"params": params_like, "opt_state": state_like}
+        params_shardings, state_shardings = _parts(shardings)
+        target = {
+            "params": _placed(params_like, params_shardings, "params"),
+            "opt_state": _placed(state_like, state_shardings, "opt_state"),
+        }
         trees = self._manager.restore(
             step, args=ocp.args.Composite(train_state=ocp.args.StandardRestore(target))
         ).train_state
@@ -288,6 +314,96 @@ class Checkpointer:
 
     def __repr__(self) -> str:
         return f"Checkpointer({self.directory!r})"
+
+
+# -- shardings: where restored arrays go ----------------------------------------
+
+
+def _parts(shardings: Any) -> tuple[Any, Any]:
+    """``restore``'s ``shardings`` as (the params', the state's), each a tree prefix."""
+    if shardings is None:
+        device = jax.config.jax_default_device  # a Device, a platform name or None
+        if not isinstance(device, jax.Device):
+            device = jax.local_devices(backend=device)[0]
+        shardings = SingleDeviceSharding(device)
+    if isinstance(shardings, Sharding):
+        return shardings, shardings
+    if isinstance(shardings, StateSharding):
+        return shardings.params, shardings.state
+    if isinstance(shardings, tuple) and len(shardings) == 2:
+        return shardings
+    raise TypeError(
+        f"gradtx.checkpoint.restore(shardings={_brief(shardings)}): expected None, a "
+        "jax.sharding.Sharding, a gradtx.StateSharding or a pair (params_shardings, "
+        "opt_state_shardings)"
+    )
+
+
+def _placed(like: Any, shardings: Any, part: str) -> Any:
+    """``like``'s leaves as ``jax.ShapeDtypeStruct`` targets placed by ``shardings``, a prefix."""
+    is_sharding = lambda x: isinstance(x, Sharding)  # noqa: E731
+    where = f"gradtx.checkpoint.restore(shardings=...): at {part}"
+    flat, prefix = jax.tree_util.tree_flatten_with_path(shardings, is_leaf=is_sharding)
+    for path, sharding in flat:
+        if not is_sharding(sharding):
+            raise TypeError(
+                f"{where}{jax.tree_util.keystr(path)}: {_brief(sharding)} is not a "
+                "jax.sharding.Sharding (a PartitionSpec needs its mesh: NamedSharding(mesh, spec))"
+            )
+    try:
+        subtrees = prefix.flatten_up_to(like)
+    except (ValueError, TypeError):
+        path, theirs, ours = _first_node_difference(shardings, like) or (
+            "",
+            str(prefix),
+            str(jax.tree.structure(like)),
+        )
+        raise ValueError(
+            f"{where}{path}: the shardings have {theirs}, {part} has {ours}; the shardings "
+            f"must be a tree like {part} or a prefix of it"
+        ) from None
+
+    def target(path: str, leaf: Any, sharding: Sharding) -> jax.ShapeDtypeStruct:
+        try:
+            sharding.check_compatible_aval(leaf.shape)
+            sharding.shard_shape(leaf.shape)
+        except ValueError as error:
+            raise ValueError(f"{where}{path}: {_leaf_text(leaf)}: {error}") from None
+        return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding)
+
+    placed = [
+        jax.tree_util.tree_map_with_path(
+            lambda path, leaf, head=head, sharding=sharding: target(
+                jax.tree_util.keystr((*head, *path)), leaf, sharding
+            ),
+            subtree,
+        )
+        for (head, sharding), subtree in zip(flat, subtrees)
+    ]
+    return prefix.unflatten(placed)
+
+
+def _first_node_difference(prefix: Any, tree: Any, path: tuple = ()) -> tuple | None:
+    """The first path where ``prefix`` (Sharding leaves) stops being a prefix of ``tree``.
+
+    Returns the path and the one-level structure of each there.
+    """
+    if isinstance(prefix, Sharding):
+        return None
+    ours = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=lambda x: x is not prefix)
+    theirs = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is not tree)
+    if ours[1] != theirs[1]:
+        return jax.tree_util.keystr(path), str(ours[1]), str(theirs[1])
+    for (key, child), (_, other) in zip(ours[0], theirs[0]):
+        found = _first_node_difference(child, other, (*path, *key))
+        if found:
+            return found
+    return None
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{type(value).__name__}(...)"
 
 
 # -- descriptions: JSON lists of [path, text], compared entry by entry -----------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import queue
@@ -17,6 +18,7 @@ import time
 import checkpoint_kill_worker as kill_worker
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec, SingleDeviceSharding
 import numpy as np
 import pytest
 
@@ -25,6 +27,7 @@ from gradtx.checkpoint import Checkpointer
 
 WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_worker.py")
 KILL_WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_kill_worker.py")
+SHARDED_WORKER = os.path.join(os.path.dirname(__file__), "checkpoint_sharded_worker.py")
 
 
 def _params():
@@ -329,6 +332,119 @@ def test_save_checks_its_arguments(tmp_path):
 def test_import_gradtx_does_not_need_orbax():
     code = "import sys, gradtx, gradtx.checkpoint; assert 'orbax' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- sharded checkpoints: restore(shardings=...) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """checkpoint_sharded_worker.py's results: saved and restored by 8 devices, then by 4."""
+    directory = tmp_path_factory.mktemp("sharded")
+    results = {}
+    for command, devices in (("save", 8), ("restore", 4)):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "DEVICES": str(devices)}
+        out = subprocess.run(
+            [sys.executable, SHARDED_WORKER, command, str(directory)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        results[command] = json.loads(out.stdout.strip().splitlines()[-1])
+        assert results[command]["devices"] == devices
+    # Adam's moments of the two params 8 divides were saved split over 8 devices.
+    assert results["save"]["saved_sharded_leaves"] == 4
+    return results
+
+
+SHARDED_CASES = {
+    # name: (process, case, restored leaves split over devices)
+    "same_shardings": ("save", "state_sharding", 4),
+    "params_prefix_and_state_tree": ("save", "pair", 4),
+    "one_sharding_for_all": ("save", "one_sharding", 0),
+    "no_shardings": ("save", "default_device", 0),
+    "no_shardings_default_device_set": ("save", "default_device_set", 0),
+    "four_of_the_eight_devices": ("save", "four_devices", 4),
+    # A process with 4 devices: alone, Orbax reuses the saved shardings and raises
+    # "Topology mismatch".
+    "other_topology_state_sharding": ("restore", "state_sharding", 4),
+    "other_topology_pair": ("restore", "pair", 4),
+    "other_topology_one_sharding": ("restore", "one_sharding", 0),
+    "other_topology_no_shardings": ("restore", "default_device", 0),
+}
+
+
+@pytest.mark.xdist_group("checkpoint_sharded")  # one worker runs the fixture's processes
+@pytest.mark.parametrize("case", SHARDED_CASES.values(), ids=SHARDED_CASES.keys())
+def test_a_sharded_checkpoint_restores_bit_for_bit_where_shardings_say(sharded, case):
+    process, name, split = case
+    result = sharded[process][name]
+    assert "error" not in result, result["error"]
+    # Every leaf has the saved bits and dtype, and the restored sharding asked for.
+    assert result == {"step": 2, "equal": True, "placed": True, "sharded_leaves": split}
+
+
+def test_shardings_that_do_not_fit_are_refused_naming_the_path(tmp_path):
+    tx = gradtx.adam(1e-3)
+    one = SingleDeviceSharding(jax.devices()[0])
+    split = NamedSharding(jax.make_mesh((1,), ("data",)), PartitionSpec("data"))
+    state = jax.tree.map(lambda _: one, jax.eval_shape(tx.init, _params()))
+    where = re.escape("gradtx.checkpoint.restore(shardings=...): at ")
+    cases = [
+        (
+            ({"w": one, "c": one}, one),
+            ValueError,
+            where + r"params: the shardings have PyTreeDef\(\{'c': \*, 'w': \*\}\), params "
+            r"has PyTreeDef\(\{'b': \*, 'w': \*\}\); the shardings must be a tree like "
+            r"params or a prefix of it",
+        ),
+        (
+            (one, (state[0]._replace(mu={"w": one}), state[1])),
+            ValueError,
+            where + r"opt_state\[0\]\.mu: the shardings have PyTreeDef\(\{'w': \*\}\), "
+            r"opt_state has PyTreeDef\(\{'b': \*, 'w': \*\}\)",
+        ),
+        (
+            (one, state[0]),  # the state of adam's first transform only
+            ValueError,
+            where + r"opt_state: the shardings have PyTreeDef\(CustomNode\(namedtuple\["
+            r"ScaleByAdamState\].*opt_state has PyTreeDef\(\(",
+        ),
+        (
+            (one, gradtx.shard_state(tx, {"w": _params()["w"]}, split.mesh).state),
+            ValueError,
+            where + r"opt_state\[0\]\.mu: the shardings have PyTreeDef\(\{'w': \*\}\)",
+        ),
+        (
+            ({"w": PartitionSpec("data"), "b": one}, one),
+            TypeError,
+            where + r"params\['w'\]: P\('data',\) is not a jax\.sharding\."
+            r"Sharding \(a PartitionSpec needs its mesh: NamedSharding\(mesh, spec\)\)",
+        ),
+        (
+            split,  # fits every param, not Adam's scalar count
+            ValueError,
+            where + r"opt_state\[0\]\.count: int32\[\]: Sharding .* is only valid for values "
+            r"of rank at least 1",
+        ),
+        (
+            {"params": one, "opt_state": one},
+            TypeError,
+            re.escape("gradtx.checkpoint.restore(shardings=dict(...)): ")
+            + r"expected None, a jax\.sharding\.Sharding, a gradtx\.StateSharding or a pair "
+            r"\(params_shardings, opt_state_shardings\)",
+        ),
+    ]
+    with _saved(tmp_path, tx) as ckpt:
+        for shardings, error, pattern in cases:
+            with pytest.raises(error, match=pattern):
+                ckpt.restore(tx, _params(), shardings=shardings)
+        # The same trees fit: each part's full tree, or a prefix.
+        restored = ckpt.restore(tx, _params(), shardings=({"w": one, "b": one}, state))
+    assert_bitwise_equal((restored.params, restored.opt_state), (_params(), tx.init(_params())))
+    assert all(leaf.sharding == one for leaf in jax.tree.leaves(restored[1:3]))
 
 
 # -- kill and resume -------------------------------------------------------------
