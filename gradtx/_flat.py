@@ -18,16 +18,132 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._combine import _is_function
-from ._multi_tensor import _is_sharded, _pack, BufferLayout
+
+# -- buffer layouts, shared with multi_tensor -------------------------------------------
+
+
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class BufferLayout:
+    """Where each leaf of a tree lives in a few flat buffers: static, part of the tree.
+
+    Per leaf, in flattening order: its path, shape and dtype, the buffer it goes
+    to (``keys``; its own path when kept whole) and where it starts there
+    (``starts``; None when whole). ``treedef`` rebuilds the tree.
+    """
+
+    treedef: Any
+    paths: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+    dtypes: tuple[np.dtype, ...]
+    keys: tuple[str, ...]
+    starts: tuple[int | None, ...]
+    buffer_shapes: dict = dataclasses.field(init=False)  # buffer key -> its shape
+    _hash: int = dataclasses.field(init=False)
+
+    def __post_init__(self):
+        sizes: dict[str, tuple] = {}
+        for key, start, shape in zip(self.keys, self.starts, self.shapes):
+            sizes[key] = shape if start is None else (start + math.prod(shape),)
+        object.__setattr__(self, "buffer_shapes", sizes)
+        # jit hashes static parts at every call: once here, not per leaf each time.
+        object.__setattr__(self, "_hash", hash(self._fields()))
+
+    def _fields(self) -> tuple:
+        return (self.treedef, self.paths, self.shapes, self.dtypes, self.keys, self.starts)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, BufferLayout):
+            return NotImplemented
+        return self is other or (self._hash == other._hash and self._fields() == other._fields())
+
+    def __repr__(self) -> str:
+        return f"BufferLayout({len(self.paths)} leaves in {len(self.buffer_shapes)} buffers)"
+
+    def holds(self, x: Any) -> bool:
+        """Whether ``x`` is a value in this layout: a dict of exactly these buffers."""
+        return (
+            isinstance(x, dict)
+            and x.keys() == self.buffer_shapes.keys()
+            and all(jnp.shape(x[k]) == shape for k, shape in self.buffer_shapes.items())
+        )
+
+
+def is_sharded(x: Any) -> bool:
+    """Whether a concrete array is split over several devices (not merely replicated)."""
+    sharding = getattr(x, "sharding", None)
+    if sharding is None or len(getattr(sharding, "device_set", ())) <= 1:
+        return False
+    return not sharding.is_fully_replicated
+
+
+def buffer_layout(params: Any, buffer_of: Any, layout_type: type = BufferLayout) -> Any:
+    """The layout that puts each leaf where ``buffer_of(path, leaf, dtype)`` says.
+
+    ``buffer_of`` returns a buffer key (the leaf is appended to that 1-D buffer)
+    or None (the leaf stays whole, a buffer of its own named by its path).
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths, shapes, dtypes, keys, starts, filled = [], [], [], [], [], {}
+    for path, leaf in flat:
+        name, shape = jax.tree_util.keystr(path), jnp.shape(leaf)
+        dtype = np.dtype(jnp.result_type(leaf))
+        key = buffer_of(name, leaf, dtype)
+        if key is None:
+            key, start = name, None
+        else:
+            start = filled.get(key, 0)
+            filled[key] = start + math.prod(shape)
+        paths.append(name)
+        shapes.append(shape)
+        dtypes.append(dtype)
+        keys.append(key)
+        starts.append(start)
+    return layout_type(treedef, *map(tuple, (paths, shapes, dtypes, keys, starts)))
+
+
+def pack(tree: Any, layout: BufferLayout, who: str, what: str) -> dict:
+    """The leaves of ``tree`` in ``layout``'s buffers: a dict of buffer key -> array.
+
+    ``who`` and ``what`` name the caller and the tree in the error raised when
+    leaves bound for one buffer come in several dtypes.
+    """
+    leaves = layout.treedef.flatten_up_to(tree)
+    parts: dict[str, list] = {}
+    buffers = {}
+    for leaf, key, start, path in zip(leaves, layout.keys, layout.starts, layout.paths):
+        if start is None:
+            buffers[key] = leaf
+        else:
+            parts.setdefault(key, []).append((path, jnp.ravel(leaf)))
+    for key, pieces in parts.items():
+        first_path, first = pieces[0]
+        for path, piece in pieces:
+            if piece.dtype != first.dtype:  # concatenating would promote one of them silently
+                raise ValueError(
+                    f"{who}: the {what} for the params in {key} come in several dtypes "
+                    f"({first.dtype} at {first_path}, {piece.dtype} at {path}); they share one "
+                    "buffer: cast them to one dtype"
+                )
+        flat = [piece for _, piece in pieces]
+        buffers[key] = jnp.concatenate(flat) if len(flat) > 1 else flat[0]
+    # Barriers keep XLA from fusing the concatenation into the update and the update into
+    # every slice: such fusions each carry all N operands, N^2 work to compile.
+    return jax.lax.optimization_barrier(buffers)
+
+
+# -- FlatParams ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class FlatLayout(BufferLayout):
     """Where each leaf lives in a :class:`FlatParams`: static, hashable, printable.
 
-    Per leaf, in flattening order: its path, shape and dtype, the buffer it is
-    in (``keys``: the dtype's name, with the group's label when grouped) and
-    its offset there (``starts``); ``treedef`` rebuilds the tree.
+    Every leaf is in a 1-D buffer (``keys``: the dtype's name, with the group's
+    label when grouped) at offset ``starts``; see :class:`BufferLayout`.
     """
 
     def __repr__(self) -> str:
@@ -42,10 +158,8 @@ class FlatLayout(BufferLayout):
                 for path, shape, k, start in zip(self.paths, self.shapes, self.keys, self.starts)
                 if k == key
             ]
-            shown = ", ".join(leaves[:4]) + (
-                f", ... ({len(leaves)} leaves)" if len(leaves) > 4 else ""
-            )
-            lines.append(f"  {key}[{size}]: {shown}")
+            more = f", ... ({len(leaves)} leaves)" if len(leaves) > 4 else ""
+            lines.append(f"  {key}[{size}]: {', '.join(leaves[:4])}{more}")
         return "\n".join(lines)
 
     def leaf_structs(self) -> Any:
@@ -62,13 +176,8 @@ def _per_leaf(labels: Any, tree: Any) -> list:
     return jax.tree.structure(tree).flatten_up_to(spread)
 
 
-def _fail(message: str) -> None:
-    raise TypeError(f"FlatParams.from_tree(params): {message}")
-
-
 def _flat_layout(params: Any, groups: Any) -> FlatLayout:
-    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    labels = [None] * len(flat)
+    labels = [None] * len(jax.tree.leaves(params))
     if groups is not None:
         try:
             labels = _per_leaf(groups, params)
@@ -77,31 +186,27 @@ def _flat_layout(params: Any, groups: Any) -> FlatLayout:
                 "FlatParams.from_tree(groups): groups must be a prefix of the params' "
                 f"structure, a label (a bool or a string) per leaf or subtree: {error}"
             ) from None
-    paths, shapes, dtypes, keys, starts, filled = [], [], [], [], [], {}
-    for (path, leaf), label in zip(flat, labels):
-        name = jax.tree_util.keystr(path)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        where = (
+            f"FlatParams.from_tree(params): the leaf at {jax.tree_util.keystr(path) or '<root>'}"
+        )
         if not isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
-            _fail(
-                f"the leaf at {name or '<root>'} is a {type(leaf).__name__}, not an array; "
-                "FlatParams holds arrays only (wrap numbers in jnp.asarray, keep other "
-                "values out of the params)"
+            raise TypeError(
+                f"{where} is a {type(leaf).__name__}, not an array; FlatParams holds arrays "
+                "only (wrap numbers in jnp.asarray, keep other values out of the params)"
             )
-        if _is_sharded(leaf):
-            _fail(
-                f"the leaf at {name or '<root>'} is sharded over {len(leaf.sharding.device_set)} "
-                "devices; FlatParams packs unsharded (or fully replicated) leaves only for now"
+        if is_sharded(leaf):
+            raise TypeError(
+                f"{where} is sharded over {len(leaf.sharding.device_set)} devices; FlatParams "
+                "packs unsharded (or fully replicated) leaves only for now"
             )
-        dtype = np.dtype(jnp.result_type(leaf))
-        key = dtype.name if label is None else f"{dtype.name}[{label}]"
-        size = math.prod(jnp.shape(leaf))
-        start = filled.get(key, 0)
-        filled[key] = start + size
-        paths.append(name)
-        shapes.append(tuple(jnp.shape(leaf)))
-        dtypes.append(dtype)
-        keys.append(key)
-        starts.append(start)
-    return FlatLayout(treedef, *map(tuple, (paths, shapes, dtypes, keys, starts)))
+    label_of = iter(labels)
+
+    def buffer_of(path: str, leaf: Any, dtype: np.dtype) -> str:
+        label = next(label_of)
+        return dtype.name if label is None else f"{dtype.name}[{label}]"
+
+    return buffer_layout(params, buffer_of, FlatLayout)
 
 
 class FlatParams:
@@ -161,7 +266,7 @@ class FlatParams:
         """
         layout = _flat_layout(params, groups)
         arrays = jax.tree.map(jnp.asarray, params)
-        buffers = _pack(arrays, layout, "params") if layout.paths else {}
+        buffers = pack(arrays, layout, "FlatParams.from_tree", "params") if layout.paths else {}
         return cls(tuple(buffers[key] for key in layout.buffer_shapes), layout)
 
     @property
