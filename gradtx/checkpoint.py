@@ -77,7 +77,7 @@ class Checkpointer:
     Arrays come back with the dtypes and shapes they were saved with, PRNG key
     arrays as keys, placed by ``restore``'s ``shardings``: by default whole on
     the default device, whatever the sharding and device count they were saved
-    with. ``extra`` is any JSON value (an epoch, a data loader's position)
+    with (across processes, where they were saved). ``extra`` is any JSON value (an epoch, a data loader's position)
     stored beside them.
 
     >>> import tempfile
@@ -209,7 +209,8 @@ class Checkpointer:
         its devices hold):
 
         - None: every array whole on the default device (``jax.default_device``,
-          else the process's first device);
+          else the first device); across processes (``jax.distributed``), where
+          it was saved, which needs the devices it was saved on;
         - a ``jax.sharding.Sharding``: every array so;
         - a :class:`gradtx.StateSharding` (``gradtx.shard_state(tx, params,
           mesh)``): the params by its ``params``, the state by its ``state``;
@@ -321,6 +322,10 @@ class Checkpointer:
 
 def _parts(shardings: Any) -> tuple[Any, Any]:
     """``restore``'s ``shardings`` as (the params', the state's), each a tree prefix."""
+    if shardings is None and jax.process_count() > 1:
+        # A default device is one process's own; where the checkpoint was saved is
+        # the placement all processes share (Orbax's default, on the same devices).
+        return None, None
     if shardings is None:
         device = jax.config.jax_default_device  # a Device, a platform name or None
         if not isinstance(device, jax.Device):
@@ -340,7 +345,12 @@ def _parts(shardings: Any) -> tuple[Any, Any]:
 
 
 def _placed(like: Any, shardings: Any, part: str) -> Any:
-    """``like``'s leaves as ``jax.ShapeDtypeStruct`` targets placed by ``shardings``, a prefix."""
+    """``like``'s leaves as ``jax.ShapeDtypeStruct`` targets placed by ``shardings``, a prefix.
+
+    With ``shardings`` None, ``like`` as it is: Orbax then places each array as it was saved.
+    """
+    if shardings is None:
+        return like
     is_sharding = lambda x: isinstance(x, Sharding)  # noqa: E731
     where = f"gradtx.checkpoint.restore(shardings=...): at {part}"
     flat, prefix = jax.tree_util.tree_flatten_with_path(shardings, is_leaf=is_sharding)
