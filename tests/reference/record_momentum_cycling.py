@@ -65,7 +65,13 @@ def cases() -> list[dict]:
 
     m, b = "momentum", "betas"
     return [
-        case("SGD", m, one_cycle(0.1), lr=0.1, momentum=0.9),
+        case(
+            "SGD",
+            m,
+            one_cycle(0.05, pct_start=0.4, base_momentum=0.8, max_momentum=0.9),
+            lr=0.1,
+            momentum=0.9,
+        ),
         case(
             "SGD",
             m,
