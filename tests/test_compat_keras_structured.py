@@ -152,7 +152,10 @@ def test_muon_routes_by_rank_embedding_and_exclude_layers():
             lambda: compat.keras.adafactor(beta_2_decay=0.5),
             r"keras\.adafactor\(beta_2_decay=0\.5\)",
         ),
-        (lambda: compat.keras.adafactor(use_ema=True), r"keras\.adafactor\(use_ema=True\)"),
+        (
+            lambda: compat.keras.adafactor(use_ema=True, ema_momentum=1.5),
+            r"keras\.adafactor\(ema_momentum=1\.5\)",
+        ),
         (
             lambda: compat.keras.adafactor(clipnorm=1.0, clipvalue=0.5),
             r"keras\.adafactor\(clipnorm=1\.0, clipvalue=0\.5.*only one of",

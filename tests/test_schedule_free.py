@@ -496,8 +496,8 @@ def test_update_needs_the_params():
         ),
         (lambda: compat.pytorch.adamw_schedule_free(warmup_steps=1.5), r"\(warmup_steps=1\.5\)"),
         (
-            lambda: compat.keras.schedule_free_adamw(use_ema=True),
-            r"keras\.schedule_free_adamw\(use_ema=True\)",
+            lambda: compat.keras.schedule_free_adamw(gradient_accumulation_steps=1),
+            r"keras\.schedule_free_adamw\(gradient_accumulation_steps=1\)",
         ),
         (
             lambda: compat.keras.schedule_free_adamw(weight_decay=-1.0),

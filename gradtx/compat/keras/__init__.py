@@ -12,11 +12,21 @@ What every Keras optimizer shares, in Keras's order: the gradient is clipped
 one may be set), then ``weight_decay`` decays the variables directly
 (``p -= p * wd * lr``), then the optimizer's own step is applied.
 ``learning_rate`` may be a gradtx schedule, evaluated at the iteration count
-before the step (as Keras does with a ``LearningRateSchedule``). ``use_ema``,
-``loss_scale_factor`` and ``gradient_accumulation_steps`` are not supported
-here (see ``gradtx``'s own wrappers) and raise an error when set.
+before the step (as Keras does with a ``LearningRateSchedule``). The base
+options ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
+``loss_scale_factor`` and ``gradient_accumulation_steps`` work as in Keras (one
+shared wrapper, ``_wrappers.with_base_options``); accumulation with a schedule and
+``exclude_from_weight_decay`` are not ported yet.
+
+Beyond the optimizers: ``schedules`` has every ``keras.optimizers.schedules``
+class, snake_case (``schedules.cosine_decay_restarts(...)``);
+``loss_scale_optimizer`` (with ``scale_loss``) is ``LossScaleOptimizer``'s
+dynamic loss scaling; ``optimizer_map`` and ``multi_optimizer`` are
+``OptimizerMap`` and ``MultiOptimizer`` on ``gradtx.partition``, matching
+parameter paths as Keras matches ``variable.path``.
 """
 
+from . import schedules as schedules
 from ._adafactor import adafactor as adafactor
 from ._layerwise import lamb as lamb
 from ._muon import muon as muon
@@ -31,3 +41,7 @@ from ._optimizers import nadam as nadam
 from ._optimizers import rmsprop as rmsprop
 from ._optimizers import sgd as sgd
 from ._schedule_free import schedule_free_adamw as schedule_free_adamw
+from ._wrappers import loss_scale_optimizer as loss_scale_optimizer
+from ._wrappers import multi_optimizer as multi_optimizer
+from ._wrappers import optimizer_map as optimizer_map
+from ._wrappers import scale_loss as scale_loss
