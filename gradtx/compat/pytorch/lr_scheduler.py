@@ -31,7 +31,8 @@ compose into a closed form.
 Momentum cycling: the schedules of :func:`cyclic_lr` and :func:`one_cycle_lr`
 have a ``momentum`` attribute, the schedule torch writes into the optimizer's
 ``momentum`` (SGD, RMSprop) or ``betas[0]`` (Adam family), or None when
-``cycle_momentum=False``.
+``cycle_momentum=False``: then give the optimizer its own momentum number, as torch
+keeps the one the optimizer was built with (``momentum=None`` would mean none).
 
 :func:`reduce_lr_on_plateau` needs the metric, so it is a transform: chain it
 after the optimizer and pass the metric as ``value=`` on each update.
@@ -609,8 +610,10 @@ class OneCycleLR(LRScheduler):
             _f(self.max_momentum),
             _f(self.base_momentum),
         )
-        # torch raises past total_steps; this holds the value at total_steps.
-        e = jnp.minimum(_f(e), _f(self.total_steps))
+        # The optimizer's last step under torch is epoch total_steps - 1 (one more
+        # scheduler.step() raises); past it this holds that value, where torch's formula
+        # would extrapolate the last phase (below zero for anneal_strategy="linear").
+        e = jnp.minimum(_f(e), _f(self.total_steps) - 1)
         value, start, found = jnp.zeros_like(e), jnp.zeros_like(e), jnp.zeros(e.shape, bool)
         for i, (end, first, last) in enumerate(phases):
             here = ~found & ((e <= end) | (i == len(phases) - 1))
@@ -655,7 +658,8 @@ def one_cycle_lr(
         momentum:  max_momentum -> base_momentum -> max_momentum
 
     (three phases: back to max_lr / d first, then down). The momentum schedule
-    is ``schedule.momentum``. Past T, where torch raises, the value at T holds.
+    is ``schedule.momentum``. From T - 1, the optimizer's last step under torch, the value
+    holds (torch raises one step later; its formula would extrapolate the last phase).
     optax's :func:`gradtx.cosine_onecycle_schedule` ends its phases one step later.
 
     >>> from gradtx.compat.pytorch import lr_scheduler
