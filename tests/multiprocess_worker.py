@@ -73,8 +73,7 @@ def main(argv=None):
         checkpointer = Checkpointer(args.checkpoints)
     done = 0
     if args.restore:
-        done, params, state, _ = checkpointer.restore(tx, params)
-        state = jax.device_put(state, sharding.state)
+        done, params, state, _ = checkpointer.restore(tx, params, shardings=sharding)
     params = jax.device_put(params, sharding.params)
     if not args.restore:
         state = sharding.init(params)
