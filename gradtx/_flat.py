@@ -283,14 +283,23 @@ class FlatParams:
         """The params' tree: each leaf a static slice of its buffer, reshaped.
 
         Inside ``jit`` the slices are fused into the ops that read them; outside
-        ``jit`` each is a copy.
+        ``jit`` each is a copy. One ``lax.split`` per buffer, not a slice per
+        leaf: the gradient of a split is one concatenation, where the gradient
+        of N slices is a sum of N zero-padded buffers (N times the work, and
+        XLA fuses that sum into one kernel of N operands; 58x slower measured
+        at 200 leaves).
         """
-        buffers = self.buffers
-        leaves = []
-        for key, start, shape in zip(self._layout.keys, self._layout.starts, self._layout.shapes):
-            part = jax.lax.slice(buffers[key], (start,), (start + math.prod(shape),))
-            leaves.append(part.reshape(shape))
-        return self._layout.treedef.unflatten(leaves)
+        layout = self._layout
+        pieces: dict[str, list] = {}  # buffer key -> its leaves' indices, in the layout's order
+        for index, key in enumerate(layout.keys):
+            pieces.setdefault(key, []).append(index)
+        leaves = [None] * len(layout.paths)
+        for key, buffer in self.buffers.items():
+            indices = pieces[key]
+            sizes = [math.prod(layout.shapes[i]) for i in indices]
+            for i, part in zip(indices, jax.lax.split(buffer, sizes)):
+                leaves[i] = part.reshape(layout.shapes[i])
+        return layout.treedef.unflatten(leaves)
 
     def segment_mask(self, mask: Any) -> FlatParams:
         """A mask over the buffers (one bool each) from a mask over the leaves.
