@@ -73,18 +73,21 @@ def test_pytorch_script_and_its_translation_agree(pytorch_guide):
 
 
 def test_guide_clips_as_torch_does_and_clip_by_global_norm_does_not(pytorch_guide):
-    # Why the guide writes its own clip_grad_norm: the +1e-6 in torch's divisor.
+    # Why the guide chains compat.pytorch.clip_grad_norm: the +1e-6 in torch's divisor.
     torch = pytorch_guide["torch"]
     rng = np.random.default_rng(1)
     grads = {"w": rng.normal(size=(3, 4)), "b": rng.normal(size=3)}  # global norm about 4
     tensors = [torch.zeros(g.shape, dtype=torch.float64) for g in grads.values()]
     for tensor, g in zip(tensors, grads.values()):
         tensor.grad = torch.from_numpy(g.copy())
-    torch.nn.utils.clip_grad_norm_(tensors, max_norm=1.0)
+    total_norm = torch.nn.utils.clip_grad_norm_(tensors, max_norm=1.0)
     clipped = dict(zip(grads, (t.grad.numpy() for t in tensors)))
 
     grads = jax.tree.map(jnp.asarray, grads)
-    ours = pytorch_guide["clip_grad_norm"](grads, max_norm=1.0)
+    port = pytorch_guide["tx"].transforms[0]  # the guide's clip, first in its chain
+    assert port == gradtx.compat.pytorch.clip_grad_norm(max_norm=1.0)
+    ours, state = port.update(grads, port.init(grads))
+    np.testing.assert_allclose(gradtx.tree_get(state, "total_norm"), total_norm.item(), rtol=1e-15)
     clip = gradtx.clip_by_global_norm(1.0)
     optax_rule, _ = clip.update(grads, clip.init(grads))
     for name, expected in clipped.items():
