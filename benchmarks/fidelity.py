@@ -1,7 +1,8 @@
-"""Measures how closely gradtx reproduces each reference and writes the README's fidelity table.
+"""Measures how closely gradtx reproduces each reference and writes the README's fidelity tables.
 
-    python benchmarks/fidelity.py            # print the table
-    python benchmarks/fidelity.py --write    # and replace it in README.md
+    python benchmarks/fidelity.py                  # print the tables
+    python benchmarks/fidelity.py --write          # and replace them in README.md
+    python benchmarks/fidelity.py --only sparse_adam_errors --only swalr_errors   # some sections
 
 Every cell is the largest relative error, max over steps of
 ``max|gradtx - reference| / max|reference|`` (all leaves together), over all the
@@ -9,7 +10,13 @@ float64 cases the test suite runs for that optimizer and reference, and their nu
 
 - PyTorch, Keras: the trajectories recorded from torch 2.13 and Keras 3.15
   (``tests/reference``), replayed through ``gradtx.compat`` (``test_compat``,
-  ``test_factored``, ``test_layerwise``, ``test_matrix``, ``test_compat_keras_structured``);
+  ``test_factored``, ``test_layerwise``, ``test_matrix``, ``test_compat_keras_structured``,
+  ``test_compat_sparse_adam``, ``test_compat_swa_utils``' averaged_model with its buffers and
+  ``n_averaged``, ``test_compat_clip_grad``'s clips before SGD or AdamW with torch's total
+  norm; ``test_compat_momentum_cycling``'s ports given a scheduler's cycled momentum or
+  ``betas[0]``, with its lr and momentum, as rows "<port> (cycled ...)";
+  ``test_compat_keras_options``' wrappers with their loss scale, and Keras's base options as
+  rows "<optimizer> (<options>)" with the moving averages);
 - optax: ``gradtx.<name>`` against ``optax.<name>`` (``test_optax_equivalence``,
   ``test_layerwise``, ``test_lbfgs``, ``test_linesearch``; ``muon``, ``sophia`` and ``sam``
   against ``optax.contrib``'s in ``test_matrix``, ``test_curvature`` and ``test_sam``;
@@ -21,7 +28,15 @@ float64 cases the test suite runs for that optimizer and reference, and their nu
   saddle-free Newton step in ``test_saddle``, L-BFGS's directions against the dense BFGS
   update in ``test_lbfgs``).
 
-It reuses the test modules' cases, so the table measures exactly what the tests assert.
+The second table does the same for schedules, one row per torch scheduler class
+(``test_compat_lr_scheduler``: ``compat.pytorch.lr_scheduler`` at every recorded step, the
+cycled momentum included, ``reduce_lr_on_plateau`` driven by the recorded metric), SWALR
+(``test_compat_swa_utils``) and Keras schedule class (``test_compat_keras_schedules``), each
+cell ``max|gradtx - reference| / max|reference|`` over all the steps of a case at once: a
+schedule is one number per step, which may be zero, and torch's LinearLR ends at -3e-20 where
+gradtx's ends at 0, a relative error of 1 for a step but 3e-17 of the rates it takes.
+
+It reuses the test modules' cases, so the tables measure exactly what the tests assert.
 Primitives the tests compare on their own (``scale_by_sm3``, ``scale_by_factored_rms``)
 and float32 runs are left out, except the two line searches
 (``scale_by_zoom_linesearch``, ``scale_by_backtracking_linesearch``), which users chain
@@ -63,7 +78,18 @@ import gradtx  # noqa: E402
 # pytorch-optimizer has its own column: a third-party collection of re-implementations (its
 # ScalableShampoo cites Google's distributed_shampoo), neither torch.optim nor the papers' code.
 COLUMNS = ("PyTorch", "Keras", "optax", "authors' package", "pytorch-optimizer", "paper oracle")
+SCHEDULE_COLUMNS = ("PyTorch", "Keras")
 START, END = "<!-- fidelity:start -->", "<!-- fidelity:end -->"
+SCHEDULES_START = "<!-- fidelity-schedules:start -->"
+SCHEDULES_END = "<!-- fidelity-schedules:end -->"
+# Keras's options on every optimizer (compat.keras's with_base_options), named in the rows.
+KERAS_BASE_OPTIONS = (
+    "use_ema",
+    "ema_overwrite_frequency",
+    "gradient_accumulation_steps",
+    "loss_scale_factor",
+    "exclude_from_weight_decay",
+)
 
 
 def relative_error(actual, expected) -> float:
@@ -84,6 +110,21 @@ def stacked(tree) -> np.ndarray:
 
 def trajectory_error(actual, expected) -> float:
     return relative_error(stacked(actual), stacked(expected))
+
+
+def schedule_error(actual, expected) -> float:
+    """max|a - e| / max|e| over all steps: relative to the schedule's largest value."""
+    return relative_error(np.ravel(actual)[None], np.ravel(expected)[None])
+
+
+def grouped_error(actual: dict, expected: dict, *groups) -> float:
+    """The worst trajectory error of groups of keys, each group's leaves together (the params
+    apart from a loss scale or a learning rate, whose sizes differ)."""
+    return max(
+        trajectory_error({k: actual[k] for k in keys}, {k: expected[k] for k in keys})
+        for keys in groups
+        if keys
+    )
 
 
 def framework_errors(errors):
@@ -482,56 +523,199 @@ def curvature_errors(errors):
         errors["saddle_free_newton"]["paper oracle"].append(error)
 
 
-def table(errors, notes) -> str:
+def sparse_adam_errors(errors):
+    """compat.pytorch.sparse_adam against torch.optim.SparseAdam (recorded)."""
+    import test_compat_sparse_adam as tests
+
+    for case in tests.CASES:
+        expected = tests._recorded(case["index"])
+        ours = tests._replay(case, tests._port(case))
+        errors["sparse_adam"]["PyTorch"].append(grouped_error(ours, expected, list(expected)))
+
+
+def averaged_model_errors(errors):
+    """compat.pytorch.swa_utils.averaged_model against torch's AveragedModel (recorded)."""
+    import test_compat_swa_utils as tests
+
+    for case in tests.AVERAGED:
+        ours, expected = tests._averaged(case), tests._recorded(case["index"])
+        model = [*tests.record.PARAMS, *tests.record.BUFFERS]
+        error = grouped_error(ours, expected, model, ["n_averaged"])
+        errors["averaged_model"]["PyTorch"].append(error)
+
+
+def clip_grad_errors(errors):
+    """compat.pytorch.clip_grad_norm/clip_grad_value before a port against torch (recorded)."""
+    import test_compat_clip_grad as tests
+
+    ours = tests._gradtx()  # every case in one compilation
+    for case in tests.CASES:
+        expected = tests._recorded(case["index"])
+        params = list(tests.problem.SHAPES)
+        error = grouped_error(ours[case["index"]], expected, params, ["total_norm"])
+        errors[case["optimizer"]]["PyTorch"].append(error)
+
+
+def momentum_cycling_errors(errors):
+    """compat.pytorch's ports with a scheduler's cycled momentum against torch (recorded)."""
+    import test_compat_momentum_cycling as tests
+
+    ours = tests._gradtx()  # every case in one compilation
+    for case in tests.CASES:
+        expected = tests._recorded(case["index"])
+        params = [k for k in expected if k not in ("lr", "momentum")]
+        error = grouped_error(ours[case["index"]], expected, params, ["lr"], ["momentum"])
+        cycled = "momentum" if case["cycles"] == "momentum" else "betas[0]"
+        errors[f"{case['optimizer'].lower()} (cycled {cycled})"]["PyTorch"].append(error)
+
+
+def _keras_options_row(case: dict) -> str:
+    """loss_scale_optimizer, multi_optimizer, or the optimizer with its base options."""
+    if case["wrapper"] is not None:
+        return {"LossScaleOptimizer": "loss_scale_optimizer", "MultiOptimizer": "multi_optimizer"}[
+            case["wrapper"]
+        ]
+    name, kwargs = case["inner"]["optimizer"]
+    name = {"ScheduleFreeAdamW": "schedule_free_adamw"}.get(name, name.lower())
+    options = [option for option in KERAS_BASE_OPTIONS if option in kwargs]
+    return f"{name} ({', '.join(options)})" if options else name
+
+
+def keras_options_errors(errors):
+    """compat.keras's wrappers and base options against Keras (recorded)."""
+    import test_compat_keras_options as tests
+
+    for case in tests.CASES:
+        ours, expected = tests._ours(case["index"]), tests._recorded(case["index"])
+        averages = [k for k in expected if k.startswith("average/")]
+        scale = [k for k in expected if k == "loss_scale"]
+        error = grouped_error(ours, expected, list(tests.problem.SHAPES), averages, scale)
+        errors[_keras_options_row(case)]["Keras"].append(error)
+
+
+def lr_scheduler_errors(schedules):
+    """compat.pytorch.lr_scheduler against torch.optim.lr_scheduler (recorded)."""
+    import test_compat_lr_scheduler as tests
+
+    for case in tests.META["cases"]:
+        ours, expected = tests.replayed(case), tests.recorded(case)
+        error = max(schedule_error(ours[k], values) for k, values in expected.items())
+        schedules[tests.function_name(case["type"])]["PyTorch"].append(error)
+
+
+def swalr_errors(schedules):
+    """compat.pytorch.swa_utils.swalr against torch's SWALR (recorded)."""
+    import test_compat_swa_utils as tests
+
+    for case in tests.SWALR:
+        ours = tests._rates(tests._schedule(case))
+        error = schedule_error(ours, tests._recorded(case["index"])["lr"])
+        schedules["swalr"]["PyTorch"].append(error)
+
+
+def keras_schedule_errors(schedules):
+    """compat.keras.schedules against keras.optimizers.schedules (recorded)."""
+    import test_compat_keras_schedules as tests
+
+    for case in tests.CASES:
+        error = schedule_error(tests._ours(case["index"]), tests._recorded(case["index"]))
+        schedules[tests._factory(case["type"]).__name__]["Keras"].append(error)
+
+
+def table(errors, notes, columns=COLUMNS, header="optimizer") -> str:
     lines = [
-        "| optimizer | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        f"| {header} | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
     ]
     for name in sorted(errors):
         cells = []
-        for column in COLUMNS:
+        for column in columns:
             values = errors[name][column]
             cells.append(f"{max(values):.1e} ({len(values)})" if values else "—")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n\n".join(["\n".join(lines), *notes])
 
 
+def replace_block(content: str, start: str, end: str, text: str, after: str) -> str:
+    """``text`` between the markers ``start`` and ``end``; without them, just after ``after``."""
+    block = f"{start}\n{text}\n{end}"
+    if start in content:
+        pattern = re.escape(start) + ".*?" + re.escape(end)
+        return re.sub(pattern, lambda _: block, content, flags=re.S)
+    if after not in content:
+        raise SystemExit(f"README.md has neither {start} nor {after}")
+    return content.replace(after, f"{after}\n\n{block}", 1)
+
+
+def sections(notes) -> list:
+    """Each section's function and whether it fills the schedule table."""
+    return [
+        (framework_errors, False),
+        (optax_errors, False),
+        (oracle_errors, False),
+        (adafactor_errors, False),
+        (layerwise_errors, False),
+        (functools.partial(muon_errors, notes=notes), False),
+        (functools.partial(kronecker_errors, notes=notes), False),
+        (keras_structured_errors, False),
+        (mars_cautious_errors, False),
+        (functools.partial(schedule_free_errors, notes=notes), False),
+        (functools.partial(adam_variants_errors, notes=notes), False),
+        (parameter_free_errors, False),
+        (adahessian_errors, False),
+        (lbfgs_errors, False),
+        (curvature_errors, False),
+        (sparse_adam_errors, False),
+        (averaged_model_errors, False),
+        (clip_grad_errors, False),
+        (momentum_cycling_errors, False),
+        (keras_options_errors, False),
+        (lr_scheduler_errors, True),
+        (swalr_errors, True),
+        (keras_schedule_errors, True),
+    ]
+
+
+def _name(section) -> str:
+    return getattr(section, "func", section).__name__
+
+
+def measure(only=()) -> tuple[str, str]:
+    """The optimizer table and the schedule table, of the sections named in ``only`` (all
+    without)."""
+    errors = collections.defaultdict(lambda: collections.defaultdict(list))
+    schedules = collections.defaultdict(lambda: collections.defaultdict(list))
+    notes = []
+    with jax.enable_x64(True):
+        for section, is_schedule in sections(notes):
+            if only and _name(section) not in only:
+                continue
+            start = time.perf_counter()
+            section(schedules if is_schedule else errors)
+            print(f"{_name(section)}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    schedule_table = table(schedules, [], SCHEDULE_COLUMNS, header="schedule")
+    return table(errors, notes), schedule_table
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="replace the table in README.md")
+    parser.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        choices=[_name(section) for section, _ in sections([])],
+        help="run this section only (repeatable); not with --write",
+    )
     args = parser.parse_args(argv)
-    errors = collections.defaultdict(lambda: collections.defaultdict(list))
-    notes = []
-    sections = [
-        framework_errors,
-        optax_errors,
-        oracle_errors,
-        adafactor_errors,
-        layerwise_errors,
-        functools.partial(muon_errors, notes=notes),
-        functools.partial(kronecker_errors, notes=notes),
-        keras_structured_errors,
-        mars_cautious_errors,
-        functools.partial(schedule_free_errors, notes=notes),
-        functools.partial(adam_variants_errors, notes=notes),
-        parameter_free_errors,
-        adahessian_errors,
-        lbfgs_errors,
-        curvature_errors,
-    ]
-    with jax.enable_x64(True):
-        for section in sections:
-            start = time.perf_counter()
-            section(errors)
-            name = getattr(section, "func", section).__name__
-            print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    text = table(errors, notes)
-    print(text)
+    if args.write and args.only:
+        parser.error("--write replaces the whole tables: run every section")
+    optimizers, schedules = measure(args.only)
+    print(optimizers, schedules, sep="\n\n")
     if args.write:
         readme = ROOT / "README.md"
-        content = readme.read_text()
-        block = f"{START}\n{text}\n{END}"
-        content = re.sub(re.escape(START) + ".*?" + re.escape(END), block, content, flags=re.S)
+        content = replace_block(readme.read_text(), START, END, optimizers, after=END)
+        content = replace_block(content, SCHEDULES_START, SCHEDULES_END, schedules, after=END)
         readme.write_text(content)
 
 

@@ -39,7 +39,8 @@ def _inner(spec):
         ((schedule, args),) = kwargs["learning_rate"].items()
         assert schedule == "ExponentialDecay"
         kwargs["learning_rate"] = schedules.exponential_decay(*args)
-    return getattr(compat.keras, kind.lower())(**kwargs)
+    factory = {"ScheduleFreeAdamW": "schedule_free_adamw"}.get(kind, kind.lower())
+    return getattr(compat.keras, factory)(**kwargs)
 
 
 def _port(case):
@@ -91,6 +92,13 @@ def _ours(index, steps=reference.STEPS):
         return {k: np.asarray(v) for k, v in out.items()}
 
 
+def _recorded(index):
+    """Keras's arrays of a case: the params, and its loss scale or moving averages."""
+    data = np.load(DATA / "keras_options.npz")
+    prefix = f"{index}/"
+    return {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
+
+
 def _assert_equal(case, ours, expected):
     assert_trajectories_equal(ours, expected, problem.SHAPES)
     assert set(ours) == set(expected)
@@ -106,13 +114,10 @@ def _id(case):
 
 @pytest.mark.parametrize("case", CASES, ids=_id)
 def test_matches_the_recorded_reference(case):
-    data = np.load(DATA / "keras_options.npz")
-    prefix = f"{case['index']}/"
-    expected = {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
-    _assert_equal(case, _ours(case["index"]), expected)
+    _assert_equal(case, _ours(case["index"]), _recorded(case["index"]))
 
 
-@pytest.mark.parametrize("case", [CASES[1]], ids=_id)
+@pytest.mark.parametrize("case", [CASES[1], CASES[14]], ids=_id)
 def test_matches_keras_live(case, keras_float64):
     steps = 8  # an Inf at step 3, a NaN at step 5
     expected = reference.run_keras(case, steps=steps)
@@ -212,6 +217,7 @@ KERAS_FACTORIES = [
 @pytest.mark.parametrize("factory", KERAS_FACTORIES)
 def test_every_keras_optimizer_takes_the_base_options(factory):
     options = dict(use_ema=True, ema_overwrite_frequency=4, loss_scale_factor=2.0)
+    options |= dict(exclude_from_weight_decay=["bias"])
     tx = getattr(compat.keras, factory)(gradient_accumulation_steps=3, **options)
     assert isinstance(tx, wrappers.KerasEma) and tx.ema_overwrite_frequency == 4
     unscale, accumulate = tx.inner.transforms
@@ -234,10 +240,54 @@ def test_bad_base_options_are_named(kwargs, match):
         compat.keras.adam(**kwargs)
 
 
-def test_accumulation_with_a_schedule_is_refused():
-    rate = schedules.exponential_decay(0.1, 10, 0.5)
-    with pytest.raises(ValueError, match=r"keras\.sgd\(gradient_accumulation_steps=2\).*schedule"):
-        compat.keras.sgd(rate, gradient_accumulation_steps=2)
+def test_accumulation_evaluates_the_schedule_at_keras_raw_count(x64):
+    rate = schedules.exponential_decay(0.1, 2, 0.5)
+    tx = compat.keras.adamw(rate, gradient_accumulation_steps=3)
+    raw = [x for x in jax.tree.leaves(tx, is_leaf=_is_raw) if _is_raw(x)]
+    assert len(raw) == 2  # the step's rate and the decay's, both mapped
+    # The n-th real update (inner count n - 1) runs at Keras's _iterations = 3 n - 1.
+    np.testing.assert_array_equal(raw[0](jnp.arange(3)), rate(jnp.asarray([2, 5, 8])))
+
+
+def _is_raw(x):
+    return isinstance(x, wrappers.KerasRawIterations)
+
+
+def test_exclusion_matches_keras_use_weight_decay(keras_float64):
+    """Keras's _use_weight_decay on named layers' variables, and the mask on their paths."""
+    import keras
+
+    model = keras.Sequential(
+        [
+            keras.Input((3,)),
+            keras.layers.Dense(4, name="dense"),
+            keras.layers.LayerNormalization(name="norm"),
+            keras.layers.Dense(2, name="dense_bias"),
+        ]
+    )
+    params = {}
+    for v in model.weights:  # the params tree of the same paths
+        layer, leaf = v.path.split("/")
+        params.setdefault(layer, {})[leaf] = jnp.zeros(v.shape)
+    for var_names in (["bias"], ["dense"], ["^gamma$", "beta"], ["a$", "ker"]):
+        optimizer = keras.optimizers.AdamW()
+        optimizer.exclude_from_weight_decay(var_names=var_names)
+        expected = {}
+        for v in model.weights:
+            layer, leaf = v.path.split("/")
+            expected.setdefault(layer, {})[leaf] = optimizer._use_weight_decay(v)
+        mask = wrappers.weight_decay_mask("adamw", var_names)
+        assert mask(params) == expected, var_names
+
+
+def test_exclusion_is_refused_where_not_ported_and_checked():
+    with pytest.raises(ValueError, match=r"keras\.lamb\(weight_decay=0\.1, exclude_from"):
+        compat.keras.lamb(weight_decay=0.1, exclude_from_weight_decay=["b"])
+    assert compat.keras.lamb(exclude_from_weight_decay=["b"])  # nothing decays: no mask needed
+    with pytest.raises(ValueError, match=r"keras\.adamw\(exclude_from_weight_decay='bias'\)"):
+        compat.keras.adamw(exclude_from_weight_decay="bias")  # Keras would take its letters
+    with pytest.raises(ValueError, match=r"keras\.sgd\(exclude_from_weight_decay=\['\('\]\)"):
+        compat.keras.sgd(exclude_from_weight_decay=["("])
 
 
 def test_keras_refuses_the_same_base_options(keras_float64):

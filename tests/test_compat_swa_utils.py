@@ -30,6 +30,7 @@ from gradtx.compat.pytorch import swa_utils
 META = json.loads((DATA / "swa_utils.json").read_text())
 AVERAGED = [c for c in META["cases"] if c["optimizer"] == "swa_utils.averaged_model"]
 SWALR = [c for c in META["cases"] if c["optimizer"] == "swa_utils.swalr"]
+ATOL = 1e-12  # every recorded value
 
 
 def _recorded(index: int) -> dict[str, np.ndarray]:
@@ -57,8 +58,8 @@ def _update(swa, state, params, buffers):
     return swa.update(state, params, buffers)
 
 
-@pytest.mark.parametrize("case", AVERAGED, ids=_id)
-def test_averaged_model_matches_torch(case, x64):
+def _averaged(case: dict) -> dict[str, np.ndarray]:
+    """The average's params, buffers and n_averaged after every step (under x64)."""
     kwargs = dict(case["kwargs"])
     for name in ("avg_fn", "multi_avg_fn"):
         kwargs[name] = _averaging(kwargs.get(name))
@@ -79,9 +80,14 @@ def test_averaged_model_matches_torch(case, x64):
         for k in record.BUFFERS:
             ours[k].append(state.buffers[k])
         ours["n_averaged"].append(state.n_averaged)
+    return {k: np.stack(values) for k, values in ours.items()}
+
+
+@pytest.mark.parametrize("case", AVERAGED, ids=_id)
+def test_averaged_model_matches_torch(case, x64):
     expected = _recorded(case["index"])
-    for k, values in ours.items():
-        np.testing.assert_allclose(np.stack(values), expected[k], rtol=0, atol=1e-12, err_msg=k)
+    for k, values in _averaged(case).items():
+        np.testing.assert_allclose(values, expected[k], rtol=0, atol=ATOL, err_msg=k)
     # The average is not the model: a port that copied the params would fail above.
     last = record.STEPS - 1
     assert np.max(np.abs(expected["w"][last] - record.models()["w"][last])) > 0.1
@@ -143,7 +149,7 @@ def _rates(schedule):
 def test_swalr_matches_torch(case, x64):
     ours = _rates(_schedule(case))
     expected = _recorded(case["index"])["lr"]
-    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=ATOL)
     assert expected[-1] == case["kwargs"]["swa_lr"]
 
 
