@@ -106,6 +106,7 @@ from ._factored import FactoredState as FactoredState
 from ._factored import scale_by_factored_rms as scale_by_factored_rms
 from ._factored import scale_by_param_block_norm as scale_by_param_block_norm
 from ._factored import scale_by_param_block_rms as scale_by_param_block_rms
+from ._flat import FlatParams as FlatParams
 from ._ftrl import ftrl_proximal as ftrl_proximal
 from ._ftrl import FtrlState as FtrlState
 from ._kronecker import matrix_inverse_pth_root as matrix_inverse_pth_root

@@ -874,6 +874,7 @@ HELPERS = {
     "gauss_newton_bartlett_estimator_diag_hessian",
     "shard_state",
     "StateSharding",
+    "FlatParams",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

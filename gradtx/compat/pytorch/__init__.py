@@ -17,13 +17,17 @@ Beyond the optimizers: ``lr_scheduler`` has every ``torch.optim.lr_scheduler`` c
 snake_case (``lr_scheduler.one_cycle_lr(...)``), as gradtx schedules
 (``reduce_lr_on_plateau`` is a transform driven by ``value=``); ``swa_utils`` has
 ``averaged_model``, ``swalr`` and ``update_bn``; ``sparse_adam`` is ``torch.optim.SparseAdam``
-on dense gradients whose absent rows are zero.
+on dense gradients whose absent rows are zero; ``clip_grad_norm`` and ``clip_grad_value``
+are ``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_`` as transforms, first in a
+``gradtx.chain``.
 """
 
 from . import lr_scheduler as lr_scheduler
 from . import swa_utils as swa_utils
 from ._adafactor import adafactor as adafactor
 from ._adahessian import adahessian as adahessian
+from ._clip import clip_grad_norm as clip_grad_norm
+from ._clip import clip_grad_value as clip_grad_value
 from ._laprop import laprop as laprop
 from ._lbfgs import lbfgs as lbfgs
 from ._muon import muon as muon
