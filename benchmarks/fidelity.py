@@ -571,10 +571,9 @@ def momentum_cycling_errors(errors):
 
 def _keras_options_row(case: dict) -> str:
     """loss_scale_optimizer, multi_optimizer, or the optimizer with its base options."""
+    wrappers = {"LossScaleOptimizer": "loss_scale_optimizer", "MultiOptimizer": "multi_optimizer"}
     if case["wrapper"] is not None:
-        return {"LossScaleOptimizer": "loss_scale_optimizer", "MultiOptimizer": "multi_optimizer"}[
-            case["wrapper"]
-        ]
+        return wrappers[case["wrapper"]]
     name, kwargs = case["inner"]["optimizer"]
     name = {"ScheduleFreeAdamW": "schedule_free_adamw"}.get(name, name.lower())
     options = [option for option in KERAS_BASE_OPTIONS if option in kwargs]
