@@ -265,16 +265,15 @@ def test_exclusion_matches_keras_use_weight_decay(keras_float64):
             keras.layers.Dense(2, name="dense_bias"),
         ]
     )
+    paths = [v.path.split("/")[-2:] for v in model.weights]  # "sequential/dense/kernel"
     params = {}
-    for v in model.weights:  # the params tree of the same paths
-        layer, leaf = v.path.split("/")
+    for (layer, leaf), v in zip(paths, model.weights, strict=True):
         params.setdefault(layer, {})[leaf] = jnp.zeros(v.shape)
     for var_names in (["bias"], ["dense"], ["^gamma$", "beta"], ["a$", "ker"]):
         optimizer = keras.optimizers.AdamW()
         optimizer.exclude_from_weight_decay(var_names=var_names)
         expected = {}
-        for v in model.weights:
-            layer, leaf = v.path.split("/")
+        for (layer, leaf), v in zip(paths, model.weights, strict=True):
             expected.setdefault(layer, {})[leaf] = optimizer._use_weight_decay(v)
         mask = wrappers.weight_decay_mask("adamw", var_names)
         assert mask(params) == expected, var_names

@@ -16,23 +16,29 @@ each step), for ``use_ema`` ``"{index}/average/{leaf}"`` (Keras's moving average
 ``data/keras_options.json`` the cases (``{"index", "wrapper", "inner", "kwargs"}``: ``inner``
 maps a name to ``[class, kwargs]``, the optimizers that the wrapper takes; wrapper None is one
 optimizer with its base options: ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
-``gradient_accumulation_steps``, ``loss_scale_factor``).
+``gradient_accumulation_steps``, ``loss_scale_factor``, and ``exclude_from_weight_decay``: the
+``var_names`` passed to that method before ``build``).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
 try:  # imported by the tests (package ``reference``) or run as a script
     from . import problem
+    from .record_keras_structured import float64_reductions
     from .record_layerwise import _init_keras
     from .recording import write_recording
 except ImportError:
     import problem
+    from record_keras_structured import float64_reductions
     from record_layerwise import _init_keras
     from recording import write_recording
 
 STEPS = 60
+EXCLUDE = "exclude_from_weight_decay"  # a method in Keras, called before build; a keyword here
 
 
 def cases() -> list[dict]:
@@ -107,19 +113,77 @@ def cases() -> list[dict]:
                     },
                 ),
                 ("RMSprop", {"learning_rate": 0.01, "loss_scale_factor": 4.0, "clipvalue": 0.5}),
+                # exclude_from_weight_decay (Keras's var_names; the variables are named w, b, s)
+                (
+                    "AdamW",
+                    {"learning_rate": 0.05, "weight_decay": 0.5, EXCLUDE: ["b", "^s$"]},
+                ),
+                (
+                    "Muon",
+                    {
+                        "learning_rate": 0.05,
+                        "weight_decay": 0.3,
+                        "adam_weight_decay": 0.2,
+                        EXCLUDE: ["w", "^s$"],
+                    },
+                ),
+                ("Adafactor", {"learning_rate": 0.05, "weight_decay": 0.3, EXCLUDE: ["s"]}),
+                (
+                    "Ftrl",
+                    {
+                        "learning_rate": 0.1,
+                        "weight_decay": 0.3,
+                        "l1_regularization_strength": 0.01,
+                        EXCLUDE: ["w"],
+                    },
+                ),
+                ("ScheduleFreeAdamW", {"learning_rate": 0.05, "weight_decay": 0.3, EXCLUDE: ["b"]}),
+                # accumulation with a schedule: Keras evaluates it at the raw call count
+                (
+                    "SGD",
+                    {
+                        "learning_rate": {"ExponentialDecay": [0.05, 4, 0.7]},
+                        "momentum": 0.9,
+                        "gradient_accumulation_steps": 3,
+                        "weight_decay": 0.2,
+                        EXCLUDE: ["b"],
+                    },
+                ),
+                (
+                    "Adam",
+                    {
+                        "learning_rate": {"ExponentialDecay": [0.05, 5, 0.6]},
+                        "gradient_accumulation_steps": 2,
+                        "use_ema": True,
+                        "ema_momentum": 0.8,
+                    },
+                ),
+                (
+                    "Adafactor",
+                    {
+                        "learning_rate": {"ExponentialDecay": [0.5, 3, 0.5]},
+                        "gradient_accumulation_steps": 2,
+                        "weight_decay": 0.1,
+                    },
+                ),
             ]
         ),
     ]
 
 
 def build_inner(keras, spec: list) -> object:
-    """A Keras optimizer from ``[class, kwargs]``; a dict learning rate is a schedule."""
+    """A Keras optimizer from ``[class, kwargs]``; a dict learning rate is a schedule;
+    ``exclude_from_weight_decay`` is passed to that method as ``var_names``."""
     kind, kwargs = spec
     kwargs = dict(kwargs)
     if isinstance(kwargs.get("learning_rate"), dict):
         ((schedule, args),) = kwargs["learning_rate"].items()
         kwargs["learning_rate"] = getattr(keras.optimizers.schedules, schedule)(*args)
-    return getattr(keras.optimizers, kind)(**kwargs)
+    excluded = kwargs.pop(EXCLUDE, None)
+    optimizer = getattr(keras.optimizers, kind)(**kwargs)
+    if excluded is not None:
+        optimizer.exclude_from_weight_decay(var_names=excluded)
+    return optimizer
 
 
 def corrupt(grads: dict, step: int) -> dict:
@@ -150,6 +214,9 @@ def run_keras(case: dict, steps: int = STEPS) -> dict[str, np.ndarray]:
         mapping = keras.optimizers.OptimizerMap(default, inner)
         opt = keras.optimizers.MultiOptimizer(mapping, **case["kwargs"])
     opt.build(list(variables.values()))
+    # Muon's norm and Adafactor's means in float64, as record_keras_structured records them.
+    float32_reductions = {spec[0] for spec in case["inner"].values()} & {"Muon", "Adafactor"}
+    exact = float64_reductions if float32_reductions else contextlib.nullcontext
     ema = getattr(opt, "use_ema", False)
     out = {k: [] for k in params} | ({"loss_scale": []} if scaled else {})
     out |= {f"average/{k}": [] for k in params} if ema else {}
@@ -161,7 +228,7 @@ def run_keras(case: dict, steps: int = STEPS) -> dict[str, np.ndarray]:
             grads = corrupt({k: scale * g for k, g in grads.items()}, step)
         # Without jit, the ops.cond of LossScaleOptimizer's stateful apply calls its branch
         # (traced, the branches' variable assignments leak tracers on the JAX backend).
-        with jax.disable_jit():
+        with jax.disable_jit(), exact():
             opt.apply([grads[k] for k in params], list(variables.values()))
         for k, v in variables.items():
             if v.value.dtype != np.float64:

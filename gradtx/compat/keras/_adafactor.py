@@ -28,6 +28,8 @@ def adafactor(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Adafactor``: the last two axes factored, the step capped at 1/sqrt(t).
 
@@ -45,8 +47,8 @@ def adafactor(
     Every leaf of rank >= 2 is factored over its last two axes, whatever their
     sizes. ``relative_step`` is accepted and changes nothing: Keras caps the rate
     at ``1/sqrt(t)`` whether it is set or not, and for schedules too. The
-    parameter scale is the RMS of the already decayed weights
-    (``scale_by_param_block_rms(weight_decay=...)``).
+    parameter scale is the RMS of the already decayed weights (the step runs
+    on them, ``DecayParamsFirst``).
 
     Unlike :func:`gradtx.adafactor` (optax: the two largest axes of size >= 128
     factored, no cap on the step, no decay inside the RMS) and
@@ -65,11 +67,7 @@ def adafactor(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
-    )
-    parameter_scale = (
-        scale_by_param_block_rms(epsilon_2, weight_decay=weight_decay, learning_rate=learning_rate)
-        if weight_decay
-        else scale_by_param_block_rms(epsilon_2)
+        exclude_from_weight_decay,
     )
     return _shell(
         "adafactor",
@@ -81,7 +79,7 @@ def adafactor(
                 factor_axes="last",
             ),
             clip_by_block_rms(clip_threshold),
-            parameter_scale,
+            scale_by_param_block_rms(epsilon_2),
             scale_by_learning_rate(relative_step_size(learning_rate)),
         ],
         learning_rate,
@@ -90,4 +88,5 @@ def adafactor(
         clipvalue,
         global_clipnorm,
         unsupported,
+        decay_first=True,
     )

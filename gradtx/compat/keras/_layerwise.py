@@ -26,6 +26,8 @@ def lamb(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Lamb``: Adam's step scaled per variable by its trust ratio.
 
@@ -39,10 +41,18 @@ def lamb(
     of the already decayed weights: ``|p'| = (1 - lr * weight_decay) |p|``,
     which is the trust ratio's ``trust_coefficient``. So with a
     ``weight_decay`` the learning rate must be a number (lr * weight_decay < 1);
-    a schedule with a weight decay is refused.
+    a schedule with a weight decay is refused, and so is
+    ``exclude_from_weight_decay`` with a weight decay.
     """
     del name
     coefficient = 1.0
+    if weight_decay and exclude_from_weight_decay:
+        # One trust coefficient for every leaf; excluded leaves would need 1.
+        raise ValueError(
+            f"keras.lamb(weight_decay={weight_decay!r}, exclude_from_weight_decay="
+            f"{exclude_from_weight_decay!r}): not ported; gradtx.compat.keras.lamb decays "
+            "every variable (Keras takes the trust ratio of the decayed weights)"
+        )
     if weight_decay:
         if callable(learning_rate):
             raise ValueError(
@@ -63,6 +73,7 @@ def lamb(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "lamb",

@@ -14,6 +14,7 @@ from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate
 from ..._wrappers import partition
 from ._optimizers import _adam_scaling, _shell, _unsupported
+from ._wrappers import weight_decay_mask
 
 # Keras normalises by ||X||_F + 1e-7 before Newton-Schulz, whatever its `epsilon` (Adam's).
 NS_EPSILON = 1e-7
@@ -66,6 +67,8 @@ def muon(
     ns_steps: int = 5,
     nesterov: bool = True,
     rms_rate: float | None = 0.2,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Muon``: Newton-Schulz on matrices, Keras's Adam on the rest.
 
@@ -109,6 +112,8 @@ def muon(
                 f"keras.muon(exclude_layers={list(exclude_layers)!r}): {pattern!r} is not a "
                 f"regular expression ({error})"
             ) from None
+    # Keras skips the excluded variables before choosing their group's decay.
+    decays = weight_decay_mask("muon", exclude_from_weight_decay)
     matrices = chain(
         scale_by_muon(
             (muon_a, muon_b, muon_c),
@@ -119,12 +124,12 @@ def muon(
             debias=False,
         ),
         identity() if rms_rate is None else scale_by_shape(consistent_rms=rms_rate),
-        add_decayed_weights(weight_decay) if weight_decay else identity(),
+        add_decayed_weights(weight_decay, decays) if weight_decay else identity(),
     )
     others = chain(
         _adam_scaling(adam_beta_1, adam_beta_2, epsilon, amsgrad=False),
         scale(adam_lr_ratio),
-        add_decayed_weights(adam_weight_decay) if adam_weight_decay else identity(),
+        add_decayed_weights(adam_weight_decay, decays) if adam_weight_decay else identity(),
     )
     labels = KerasMuonLabels(
         exclude_layers=exclude_layers, exclude_embeddings=bool(exclude_embeddings)
@@ -135,6 +140,7 @@ def muon(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "muon",

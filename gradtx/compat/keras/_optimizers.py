@@ -8,13 +8,13 @@ from ..._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_
 from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
 from ..._base import Transform
 from ..._clipping import clip, clip_by_block_norm, clip_by_global_norm
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, chain, identity, named_recipe
 from ..._ftrl import ftrl_proximal
 from ..._momentum import trace
 from ..._regularize import add_decoupled_weight_decay
 from ..._scale import scale_by_learning_rate
 from ..._sign import scale_by_lion
-from ._wrappers import with_base_options
+from ._wrappers import DecayParamsFirst, weight_decay_mask, with_base_options
 
 
 def _shell(
@@ -26,9 +26,18 @@ def _shell(
     clipvalue: float | None,
     global_clipnorm: float | None,
     options: dict[str, Any],
+    *,
+    decay_first: bool = False,
 ) -> Transform:
     """Keras's ``BaseOptimizer.apply``: clip, then the step, plus decoupled weight decay,
-    inside the base options (``options``, from :func:`_unsupported`; see ``with_base_options``)."""
+    inside the base options (``options``, from :func:`_unsupported`; see ``with_base_options``).
+
+    The decay skips the leaves ``exclude_from_weight_decay`` names (``weight_decay_mask``).
+    It is added after the step, or with ``decay_first`` applied to the params before a
+    step that reads them (:class:`DecayParamsFirst`), as Keras decays the variables first.
+    """
+    options = dict(options)
+    mask = weight_decay_mask(label, options.pop("exclude_from_weight_decay"))
     clip_args = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
     if sum(value is not None for value in clip_args.values()) > 1:  # Keras's rule, 0 counts
         given = ", ".join(f"{arg}={value!r}" for arg, value in clip_args.items())
@@ -44,12 +53,32 @@ def _shell(
         clipping = clip(clipvalue)
     else:
         clipping = identity()
-    decay = add_decoupled_weight_decay(weight_decay, learning_rate) if weight_decay else identity()
+    if weight_decay and decay_first:
+        step = [
+            DecayParamsFirst(
+                inner=chain(*step),
+                weight_decay=weight_decay,
+                learning_rate=learning_rate,
+                mask=mask,
+            )
+        ]
+        decay = identity()
+    elif weight_decay:
+        decay = add_decoupled_weight_decay(weight_decay, learning_rate, mask)
+    else:
+        decay = identity()
     recipe = named_recipe(f"keras.{label}", clipping, *step, decay)
     return with_base_options(label, recipe, learning_rate, **options)
 
 
-def _unsupported(use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_factor, accumulation):
+def _unsupported(
+    use_ema,
+    ema_momentum,
+    ema_overwrite_frequency,
+    loss_scale_factor,
+    accumulation,
+    exclude_from_weight_decay=None,
+):
     """The base options as :func:`_shell` takes them (the name is from before they were ported)."""
     return {
         "use_ema": use_ema,
@@ -57,6 +86,7 @@ def _unsupported(use_ema, ema_momentum, ema_overwrite_frequency, loss_scale_fact
         "ema_overwrite_frequency": ema_overwrite_frequency,
         "loss_scale_factor": loss_scale_factor,
         "gradient_accumulation_steps": accumulation,
+        "exclude_from_weight_decay": exclude_from_weight_decay,
     }
 
 
@@ -74,6 +104,8 @@ def sgd(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.SGD``: the learning rate sits inside the velocity.
 
@@ -94,6 +126,7 @@ def sgd(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "sgd", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
@@ -114,6 +147,8 @@ def adagrad(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Adagrad``: eps inside the root, accumulator from 0.1.
 
@@ -129,6 +164,7 @@ def adagrad(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "adagrad",
@@ -158,6 +194,8 @@ def rmsprop(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.RMSprop``: eps inside the root, lr inside the momentum.
 
@@ -179,6 +217,7 @@ def rmsprop(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "rmsprop",
@@ -206,6 +245,8 @@ def adadelta(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Adadelta`` (default learning rate 0.001, not the paper's 1.0).
 
@@ -219,6 +260,7 @@ def adadelta(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "adadelta",
@@ -255,6 +297,8 @@ def adam(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Adam``: epsilon added before bias correction ("epsilon hat").
 
@@ -271,6 +315,7 @@ def adam(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "adam",
@@ -300,6 +345,8 @@ def adamw(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.AdamW``: :func:`adam` with weight decay 0.004 by default.
 
@@ -316,6 +363,7 @@ def adamw(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "adamw",
@@ -344,6 +392,8 @@ def adamax(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Adamax``: epsilon added to the norm, outside the max.
 
@@ -362,6 +412,7 @@ def adamax(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "adamax",
@@ -390,6 +441,8 @@ def nadam(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Nadam``: Dozat's schedule with ``0.96**t`` (momentum_decay 1).
 
@@ -407,6 +460,7 @@ def nadam(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "nadam",
@@ -434,6 +488,8 @@ def lion(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Lion``.
 
@@ -456,6 +512,7 @@ def lion(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
         "lion", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
@@ -480,11 +537,13 @@ def ftrl(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.Ftrl``: FTRL-Proximal (:func:`gradtx.ftrl_proximal`).
 
-    Keras decays the variable (``weight_decay``) before FTRL reads it, so the
-    decay is part of the FTRL step here.
+    Keras decays the variable (``weight_decay``) before FTRL reads it, so FTRL
+    steps from the decayed params here (:class:`DecayParamsFirst`).
     """
     del name
     step = [
@@ -496,7 +555,6 @@ def ftrl(
             l2_regularization_strength,
             l2_shrinkage_regularization_strength,
             beta,
-            weight_decay or 0.0,
         )
     ]
     unsupported = _unsupported(
@@ -505,7 +563,16 @@ def ftrl(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     return _shell(
-        "ftrl", step, learning_rate, None, clipnorm, clipvalue, global_clipnorm, unsupported
+        "ftrl",
+        step,
+        learning_rate,
+        weight_decay,
+        clipnorm,
+        clipvalue,
+        global_clipnorm,
+        unsupported,
+        decay_first=True,
     )

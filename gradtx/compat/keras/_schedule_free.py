@@ -2,60 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
-import jax
+from typing import Any
 
 from ..._adaptive import scale_by_rms
-from ..._base import check_range, Transform
-from ..._combine import as_transform, Chain
-from ..._regularize import _require_params
-from ..._scale import scale_by_learning_rate, value_at
+from ..._combine import Chain
+from ..._scale import scale_by_learning_rate
 from ..._schedule_free import schedule_free, ScheduleFreeWarmup
-from ..._tree import hp, safe_increment, up, zero_count
 from ._optimizers import _shell, _unsupported
-
-
-class DecayParamsFirstState(NamedTuple):
-    count: jax.Array
-    inner_state: Any
-
-
-class DecayParamsFirst(Transform):
-    """Keras's weight decay ahead of an update that reads the params: ``inner`` sees them decayed.
-
-    Update rule::
-
-        p' = p - p * weight_decay * lr_t;   u <- (p' - p) + inner(g, params=p')
-    """
-
-    elementwise = True
-
-    inner: Transform
-    weight_decay: Any
-    learning_rate: Any
-
-    def __post_init__(self):
-        object.__setattr__(self, "inner", as_transform(self.inner))
-        check_range(self, "weight_decay", low=0.0)
-        check_range(self, "learning_rate", low=0.0)
-
-    def init(self, params):
-        return DecayParamsFirstState(zero_count(), self.inner.init(params))
-
-    def update(self, updates, state, params=None, **extra_args):
-        _require_params(self, params)
-        lr = value_at(self.learning_rate, state.count)
-
-        def decay(p):
-            return (up(p) - up(p) * hp(self.weight_decay, p) * hp(lr, p)).astype(p.dtype)
-
-        decayed = jax.tree.map(decay, params)
-        inner, inner_state = self.inner.update(updates, state.inner_state, decayed, **extra_args)
-        updates = jax.tree.map(
-            lambda u, d, p: (up(d) - up(p) + up(u)).astype(u.dtype), inner, decayed, params
-        )
-        return updates, DecayParamsFirstState(safe_increment(state.count), inner_state)
+from ._wrappers import DecayParamsFirst as DecayParamsFirst  # where it was first defined
+from ._wrappers import DecayParamsFirstState as DecayParamsFirstState
 
 
 def schedule_free_adamw(
@@ -74,6 +29,8 @@ def schedule_free_adamw(
     loss_scale_factor: float | None = None,
     gradient_accumulation_steps: int | None = None,
     name: str | None = None,
+    *,
+    exclude_from_weight_decay: list[str] | None = None,
 ) -> Chain:
     """``keras.optimizers.ScheduleFreeAdamW`` (Keras 3.15): the uniform average, no lr weights.
 
@@ -99,6 +56,7 @@ def schedule_free_adamw(
         ema_overwrite_frequency,
         loss_scale_factor,
         gradient_accumulation_steps,
+        exclude_from_weight_decay,
     )
     rate = ScheduleFreeWarmup(learning_rate=learning_rate, warmup_steps=warmup_steps)
     adam_step = Chain(
@@ -107,18 +65,15 @@ def schedule_free_adamw(
             scale_by_learning_rate(rate),
         )
     )
-    step = DecayParamsFirst(  # with weight_decay None, 0: p' = p exactly
-        inner=schedule_free(adam_step, rate, beta_1, weight_lr_power=0.0, lr_one_step_ahead=False),
-        weight_decay=weight_decay or 0.0,
-        learning_rate=learning_rate,
-    )
+    step = schedule_free(adam_step, rate, beta_1, weight_lr_power=0.0, lr_one_step_ahead=False)
     return _shell(
         "schedule_free_adamw",
         [step],
         learning_rate,
-        None,
+        weight_decay,
         clipnorm,
         clipvalue,
         global_clipnorm,
         unsupported,
+        decay_first=True,
     )

@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 
 from ..._base import check_range, FrozenDict, Schedule, static, Struct, Transform
-from ..._combine import as_transform, Chain, chain, EmptyState, identity
+from ..._combine import as_transform, Chain, chain, EmptyState, freeze_tree, identity, resolve_tree
+from ..._regularize import _require_params
+from ..._scale import value_at
 from ..._state import tree_get
-from ..._tree import safe_increment, zero_count
+from ..._tree import hp, safe_increment, up, zero_count
 from ..._wrappers import _all_finite, partition
 from ...masks import _key_text
 
@@ -278,6 +280,106 @@ def multi_optimizer(
 # -- the base options of every Keras optimizer ------------------------------------------
 
 
+class KerasWeightDecayMask(Struct):
+    """True for the leaves Keras decays: no pattern of ``var_names`` is found in their name.
+
+    A leaf's name is the last key of its path (``{"dense": {"bias": b}}``: ``"bias"``),
+    as Keras's ``variable.name`` is the last component of ``variable.path``.
+    """
+
+    var_names: tuple[str, ...] = static(())
+
+    def __call__(self, params: Any) -> Any:
+        pattern = re.compile("|".join(self.var_names))  # Keras joins them into one pattern
+
+        def decays(path, _):
+            return pattern.search(_key_text(path[-1]) if path else "") is None
+
+        return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def weight_decay_mask(label: str, exclude_from_weight_decay: Any) -> KerasWeightDecayMask | None:
+    """The mask of Keras's ``optimizer.exclude_from_weight_decay(var_names=...)``; None if empty."""
+    if not exclude_from_weight_decay:
+        return None
+    names = exclude_from_weight_decay
+    if isinstance(names, str) or not all(isinstance(name, str) for name in names):
+        # Keras would take a string's characters as the names.
+        raise ValueError(
+            f"keras.{label}(exclude_from_weight_decay={names!r}): expected a list of "
+            "regular expressions (Keras's var_names), such as ['bias', 'norm']"
+        )
+    try:
+        re.compile("|".join(names))
+    except re.error as error:
+        raise ValueError(
+            f"keras.{label}(exclude_from_weight_decay={names!r}): not regular expressions ({error})"
+        ) from None
+    return KerasWeightDecayMask(var_names=tuple(sorted(set(names))))
+
+
+class DecayParamsFirstState(NamedTuple):
+    count: jax.Array
+    inner_state: Any
+
+
+class DecayParamsFirst(Transform):
+    """Keras's weight decay ahead of an update that reads the params: ``inner`` sees them decayed.
+
+    Update rule, on the leaves ``mask`` selects (all if None; others keep p' = p)::
+
+        p' = p - p * weight_decay * lr_t;   u <- (p' - p) + inner(g, params=p')
+    """
+
+    elementwise = True
+
+    inner: Transform
+    weight_decay: Any
+    learning_rate: Any
+    mask: Any = static(None)
+
+    def __post_init__(self):
+        object.__setattr__(self, "inner", as_transform(self.inner))
+        object.__setattr__(self, "mask", freeze_tree(self.mask))
+        check_range(self, "weight_decay", low=0.0)
+        check_range(self, "learning_rate", low=0.0)
+
+    def init(self, params):
+        return DecayParamsFirstState(zero_count(), self.inner.init(params))
+
+    def update(self, updates, state, params=None, **extra_args):
+        _require_params(self, params)
+        lr = value_at(self.learning_rate, state.count)
+
+        def decay(p):
+            return (up(p) - up(p) * hp(self.weight_decay, p) * hp(lr, p)).astype(p.dtype)
+
+        if self.mask is None:
+            decayed = jax.tree.map(decay, params)
+        else:
+            mask = resolve_tree(self.mask, params)
+            decayed = jax.tree.map(lambda m, p: decay(p) if m else p, mask, params)
+        inner, inner_state = self.inner.update(updates, state.inner_state, decayed, **extra_args)
+        updates = jax.tree.map(
+            lambda u, d, p: (up(d) - up(p) + up(u)).astype(u.dtype), inner, decayed, params
+        )
+        return updates, DecayParamsFirstState(safe_increment(state.count), inner_state)
+
+
+class KerasRawIterations(Schedule):
+    """``schedule`` at Keras's raw call count when accumulating ``steps`` gradients.
+
+    The n-th real update (count n - 1 here) runs at Keras's ``_iterations`` =
+    steps * n - 1, where Keras evaluates a ``LearningRateSchedule``.
+    """
+
+    schedule: Any
+    steps: int = static(2)
+
+    def __call__(self, count: Any) -> Any:
+        return self.schedule(count * self.steps + self.steps - 1)
+
+
 class GradientAccumulationState(NamedTuple):
     """``count`` of calls (Keras's raw ``_iterations``) and ``acc_grads``, their unused sum."""
 
@@ -377,17 +479,13 @@ def with_base_options(
     Keras's order: the gradient is divided by ``loss_scale_factor``; with
     ``gradient_accumulation_steps`` k the step runs on every k-th call on the mean
     of the last k gradients; with ``use_ema`` the average of the params follows.
+    A schedule ``learning_rate`` (the object inside ``step``) is evaluated where
+    Keras does, at the raw call count (:class:`KerasRawIterations`).
     """
     if gradient_accumulation_steps and not gradient_accumulation_steps >= 2:
         raise ValueError(
             f"keras.{label}(gradient_accumulation_steps={gradient_accumulation_steps!r}): "
             "gradient_accumulation_steps must be a whole number >= 2"
-        )
-    if gradient_accumulation_steps and isinstance(learning_rate, Schedule):
-        # Keras evaluates the schedule at the raw call count, the inner step at its own.
-        raise ValueError(
-            f"keras.{label}(gradient_accumulation_steps={gradient_accumulation_steps!r}): "
-            "not supported with a schedule as learning_rate yet"
         )
     if use_ema:
         if not 0 <= ema_momentum <= 1:
@@ -401,6 +499,14 @@ def with_base_options(
                 f"keras.{label}(ema_overwrite_frequency={ema_overwrite_frequency!r}): "
                 "ema_overwrite_frequency must be a whole number >= 1 or None"
             )
+    if gradient_accumulation_steps and isinstance(learning_rate, Schedule):
+        # Every use of the schedule in the step (rate, decay, warmup) sees the raw count.
+        raw = KerasRawIterations(schedule=learning_rate, steps=int(gradient_accumulation_steps))
+        step = jax.tree.map(
+            lambda x: raw if x is learning_rate else x,
+            step,
+            is_leaf=lambda x: x is learning_rate,
+        )
     if gradient_accumulation_steps:
         step = GradientAccumulation(inner=step, steps=int(gradient_accumulation_steps))
     if loss_scale_factor is not None:
