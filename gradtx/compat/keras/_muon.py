@@ -90,7 +90,8 @@ def muon(
     leaf's key path in the params, ``jax.tree_util.keystr`` (``"['dense']['kernel']"``),
     where Keras uses ``variable.path`` (``"dense/kernel"``): write patterns that
     match both, not anchored ones. The weight decay takes the learning rate
-    without ``adam_lr_ratio``, as in Keras.
+    without ``adam_lr_ratio``, as in Keras. ``exclude_from_weight_decay`` (Keras's
+    ``var_names``) spares the leaves it names from both decays.
 
     Built from ``scale_by_muon(debias=False)``, whose momentum is ``(1 - momentum)``
     times Keras's; Newton-Schulz ignores that factor given the epsilon

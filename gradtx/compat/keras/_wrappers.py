@@ -284,7 +284,11 @@ class KerasWeightDecayMask(Struct):
     """True for the leaves Keras decays: no pattern of ``var_names`` is found in their name.
 
     A leaf's name is the last key of its path (``{"dense": {"bias": b}}``: ``"bias"``),
-    as Keras's ``variable.name`` is the last component of ``variable.path``.
+    as Keras's ``variable.name`` is the last component of ``variable.path``: so
+    ``"dense"`` excludes nothing there, as in Keras. The patterns are regular
+    expressions joined by ``|`` and searched (``re.search``), case-sensitive; unlike
+    ``gradtx.masks.excluding`` (any key of the path, case-insensitive substrings).
+    Keras's ``var_list`` (variable objects) has no equivalent: use a gradtx mask.
     """
 
     var_names: tuple[str, ...] = static(())
