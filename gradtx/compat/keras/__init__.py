@@ -15,8 +15,11 @@ one may be set), then ``weight_decay`` decays the variables directly
 before the step (as Keras does with a ``LearningRateSchedule``). The base
 options ``use_ema``, ``ema_momentum``, ``ema_overwrite_frequency``,
 ``loss_scale_factor`` and ``gradient_accumulation_steps`` work as in Keras (one
-shared wrapper, ``_wrappers.with_base_options``); accumulation with a schedule and
-``exclude_from_weight_decay`` are not ported yet.
+shared wrapper, ``_wrappers.with_base_options``); a schedule with
+``gradient_accumulation_steps`` is evaluated at Keras's raw call count.
+``exclude_from_weight_decay`` (a keyword here, Keras's ``var_names``: regular
+expressions searched in each leaf's name, the last key of its path) skips the decay
+on those leaves.
 
 Beyond the optimizers: ``schedules`` has every ``keras.optimizers.schedules``
 class, snake_case (``schedules.cosine_decay_restarts(...)``);
