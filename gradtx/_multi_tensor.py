@@ -2,67 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._base import check_range, static, Transform
 from ._combine import as_transform
+from ._flat import buffer_layout, BufferLayout, is_sharded, pack
 from ._tree import check_same_structure
-
-
-@jax.tree_util.register_static
-@dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class BufferLayout:
-    """Where each leaf of the params lives, decided once by ``init``: static, part of the tree.
-
-    Per leaf, in flattening order: its path, shape and dtype (the params'), the
-    buffer it goes to (``bucket_<params dtype>``, or its own path when kept
-    whole) and where it starts there (None when whole).
-    """
-
-    treedef: Any
-    paths: tuple[str, ...]
-    shapes: tuple[tuple[int, ...], ...]
-    dtypes: tuple[np.dtype, ...]
-    keys: tuple[str, ...]
-    starts: tuple[int | None, ...]
-    buffer_shapes: dict = dataclasses.field(init=False)  # buffer key -> its shape
-    _hash: int = dataclasses.field(init=False)
-
-    def __post_init__(self):
-        sizes: dict[str, tuple] = {}
-        for key, start, shape in zip(self.keys, self.starts, self.shapes):
-            sizes[key] = shape if start is None else (start + math.prod(shape),)
-        object.__setattr__(self, "buffer_shapes", sizes)
-        # jit hashes the state's static parts at every call: once here, not per leaf each time.
-        object.__setattr__(self, "_hash", hash(self._fields()))
-
-    def _fields(self) -> tuple:
-        return (self.treedef, self.paths, self.shapes, self.dtypes, self.keys, self.starts)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def __eq__(self, other: Any) -> bool:
-        if not isinstance(other, BufferLayout):
-            return NotImplemented
-        return self is other or (self._hash == other._hash and self._fields() == other._fields())
-
-    def __repr__(self) -> str:
-        return f"BufferLayout({len(self.paths)} leaves in {len(self.buffer_shapes)} buffers)"
-
-    def holds(self, x: Any) -> bool:
-        """Whether ``x`` is a value in this layout: a dict of exactly these buffers."""
-        return (
-            isinstance(x, dict)
-            and x.keys() == self.buffer_shapes.keys()
-            and all(jnp.shape(x[k]) == shape for k, shape in self.buffer_shapes.items())
-        )
 
 
 class MultiTensorState(NamedTuple):
@@ -104,7 +53,9 @@ class MultiTensorState(NamedTuple):
     def _replace_named_children(self, children: dict) -> MultiTensorState:
         """The state from :meth:`_named_children`' values (``gradtx.tree_set``): packed again."""
         packed = jax.tree.map(
-            lambda old, new: _pack(new, self.layout, "state") if self.layout.holds(old) else new,
+            lambda old, new: (
+                pack(new, self.layout, "multi_tensor", "state") if self.layout.holds(old) else new
+            ),
             self.inner_state,
             children["inner_state"],
             is_leaf=self.layout.holds,
@@ -123,14 +74,6 @@ def _unsafe(transform: Any) -> str | None:
         if found:
             return found
     return None
-
-
-def _is_sharded(x: Any) -> bool:
-    """Whether a concrete array is split over several devices (not merely replicated)."""
-    sharding = getattr(x, "sharding", None)
-    if sharding is None or len(getattr(sharding, "device_set", ())) <= 1:
-        return False
-    return not sharding.is_fully_replicated
 
 
 # Leaves from this many elements up stay whole. Bucketing a leaf costs two extra passes
@@ -152,23 +95,12 @@ def _buffer_layout(params: Any, bucket_limit: int | None) -> BufferLayout:
     if bucket_limit is None:
         backend = jax.default_backend()
         bucket_limit = DEFAULT_BUCKET_LIMIT.get(backend, ACCELERATOR_BUCKET_LIMIT)
-    flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-    paths, shapes, dtypes, keys, starts, filled = [], [], [], [], [], {}
-    for path, leaf in flat:
-        name, shape = jax.tree_util.keystr(path), jnp.shape(leaf)
-        dtype = np.dtype(jnp.result_type(leaf))
-        if math.prod(shape) >= bucket_limit or _is_sharded(leaf):
-            key, start = name, None
-        else:
-            key = f"bucket_{dtype.name}"
-            start = filled.get(key, 0)
-            filled[key] = start + math.prod(shape)
-        paths.append(name)
-        shapes.append(shape)
-        dtypes.append(dtype)
-        keys.append(key)
-        starts.append(start)
-    return BufferLayout(treedef, *map(tuple, (paths, shapes, dtypes, keys, starts)))
+
+    def buffer_of(path, leaf, dtype):
+        whole = math.prod(jnp.shape(leaf)) >= bucket_limit or is_sharded(leaf)
+        return None if whole else f"bucket_{dtype.name}"
+
+    return buffer_layout(params, buffer_of)
 
 
 def _check_fits(tree: Any, layout: BufferLayout, what: str, with_dtypes: bool = False) -> None:
@@ -198,31 +130,6 @@ def _misfit(what: str, path: str, kind: str, theirs: Any, ours: Any) -> ValueErr
 
 def _offsets(layout: BufferLayout) -> tuple:
     return tuple(jnp.int32(start) for start in layout.starts if start is not None)
-
-
-def _pack(tree: Any, layout: BufferLayout, what: str) -> dict:
-    leaves = layout.treedef.flatten_up_to(tree)
-    parts: dict[str, list] = {}
-    buffers = {}
-    for leaf, key, start, path in zip(leaves, layout.keys, layout.starts, layout.paths):
-        if start is None:
-            buffers[key] = leaf
-        else:
-            parts.setdefault(key, []).append((path, jnp.ravel(leaf)))
-    for key, pieces in parts.items():
-        first_path, first = pieces[0]
-        for path, piece in pieces:
-            if piece.dtype != first.dtype:  # concatenating would promote one of them silently
-                raise ValueError(
-                    f"multi_tensor: the {what} for the params in {key} come in several dtypes "
-                    f"({first.dtype} at {first_path}, {piece.dtype} at {path}); they share one "
-                    "buffer: cast them to one dtype"
-                )
-        flat = [piece for _, piece in pieces]
-        buffers[key] = jnp.concatenate(flat) if len(flat) > 1 else flat[0]
-    # Barriers keep XLA from fusing the concatenation into the update and the update into
-    # every slice: such fusions each carry all N operands, N^2 work to compile.
-    return jax.lax.optimization_barrier(buffers)
 
 
 def _unpack(buffers: dict, layout: BufferLayout, offsets: tuple) -> Any:
@@ -259,7 +166,7 @@ class MultiTensor(Transform):
 
     def init(self, params):
         layout = _buffer_layout(params, self.bucket_limit)
-        inner_state = self.inner.init(_pack(params, layout, "params"))
+        inner_state = self.inner.init(pack(params, layout, "multi_tensor", "params"))
         return MultiTensorState(inner_state, layout, _offsets(layout))
 
     def update(self, updates, state, params=None, **extra_args):
@@ -269,9 +176,12 @@ class MultiTensor(Transform):
         if params is not None:
             check_same_structure(updates, params, "params")
             _check_fits(params, layout, "params", with_dtypes=True)
-            flat_params = _pack(params, layout, "params")
+            flat_params = pack(params, layout, "multi_tensor", "params")
         flat, inner_state = self.inner.update(
-            _pack(updates, layout, "updates"), state.inner_state, flat_params, **extra_args
+            pack(updates, layout, "multi_tensor", "updates"),
+            state.inner_state,
+            flat_params,
+            **extra_args,
         )
         updates = _unpack(flat, layout, state.offsets)
         return updates, MultiTensorState(inner_state, layout, state.offsets)
