@@ -9,6 +9,10 @@ import tempfile
 import jax
 import pytest
 
+# The scripts the tests start in subprocesses set XLA_FLAGS and read their arguments when
+# imported: --doctest-modules must not import them into a test worker.
+collect_ignore_glob = ["*_worker.py"]
+
 
 @pytest.fixture
 def x64():

@@ -337,7 +337,9 @@ def test_import_gradtx_does_not_need_orbax():
 # -- sharded checkpoints: restore(shardings=...) -----------------------------------
 
 
-@pytest.fixture(scope="module")
+# session scope: xdist may run another module's tests between this group's, which would tear
+# a module fixture down and start its subprocesses again (seen in CI: twice per worker)
+@pytest.fixture(scope="session")
 def sharded(tmp_path_factory):
     """checkpoint_sharded_worker.py's results: saved and restored by 8 devices, then by 4."""
     directory = tmp_path_factory.mktemp("sharded")

@@ -333,7 +333,9 @@ def test_an_axis_name_outside_shard_map_is_a_clear_error(tx):
 # -- 8 workers inside shard_map, in a fresh process -----------------------------------------
 
 
-@pytest.fixture(scope="module")
+# session scope: xdist may run another module's tests between this group's, which would tear
+# a module fixture down and start its subprocesses again (seen in CI: twice per worker)
+@pytest.fixture(scope="session")
 def eight_workers():
     worker = pathlib.Path(__file__).with_name("compression_worker.py")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}

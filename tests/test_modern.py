@@ -96,7 +96,9 @@ def test_every_optimizer_of_the_script_builds_and_traces_a_step(name):
     )
 
 
-@pytest.fixture(scope="module")
+# session scope: xdist may run another module's tests between this group's, which would tear
+# a module fixture down and start its subprocesses again (seen in CI: twice per worker)
+@pytest.fixture(scope="session")
 def quick(tmp_path_factory):
     """The smoke runs of ``RUNS``, each in a process of its own.
 

@@ -24,7 +24,9 @@ ELEMENTWISE = ["adam", "adamw", "sgd_momentum", "partition", "masked", "multi_st
 LEAF_STRUCTURE = ["lamb", "muon", "clip_by_block_rms", "adafactor"]
 
 
-@pytest.fixture(scope="module")
+# session scope: xdist may run another module's tests between this group's, which would tear
+# a module fixture down and start its subprocesses again (seen in CI: twice per worker)
+@pytest.fixture(scope="session")
 def worker():
     script = pathlib.Path(__file__).with_name("sharding_worker.py")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
