@@ -320,6 +320,10 @@ class Transform(Struct):
     # wraps others (chain, masked, partition), which leave it to those.
     integer_leaves: ClassVar[str | None] = None
 
+    # True for the gradient-free methods, whose update may be called with
+    # updates=None (they evaluate value_fn= instead of reading a gradient).
+    gradient_free: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "init" in cls.__dict__:
@@ -369,11 +373,13 @@ def _guarded_init(init):
 def _guarded_update(update):
     @functools.wraps(update)
     def checked_update(self, updates, state, params=None, **extra_args):
-        if self.refuses_integer_leaves():
+        if updates is None:
+            _check_no_updates(self, params)
+        elif self.refuses_integer_leaves():
             check_float_leaves(updates)
         depth = getattr(_calls, "depth", 0)
         if depth == 0:
-            if params is not None:
+            if params is not None and updates is not None:
                 check_same_structure(updates, params, "params")
                 check_same_shapes(updates, params, "params")
             _check_state(self, state, updates if params is None else params)
@@ -385,6 +391,17 @@ def _guarded_update(update):
 
     checked_update.guarded = True
     return checked_update
+
+
+def _check_no_updates(tx: Transform, params: Any) -> None:
+    """updates=None is for the gradient-free methods (and the combinators that pass it on)."""
+    if params is None:
+        raise ValueError(f"{tx.name}.update: updates=None needs params (gradient-free methods)")
+    if not tx.gradient_free and not tx.children_transforms():
+        raise TypeError(
+            f"{tx.name}.update got updates=None: only a gradient-free method (value_fn=) "
+            "can start a step without a gradient; chain it before this transform"
+        )
 
 
 _EXPECTED_STATES: dict = {}  # (transform structure, params structure) -> init's abstract state

@@ -1,0 +1,70 @@
+"""What the gradient-free methods share: the parameters as one vector, a population scored at once.
+
+A gradient-free transform (``gradient_free = True``) is updated with
+``update(grads_or_None, state, params, value_fn=f)``: it proposes a population
+of parameter vectors, scores it with ``f`` (through ``vmap``, or with
+``population_value_fn=g``, a function of the whole population stacked along a
+leading axis, for users whose loss is already batched) and returns the step
+that moves ``params`` to the method's new mean or best point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax.flatten_util import ravel_pytree
+import jax.numpy as jnp
+
+from ._base import fail_missing, Transform
+
+SCORE_CALL = (
+    "update(None, state, params, value_fn=loss_fn) with loss_fn(params) -> scalar to "
+    "minimise (or population_value_fn=f, f(stacked params) -> one value per member)"
+)
+
+
+def as_vector(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
+    """``params`` as one vector and the function that gives the tree back (jax's ravel_pytree)."""
+    return ravel_pytree(params)
+
+
+def score(
+    transform: Transform,
+    population: jax.Array,
+    unravel: Callable[[jax.Array], Any],
+    value_fn: Callable[[Any], jax.Array] | None = None,
+    population_value_fn: Callable[[Any], jax.Array] | None = None,
+) -> jax.Array:
+    """The loss of every row of ``population`` (shape ``(members, dim)``), as a vector.
+
+    ``value_fn`` is called on one member's params tree under ``vmap``;
+    ``population_value_fn`` on the trees stacked along a leading axis. The
+    standard error names what is missing when neither is given.
+    """
+    if population_value_fn is not None:
+        values = population_value_fn(jax.vmap(unravel)(population))
+    elif value_fn is not None:
+        values = jax.vmap(lambda member: value_fn(unravel(member)))(population)
+    else:
+        fail_missing(transform, "value_fn= (the loss to minimise)", SCORE_CALL)
+    values = jnp.reshape(jnp.asarray(values), (population.shape[0],))
+    # A member whose loss is NaN is the worst, never the best (NaN compares false).
+    return jnp.where(jnp.isnan(values), jnp.inf, values)
+
+
+def centred_ranks(values: jax.Array) -> jax.Array:
+    """Fitness shaping of Salimans et al. (2017): ranks scaled to [-0.5, 0.5], lowest loss -0.5.
+
+    Ties are broken by position (as ``argsort`` orders them).
+    """
+    n = values.shape[0]
+    order = jnp.argsort(values)
+    ranks = jnp.empty(n, values.dtype).at[order].set(jnp.arange(n, dtype=values.dtype))
+    return ranks / jnp.maximum(n - 1, 1) - 0.5
+
+
+def step_to(params: Any, target: jax.Array, unravel: Callable[[jax.Array], Any]) -> Any:
+    """The updates that move ``params`` to the vector ``target``, in the params' dtypes."""
+    return jax.tree.map(lambda t, p: (t - p).astype(p.dtype), unravel(target), params)
