@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import FrozenDict, Transform, _format_value, _is_concrete, _leaf_equal, static
+from ._base import _format_value, _is_concrete, _leaf_equal, FrozenDict, static, Transform
 from ._state import tree_get_all_with_path, tree_set
 from ._tree import _first_container_difference
 
