@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 import re
 import threading
@@ -57,8 +58,7 @@ class Struct:
             # Validation sees the normalised values: a subclass's own checks run after.
             @functools.wraps(own)
             def post_init(self, _own=own):
-                _normalise(self)
-                _own(self)
+                _validate(self, _own)
 
             cls.__post_init__ = post_init
         # kw_only=False only where optax's API is a class called positionally (MultiSteps).
@@ -71,7 +71,7 @@ class Struct:
         )
 
     def __post_init__(self) -> None:
-        _normalise(self)
+        _validate(self, None)
 
     # -- introspection ---------------------------------------------------------
 
@@ -204,6 +204,24 @@ jax.tree_util.register_pytree_with_keys(
 )
 
 
+def _validate(obj: Struct, own_checks: Any) -> None:
+    """Normalises, then runs the class's own checks; errors carry the values as given.
+
+    A recipe names the argument that carried a bad value by finding that very
+    object among its own arguments (:func:`gradtx.recipe`), so the error keeps
+    what the user passed (``-1``), not its normalised form (``-1.0``).
+    """
+    given = {name: getattr(obj, name) for name in obj._data_fields + obj._static_fields}
+    try:
+        _normalise(obj)
+        if own_checks is not None:
+            own_checks(obj)
+    except HyperparameterError as error:
+        if error.given is None and error.transform == obj.name:
+            error.given = {arg: given.get(arg, value) for arg, value in error.values.items()}
+        raise
+
+
 def _normalise(obj: Struct) -> None:
     """Gives numeric hyperparameters one canonical form, so equal values compare equal.
 
@@ -214,6 +232,8 @@ def _normalise(obj: Struct) -> None:
     """
     for field in dataclasses.fields(obj):
         value = getattr(obj, field.name)
+        if not field.metadata.get("static"):
+            _check_kind(obj, field, value)
         new = value
         if isinstance(value, (np.ndarray, np.generic, jax.Array)) and _is_concrete(value):
             dtype = np.dtype(value.dtype) if not _is_key(value) else None
@@ -224,7 +244,7 @@ def _normalise(obj: Struct) -> None:
         if (
             isinstance(new, int)
             and not isinstance(new, bool)
-            and isinstance(field.default, float)
+            and _declared_float(field)
             and not field.metadata.get("static")
         ):
             new = float(new)
@@ -232,6 +252,40 @@ def _normalise(obj: Struct) -> None:
             _check_float_dtype(obj, field.name)
         if new is not value:
             object.__setattr__(obj, field.name, new)
+
+
+def _declared_float(field: dataclasses.Field) -> bool:
+    """A float by its default or its annotation (``float``, ``float | None``), never an int."""
+    if isinstance(field.default, float):
+        return True
+    kinds = {kind.strip() for kind in str(getattr(field.type, "__name__", field.type)).split("|")}
+    return "float" in kinds and "int" not in kinds
+
+
+def _wants_a_number(field: dataclasses.Field) -> bool:
+    """A field declared as a number, or whose default is one (not a flag)."""
+    if field.type in ("float", "int", float, int):
+        return True
+    default = field.default
+    return isinstance(default, (int, float)) and not isinstance(default, bool)
+
+
+def _check_kind(obj: Struct, field: dataclasses.Field, value: Any) -> None:
+    """Refuses, when built, a value that could only fail later under jit.
+
+    A string is never a leaf (``adam('1e-3')``); a flag or None is no number
+    where one is required. JAX's own error would come at the first step.
+    """
+    if isinstance(value, str):
+        raise HyperparameterTypeError(
+            obj.name,
+            {field.name: value},
+            f"{field.name} is a string: a number, array or schedule is expected",
+        )
+    if (value is None or isinstance(value, bool)) and _wants_a_number(field):
+        raise HyperparameterTypeError(
+            obj.name, {field.name: value}, f"{field.name} must be a number or an array"
+        )
 
 
 def _is_key(value: Any) -> bool:
@@ -248,10 +302,11 @@ def _check_float_dtype(obj: Struct, arg: str) -> None:
     except TypeError:
         dtype = None
     if dtype is None or not jax.numpy.issubdtype(dtype, jax.numpy.inexact):
-        shown = dtype.name if dtype is not None else repr(value)
-        raise ValueError(
-            f"{obj.name}({arg}={shown}): {arg} must be None or a floating-point dtype "
-            "(an integer or boolean accumulator would truncate the optimizer's maths)"
+        raise HyperparameterError(
+            obj.name,
+            {arg: value if dtype is None else dtype},
+            f"{arg} must be None or a floating-point dtype "
+            "(an integer or boolean accumulator would truncate the optimizer's maths)",
         )
 
 
@@ -264,23 +319,40 @@ def _format_value(value: Any, indent: int) -> str:
     if isinstance(value, Struct):
         return value._pformat(indent)
     if isinstance(value, float):
-        return f"{value:g}" if value == value and abs(value) < 1e16 else repr(value)
+        return _format_float(value)
     if isinstance(value, jax.core.Tracer):
         return f"Traced<{value.aval.str_short()}>"
     if isinstance(value, (jax.Array, np.ndarray, np.generic)):
         array = _as_numpy(value)
         if array.ndim == 0:
-            return f"{array.item():g}" if array.dtype.kind == "f" else repr(array.item())
+            return _format_float(array.item()) if array.dtype.kind == "f" else repr(array.item())
         return f"{array.dtype}{list(array.shape)}"
     if isinstance(value, tuple) and value and isinstance(value[0], Struct):
         pad = " " * (indent + 4)
         items = "".join(f"\n{pad}{v._pformat(indent + 4)}," for v in value)
         return f"({items}\n{' ' * indent})"
+    if isinstance(value, dict) and any(isinstance(v, Struct) for v in value.values()):
+        pad = " " * (indent + 4)
+        items = "".join(f"\n{pad}{k!r}: {_format_value(v, indent + 4)}," for k, v in value.items())
+        return f"{{{items}\n{' ' * indent}}}"
     if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
         return np.dtype(value).name
     if callable(value) and hasattr(value, "__qualname__"):
         return value.__qualname__
     return repr(value)
+
+
+def _format_float(value: float) -> str:
+    """A float as a float (``1.0``, not ``1``), exactly, as short as float32 allows.
+
+    A float32 array made a Python float holds float32's nearest value
+    (0.10000000149011612): it prints as the float32 it is (``0.1``).
+    """
+    exact = repr(value)
+    if not np.isfinite(value) or np.float32(value) != value:
+        return exact
+    single = repr(float(str(np.float32(value))))
+    return single if len(single) < len(exact) else exact
 
 
 def _format(obj: Struct, indent: int) -> str:
@@ -487,6 +559,43 @@ class Schedule(Struct):
 # -- validation ------------------------------------------------------------------
 
 
+class HyperparameterError(ValueError):
+    """A hyperparameter refused when its object is built.
+
+    Reads ``transform(arg=value): message``. ``values`` maps each argument at
+    fault to its value; ``given`` to the very object the caller passed (before
+    normalisation), which :func:`gradtx.recipe` looks for among a recipe's own
+    arguments to name the one the user wrote. ``context`` names the recipe
+    being built when no argument of it carried the value.
+    """
+
+    def __init__(self, transform: str, values: dict[str, Any], message: str) -> None:
+        super().__init__(transform, values, message)
+        self.transform = transform
+        self.values = dict(values)
+        self.message = message
+        self.given: dict[str, Any] | None = None
+        self.context: str | None = None
+
+    def __str__(self) -> str:
+        given = ", ".join(f"{arg}={shown(value)}" for arg, value in self.values.items())
+        where = f" (in {self.context}(...))" if self.context else ""
+        return f"{self.transform}({given}): {self.message}{where}"
+
+
+class HyperparameterTypeError(HyperparameterError, TypeError):
+    """A hyperparameter of the wrong kind (a string, a flag, a function of no step)."""
+
+
+def shown(value: Any) -> str:
+    """A hyperparameter as an error message shows it: its repr, a dtype's or function's name."""
+    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
+        return np.dtype(value).name
+    if _is_opaque_callable(value) and hasattr(value, "__qualname__"):
+        return value.__qualname__
+    return repr(value)
+
+
 def _concrete_numbers(value: Any) -> np.ndarray | None:
     """The value as a NumPy array, or None when it cannot be checked now."""
     if isinstance(value, bool) or value is None or isinstance(value, Struct):
@@ -555,11 +664,15 @@ def check_range(
     functions and None are not checked (they cannot be checked at all).
     """
     value = getattr(obj, arg)
+    if _is_opaque_callable(value):
+        _check_schedule_function(obj, arg, value)
+        return
     if isinstance(value, Schedule):
         numbers = _schedule_samples(value)
         if numbers is None:
             return
-        what = f"{arg} must be in {_interval(low, high, low_open, high_open)} at every step"
+        interval = _interval(low, high, low_open, high_open, allow_inf)
+        what = f"{arg} must be in {interval} at every step"
         scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
         slack = 1e-6 * scale  # a schedule's own float32 rounding around its end values
         too_low = numbers <= low - slack if low_open else numbers < low - slack
@@ -567,26 +680,43 @@ def check_range(
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
             worst = np.min(numbers[too_low]) if np.any(too_low) else np.max(numbers[too_high])
-            raise ValueError(f"{obj.name}({arg}={value!r}): {what}; it reaches {worst:g}")
+            fail(obj, arg, f"{what}; it reaches {worst:g}")
         return
     numbers = _concrete_numbers(value)
     if numbers is None:
         return
     if numbers.ndim:
-        raise ValueError(
-            f"{obj.name}({arg}={value!r}): {arg} must be a scalar, not an array of shape "
-            f"{numbers.shape} (to sweep values, jax.vmap over a function that builds the "
-            "transform)"
+        fail(
+            obj,
+            arg,
+            f"{arg} must be a scalar, not an array of shape {numbers.shape} (to sweep "
+            "values, jax.vmap over a function that builds the transform)",
         )
     if np.isnan(numbers) or (np.isinf(numbers) and not allow_inf):
-        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be a finite number")
+        fail(obj, arg, f"{arg} must be a finite number")
     if integer and np.isfinite(numbers) and numbers != np.round(numbers):
-        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be a whole number")
+        fail(obj, arg, f"{arg} must be a whole number")
     too_low = numbers <= low if low_open else numbers < low
     too_high = numbers >= high if high_open else numbers > high
     if too_low or too_high:
-        interval = _interval(low, high, low_open, high_open)
-        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be in {interval}")
+        fail(obj, arg, f"{arg} must be in {_interval(low, high, low_open, high_open, allow_inf)}")
+
+
+def _check_schedule_function(obj: Struct, arg: str, function: Any) -> None:
+    """A user's function given for a number is a schedule: it must take the step count."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):  # a builtin without a signature: checked when it runs
+        return
+    try:
+        signature.bind(0)
+    except TypeError:
+        raise HyperparameterTypeError(
+            obj.name,
+            {arg: function},
+            f"a function given as {arg} is a schedule, called with the step count: "
+            f"{arg}(count); this one cannot take it (write lambda count: ...)",
+        ) from None
 
 
 def check_denominator(obj: Struct, *args: str) -> None:
@@ -597,28 +727,36 @@ def check_denominator(obj: Struct, *args: str) -> None:
     """
     values = [_concrete_numbers(getattr(obj, arg)) for arg in args]
     if all(v is not None and v.ndim == 0 and v == 0 for v in values):
-        given = ", ".join(f"{arg}={getattr(obj, arg)!r}" for arg in args)
-        raise ValueError(
-            f"{obj.name}({given}): with {' and '.join(args)} all 0 a zero gradient gives "
-            f"0 / 0 = NaN (PyTorch and optax return NaN there); make {args[0]} > 0"
+        raise HyperparameterError(
+            obj.name,
+            {arg: getattr(obj, arg) for arg in args},
+            f"with {' and '.join(args)} all 0 a zero gradient gives 0 / 0 = NaN "
+            f"(PyTorch and optax return NaN there); make {args[0]} > 0",
         )
 
 
-def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+def _interval(
+    low: float, high: float, low_open: bool, high_open: bool, allow_inf: bool = False
+) -> str:
+    # An infinite end is open unless infinity itself is allowed ("no limit").
+    low_open = low_open or (low == -math.inf and not allow_inf)
+    high_open = high_open or (high == math.inf and not allow_inf)
     return ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
 
 
 def check_choice(obj: Struct, arg: str, choices: tuple[Any, ...]) -> None:
     """Rejects a static option that is not one of ``choices``."""
-    value = getattr(obj, arg)
-    if value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
-        raise ValueError(f"{obj.name}({arg}={value!r}): {arg} must be one of {allowed}")
+    if getattr(obj, arg) not in choices:
+        fail(obj, arg, f"{arg} must be one of {', '.join(repr(c) for c in choices)}")
 
 
-def fail(obj: Struct, arg: str, message: str) -> None:
-    """Raises the standard error for an argument that is invalid for another reason."""
-    raise ValueError(f"{obj.name}({arg}={getattr(obj, arg)!r}): {message}")
+def fail(obj: Struct, arg: str, message: str) -> NoReturn:
+    """Raises the standard error for an argument that is invalid for another reason.
+
+    ``message`` names the argument as ``arg``: a recipe that passed the value on
+    under another name renames it there (``decay`` -> ``momentum``).
+    """
+    raise HyperparameterError(obj.name, {arg: getattr(obj, arg)}, message)
 
 
 def fail_missing(transform: Transform, needs: str, call: str) -> NoReturn:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
+import re
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._base import static, Struct, Transform
+from ._base import HyperparameterError, static, Struct, Transform
 
 
 class EmptyState(NamedTuple):
@@ -123,6 +127,108 @@ def named_recipe(label: str, *transforms: Any) -> Chain:
     return Chain(transforms=transforms, label=label)
 
 
+def recipe(build: Any) -> Any:
+    """Makes a named optimizer speak in its own terms: its name, its arguments.
+
+    A recipe passes its arguments on to transforms under their names
+    (``sgd(momentum=1.5)`` builds ``scale_by_momentum(decay=1.5)``). When building
+    raises a :class:`HyperparameterError`, the argument of the recipe that
+    carried the bad value (that very object, else an equal one, preferring the
+    same name; an element of a tuple such as ``betas`` too) takes the
+    transform's place in the message, raised from the original. When none or
+    several carry it, the message says which recipe was being built. The chain
+    it returns is labelled with the recipe's name, so it prints as what was
+    called (``pytorch.adamw(...)``, not the recipe it delegates to).
+
+    Compat recipes are named after their framework (``pytorch.adam``), from the
+    module they are defined in.
+    """
+    module = build.__module__.split(".")
+    framework = module[2:3] if module[1:2] == ["compat"] else []
+    name = ".".join([*framework, build.__name__])
+    signature = inspect.signature(build)
+
+    @functools.wraps(build)
+    def recipe_call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            result = build(*args, **kwargs)
+        except HyperparameterError as error:
+            raise _in_terms_of(error, name, signature, args, kwargs) from error
+        if isinstance(result, Chain) and result.label != name:
+            result = dataclasses.replace(result, label=name)
+        return result
+
+    recipe_call.recipe_name = name
+    return recipe_call
+
+
+def _in_terms_of(
+    error: HyperparameterError, name: str, signature: inspect.Signature, args: tuple, kwargs: dict
+) -> HyperparameterError:
+    """``error`` restated with the recipe's name and the arguments the caller wrote."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    given = error.given if error.given is not None else error.values
+    found = {arg: _carrier(value, arg, bound) for arg, value in given.items()}
+    if not all(found.values()):
+        restated = type(error)(error.transform, error.values, error.message)
+        restated.given, restated.context = error.given, name
+        return restated
+    renames = {arg: path for arg, (path, _, _) in found.items()}
+    message = re.sub(
+        r"\b(" + "|".join(map(re.escape, renames)) + r")\b",
+        lambda match: renames[match.group(1)],
+        error.message,
+    )
+    values = {top: value for _, top, value in found.values()}
+    restated = type(error)(name, values, message)
+    restated.given = values
+    return restated
+
+
+def _carrier(value: Any, arg: str, bound: inspect.BoundArguments) -> tuple | None:
+    """(path, argument, its value) of the recipe argument that carried ``value``, if one did.
+
+    The same object beats an equal one; the transform's own name breaks ties.
+    """
+    scored = []
+    for top, given in _arguments(bound):
+        items = [(top, given)]
+        if isinstance(given, (tuple, list)):
+            items += [(f"{top}[{i}]", item) for i, item in enumerate(given)]
+        for path, item in items:
+            score = 2 if item is value else 0 if _equal(item, value) else None
+            if score is not None:
+                scored.append((score + (path == arg), path, top, given))
+    if not scored:
+        return None
+    best = max(s[0] for s in scored)
+    winners = [s[1:] for s in scored if s[0] == best]
+    return winners[0] if len(winners) == 1 else None
+
+
+def _arguments(bound: inspect.BoundArguments):
+    """(name, value) of every argument the caller could have written."""
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            yield from value.items()
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            yield name, value
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equal values of one kind: numbers (any precision), strings, gradtx objects."""
+    if isinstance(a, (bool, str, type(None))) or isinstance(b, (bool, str, type(None))):
+        return type(a) is type(b) and a == b
+    if isinstance(a, Struct) or isinstance(b, Struct):
+        return type(a) is type(b) and a == b
+    numbers = (int, float, np.number, np.ndarray, jax.Array)
+    if not all(isinstance(x, numbers) and not isinstance(x, jax.core.Tracer) for x in (a, b)):
+        return False
+    return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+
+
 class _FrozenTree(Struct):
     """A pytree of Python values kept static and hashable (a mask, labels)."""
 
@@ -131,6 +237,10 @@ class _FrozenTree(Struct):
 
     def unfreeze(self) -> Any:
         return jax.tree.unflatten(self.treedef, self.leaves)
+
+    def _pformat(self, indent: int) -> str:
+        del indent
+        return repr(self.unfreeze())  # the tree the user gave, not its frozen form
 
 
 def _is_function(tree: Any) -> bool:

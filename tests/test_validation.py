@@ -13,7 +13,7 @@ BAD = [
     (
         "scale_by_learning_rate",
         {"learning_rate": -0.1},
-        r"scale_by_learning_rate\(learning_rate=-0.1\): learning_rate must be in \[0, inf\]",
+        r"scale_by_learning_rate\(learning_rate=-0.1\): learning_rate must be in \[0, inf\)",
     ),
     (
         "scale_by_learning_rate",
@@ -47,7 +47,7 @@ BAD = [
     ),
     ("sgd", {"learning_rate": -1.0}, r"learning_rate=-1.0"),
     ("scale_by_rms", {"decay": 1.1}, r"scale_by_rms\(decay=1.1\): decay must be in \[0, 1\]"),
-    ("scale_by_rms", {"eps": -1e-8}, r"scale_by_rms\(eps=-1e-08\): eps must be in \[0, inf\]"),
+    ("scale_by_rms", {"eps": -1e-8}, r"scale_by_rms\(eps=-1e-08\): eps must be in \[0, inf\)"),
     ("scale_by_rms", {"initial_scale": -1.0}, r"initial_scale must be in"),
     (
         "rmsprop",
@@ -65,7 +65,7 @@ BAD = [
     ("scale_by_adam", {"b1": 1.0}, r"scale_by_adam\(b1=1.0\): b1 must be in \[0, 1\)"),
     ("scale_by_adam", {"b1": -0.1}, r"scale_by_adam\(b1=-0.1\): b1 must be in \[0, 1\)"),
     ("scale_by_adam", {"b2": 1.5}, r"scale_by_adam\(b2=1.5\): b2 must be in \[0, 1\)"),
-    ("scale_by_adam", {"eps": -1e-8}, r"scale_by_adam\(eps=-1e-08\): eps must be in \[0, inf\]"),
+    ("scale_by_adam", {"eps": -1e-8}, r"scale_by_adam\(eps=-1e-08\): eps must be in \[0, inf\)"),
     ("scale_by_adam", {"eps_root": -1.0}, r"scale_by_adam\(eps_root=-1.0\)"),
     (
         "scale_by_adam",
@@ -95,7 +95,7 @@ BAD = [
     (
         "scale_by_rprop",
         {"learning_rate": 0.1, "eta_plus": 0.9},
-        r"scale_by_rprop\(eta_plus=0.9\): eta_plus must be in \(1, inf\]",
+        r"scale_by_rprop\(eta_plus=0.9\): eta_plus must be in \(1, inf\)",
     ),
     (
         "scale_by_rprop",
