@@ -236,6 +236,14 @@ class FlatParams:
     keep them out of the params. ``None`` is an empty subtree, as in JAX, and
     comes back as ``None``. Sharded leaves are refused for now.
 
+    Checkpoints (:class:`gradtx.checkpoint.Checkpointer`) store the params and
+    the state as the ordinary tree: a flat run and a per-leaf run resume each
+    other's checkpoints. In Flax, a Linen ``TrainState`` holds the FlatParams
+    (``apply_fn=lambda fp, x: model.apply(fp.to_tree(), x)``); an NNX model
+    is split once (``graphdef, params, rest = nnx.split(model, nnx.Param,
+    ...)``), the step merges ``fp.to_tree()`` back into it, and
+    ``nnx.update(model, fp.to_tree())`` hands the trained weights back.
+
     Unlike ``jax.flatten_util.ravel_pytree``, nothing is promoted to one dtype
     and the leaf paths stay known; unlike PyTorch's FSDP flat parameters, the
     leaves are not views sharing storage outside ``jit``: eagerly, ``to_tree``
@@ -269,6 +277,12 @@ class FlatParams:
         buffers = pack(arrays, layout, "FlatParams.from_tree", "params") if layout.paths else {}
         return cls(tuple(buffers[key] for key in layout.buffer_shapes), layout)
 
+    @classmethod
+    def from_tree_like(cls, tree: Any, like: FlatParams) -> FlatParams:
+        """Packs ``tree`` (a tree like ``like.to_tree()``) into ``like``'s layout."""
+        buffers = pack(tree, like.layout, "FlatParams.from_tree_like", "tree")
+        return cls(tuple(buffers[key] for key in like.layout.buffer_shapes), like.layout)
+
     @property
     def layout(self) -> FlatLayout:
         """Where each leaf lives (static, hashable: part of jit's cache key)."""
@@ -278,6 +292,10 @@ class FlatParams:
     def buffers(self) -> dict[str, Any]:
         """The buffers by key (the dtype's name, with the group's label when grouped)."""
         return dict(zip(self._layout.buffer_shapes, self._buffers))
+
+    def __contains__(self, key: Any) -> bool:
+        """Whether ``key`` names a buffer (Flax's TrainState asks the params this)."""
+        return key in self._layout.buffer_shapes
 
     def to_tree(self) -> Any:
         """The params' tree: each leaf a static slice of its buffer, reshaped.
@@ -329,6 +347,32 @@ class FlatParams:
 
     def __repr__(self) -> str:
         return f"FlatParams({self._layout.summary()})"
+
+
+def _is_flat(x: Any) -> bool:
+    return isinstance(x, FlatParams)
+
+
+def as_trees(tree: Any) -> Any:
+    """``tree`` with every :class:`FlatParams` in it replaced by its ``to_tree()``.
+
+    What a checkpoint stores, so that a run with flat parameters and a run with
+    the ordinary tree read each other's checkpoints.
+    """
+    return jax.tree.map(lambda x: x.to_tree() if _is_flat(x) else x, tree, is_leaf=_is_flat)
+
+
+def like_flat(tree: Any, like: Any) -> Any:
+    """The inverse of :func:`as_trees`: packs the subtrees where ``like`` holds a FlatParams."""
+    nodes = jax.tree.leaves(like, is_leaf=_is_flat)
+    structure = jax.tree.structure(like, is_leaf=_is_flat)
+    parts = structure.flatten_up_to(tree)
+    return structure.unflatten(
+        [
+            FlatParams.from_tree_like(part, node) if _is_flat(node) else part
+            for part, node in zip(parts, nodes)
+        ]
+    )
 
 
 def _flatten_with_keys(fp: FlatParams):

@@ -36,6 +36,7 @@ from jax.sharding import Sharding, SingleDeviceSharding
 import numpy as np
 
 from ._base import Schedule, Struct
+from ._flat import as_trees, like_flat
 from ._sharding import StateSharding
 from ._state import _children
 
@@ -156,7 +157,10 @@ class Checkpointer:
             json.dumps(extra)
         except TypeError as error:
             raise ValueError(f"gradtx.checkpoint.save: extra must be JSON: {error}") from None
-        expected = _leaves(jax.eval_shape(tx.init, params))
+        # FlatParams (in the params and the state) are stored as their trees: a flat run and
+        # a per-leaf run read each other's checkpoints.
+        expected = _leaves(jax.eval_shape(lambda p: as_trees(tx.init(p)), params))
+        params, opt_state = as_trees(params), as_trees(opt_state)
         _check(
             "gradtx.checkpoint.save: opt_state was not made by tx.init(params)",
             "opt_state",
@@ -238,8 +242,10 @@ class Checkpointer:
         saved = self._manager.restore(
             step, args=ocp.args.Composite(gradtx=ocp.args.JsonRestore())
         ).gradtx
-        params_like = jax.eval_shape(lambda tree: tree, params_like)
-        state_like = jax.eval_shape(tx.init, params_like)
+        flat_params_like = jax.eval_shape(lambda tree: tree, params_like)
+        flat_state_like = jax.eval_shape(tx.init, flat_params_like)
+        params_like = jax.eval_shape(as_trees, flat_params_like)
+        state_like = jax.eval_shape(as_trees, flat_state_like)
         where = f"gradtx.checkpoint: step {step} in {self.directory}"
         if saved.get("format") != _FORMAT:
             raise ValueError(f"{where} has format {saved.get('format')!r}; expected {_FORMAT}")
@@ -270,7 +276,12 @@ class Checkpointer:
         trees = self._manager.restore(
             step, args=ocp.args.Composite(train_state=ocp.args.StandardRestore(target))
         ).train_state
-        return Restored(step, trees["params"], trees["opt_state"], saved["extra"])
+        return Restored(
+            step,
+            like_flat(trees["params"], flat_params_like),
+            like_flat(trees["opt_state"], flat_state_like),
+            saved["extra"],
+        )
 
     def latest_step(self) -> int | None:
         """The newest checkpoint's step (counting one ``save`` is writing), or None if none."""

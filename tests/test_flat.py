@@ -263,3 +263,40 @@ LEAF_STRUCTURED = {
 @pytest.mark.parametrize("name", sorted(LEAF_STRUCTURED))
 def test_leaf_structured_transforms_do_not_give_the_tree_numbers_yet(name):
     assert _flat_against_tree(LEAF_STRUCTURED[name]()) > 1e-4
+
+
+# -- checkpoints: stored as the ordinary tree ---------------------------------------------
+
+
+def test_checkpoint_stores_the_tree_so_flat_and_tree_runs_resume_each_other(tmp_path):
+    pytest.importorskip("orbax.checkpoint")
+    from gradtx.checkpoint import Checkpointer
+
+    tx = gradtx.adam(0.1)
+    flat = FlatParams.from_tree(_params())
+    state = tx.init(flat)
+    updates, state = tx.update(FlatParams.from_tree(_grads(0)), state, flat)
+    flat = gradtx.apply_updates(flat, updates)
+    with Checkpointer(tmp_path / "flat") as ckpt:
+        ckpt.save(1, flat, state, tx)
+    # A per-leaf run resumes the flat run's checkpoint: params and state are trees there.
+    with Checkpointer(tmp_path / "flat") as ckpt:
+        _, tree, tree_state, _ = ckpt.restore(tx, _params())
+    assert jax.tree.structure(tree) == jax.tree.structure(_params())
+    np.testing.assert_array_equal(tree["out"], flat.to_tree()["out"])
+    np.testing.assert_array_equal(
+        tree_state[0].nu["dense"]["kernel"], state[0].nu.to_tree()["dense"]["kernel"]
+    )
+    # ... and a flat run resumes it into its own layout, bit for bit.
+    with Checkpointer(tmp_path / "flat") as ckpt:
+        _, again, again_state, _ = ckpt.restore(tx, flat)
+    assert isinstance(again, FlatParams) and again.layout == flat.layout
+    assert isinstance(again_state[0].mu, FlatParams)
+    for a, b in zip(
+        jax.tree.leaves((again, again_state)), jax.tree.leaves((flat, state)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    # Both continue to the same numbers.
+    step_tree = tx.update(_grads(1), tree_state, tree)[0]
+    step_flat = tx.update(FlatParams.from_tree(_grads(1)), again_state, again)[0]
+    assert _max_difference(step_flat.to_tree(), step_tree) == 0.0

@@ -90,6 +90,58 @@ def test_nnx_optimizer_trains(tx):
     np.testing.assert_allclose(np.asarray(lr[...]), 0.01 if tx.label != "sgd" else 0.05)
 
 
+# -- FlatParams in Flax: the params held as one buffer per dtype between steps ---------------
+
+
+def test_linen_train_state_holds_flat_params_with_the_tree_numbers():
+    model = Linen()
+    params = model.init(jax.random.key(1), X)
+    tx = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(0.01, weight_decay=1e-4))
+
+    def train(params, apply_fn):
+        state = train_state.TrainState.create(apply_fn=apply_fn, params=params, tx=tx)
+
+        @jax.jit
+        def step(state):
+            loss = lambda p: jnp.mean((state.apply_fn(p, X) - Y) ** 2)
+            return state.apply_gradients(grads=jax.grad(loss)(state.params))
+
+        for _ in range(5):
+            state = step(state)
+        return state.params
+
+    tree = train(params, model.apply)
+    # The recipe: TrainState holds the FlatParams; apply_fn reads the leaves as its slices.
+    flat = train(gradtx.FlatParams.from_tree(params), lambda fp, x: model.apply(fp.to_tree(), x))
+    assert isinstance(flat, gradtx.FlatParams)
+    for a, b in zip(jax.tree.leaves(flat.to_tree()), jax.tree.leaves(tree), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_nnx_model_trains_from_flat_params_through_split_and_merge():
+    # nnx.Params cannot share storage with a flat buffer; the functional API can hold the
+    # FlatParams between steps and merge them into the module inside the step.
+    model = Mlp(nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    fp = gradtx.FlatParams.from_tree(params)
+    tx = gradtx.adam(0.01)
+    state = tx.init(fp)
+
+    @jax.jit
+    def step(fp, state):
+        loss = lambda fp: jnp.mean((nnx.merge(graphdef, fp.to_tree(), rest)(X) - Y) ** 2)
+        value, grads = jax.value_and_grad(loss)(fp)
+        updates, state = tx.update(grads, state, fp)
+        return gradtx.apply_updates(fp, updates), state, value
+
+    fp, state, first = step(fp, state)
+    for _ in range(30):
+        fp, state, last = step(fp, state)
+    assert float(last) < 0.7 * float(first)
+    nnx.update(model, fp.to_tree())  # the module holds the trained weights again
+    np.testing.assert_allclose(jnp.mean((model(X) - Y) ** 2), last, rtol=0.05)
+
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
 import flax_training  # noqa: E402
 
