@@ -21,7 +21,7 @@ from ._population import as_vector, score, step_to
 from ._tree import safe_increment, zero_count
 
 
-class CMAESState(NamedTuple):
+class CmaEsState(NamedTuple):
     mean: jax.Array  # (n,)
     sigma: jax.Array  # ()
     p_sigma: jax.Array  # (n,): conjugate evolution path, for the step size
@@ -35,7 +35,7 @@ class CMAESState(NamedTuple):
     rng_key: jax.Array
 
 
-class SepCMAESState(NamedTuple):
+class SepCmaEsState(NamedTuple):
     mean: jax.Array  # (n,)
     sigma: jax.Array  # ()
     p_sigma: jax.Array  # (n,)
@@ -140,7 +140,7 @@ def _h_sigma(p: Parameters, p_sigma: jax.Array, count: jax.Array) -> jax.Array:
     return (squared / n - 1 < 1 + 4.0 / (n + 1)).astype(p_sigma.dtype)
 
 
-def _select(p: Parameters, population: jax.Array, values: jax.Array) -> jax.Array:
+def _select(population: jax.Array, values: jax.Array) -> jax.Array:
     """The population sorted from the lowest loss."""
     return population[jnp.argsort(values)]
 
@@ -160,7 +160,7 @@ class _CMABase(Transform):
 
     def parameters(self, n: int) -> Parameters:
         """The strategy parameters for dimension ``n``."""
-        return parameters(n, self.popsize, isinstance(self, SepCMAES), self.active)
+        return parameters(n, self.popsize, isinstance(self, SepCmaEs), self.active)
 
     def _initial(self, params):
         mean, _ = as_vector(params)
@@ -182,7 +182,7 @@ class _CMABase(Transform):
         return step_to(params, state.mean, unravel), state._replace(rng_key=rng_key)
 
 
-class CMAES(_CMABase):
+class CmaEs(_CMABase):
     """Full-covariance CMA-ES (``cma_es``)."""
 
     def init(self, params):
@@ -190,18 +190,18 @@ class CMAES(_CMABase):
         n = mean.shape[0]
         # cma's C0: the identity perturbed so that numpy's eigh never sees equal eigenvalues.
         variances = jnp.exp((1e-4 / n) * jnp.arange(n, dtype=mean.dtype))
-        return CMAESState(
+        return CmaEsState(
             mean, sigma, zeros, zeros, jnp.diag(variances), jnp.eye(n, dtype=mean.dtype),
             jnp.sqrt(variances), count, count, count, key,
         )  # fmt: skip
 
-    def ask(self, state: CMAESState, z: jax.Array) -> tuple[CMAESState, jax.Array]:
+    def ask(self, state: CmaEsState, z: jax.Array) -> tuple[CmaEsState, jax.Array]:
         """Refreshes B, D if due, then ``x_k = m + sigma B (D z_k)`` for the rows of ``z``."""
         p = self.parameters(state.mean.shape[0])
         since = state.count - state.eigen_count
         due = (since > 0) & (since.astype(state.sigma.dtype) >= p.eigen_gap)
 
-        def decompose(s: CMAESState) -> CMAESState:
+        def decompose(s: CmaEsState) -> CmaEsState:
             C = (s.C + s.C.T) / 2
             eigenvalues, B = jnp.linalg.eigh(C)
             return s._replace(C=C, B=B, D=jnp.sqrt(eigenvalues), eigen_count=s.count)
@@ -210,13 +210,13 @@ class CMAES(_CMABase):
         population = state.mean + state.sigma * ((z * state.D) @ state.B.T)
         return state, population
 
-    def tell(self, state: CMAESState, population: jax.Array, values: jax.Array) -> CMAESState:
+    def tell(self, state: CmaEsState, population: jax.Array, values: jax.Array) -> CmaEsState:
         """One generation's update from the scored population."""
         p = self.parameters(state.mean.shape[0])
         dtype = state.mean.dtype
         n = state.mean.shape[0]
         w = jnp.asarray(p.weights, dtype)
-        x = _select(p, population, values)
+        x = _select(population, values)
         count = safe_increment(state.count)
         old, sigma = state.mean, state.sigma
 
@@ -250,23 +250,23 @@ class CMAES(_CMABase):
         )
 
 
-class SepCMAES(_CMABase):
+class SepCmaEs(_CMABase):
     """Separable (diagonal) CMA-ES (``sep_cma_es``)."""
 
     def init(self, params):
         mean, sigma, zeros, count, key = self._initial(params)
-        return SepCMAESState(mean, sigma, zeros, zeros, jnp.ones_like(mean), count, count, key)
+        return SepCmaEsState(mean, sigma, zeros, zeros, jnp.ones_like(mean), count, count, key)
 
-    def ask(self, state: SepCMAESState, z: jax.Array) -> tuple[SepCMAESState, jax.Array]:
+    def ask(self, state: SepCmaEsState, z: jax.Array) -> tuple[SepCmaEsState, jax.Array]:
         """``x_k = m + sigma scaling * z_k`` for the rows of ``z``."""
         return state, state.mean + state.sigma * state.scaling * z
 
-    def tell(self, state: SepCMAESState, population: jax.Array, values: jax.Array) -> SepCMAESState:
+    def tell(self, state: SepCmaEsState, population: jax.Array, values: jax.Array) -> SepCmaEsState:
         """One generation's update from the scored population."""
         p = self.parameters(state.mean.shape[0])
         dtype = state.mean.dtype
         w = jnp.asarray(p.weights, dtype)
-        x = _select(p, population, values)
+        x = _select(population, values)
         count = safe_increment(state.count)
         old, sigma = state.mean, state.sigma
 
@@ -290,3 +290,87 @@ class SepCMAES(_CMABase):
             mean=mean, sigma=sigma, p_sigma=p_sigma, p_c=p_c, scaling=scaling, count=count,
             nonfinite=nonfinite,
         )  # fmt: skip
+
+
+def cma_es(
+    sigma0: float = 1.0, popsize: int | None = None, active: bool = True, key: Any = 0
+) -> CmaEs:
+    """Hansen's (mu/mu_w, lambda)-CMA-ES, as ``cma.CMAEvolutionStrategy`` with default options.
+
+    Each ``update(None, state, params, value_fn=f)`` is one generation; params move to
+    the new mean. With ``y_k = (x_k - m) / sigma``, ``x_1:lambda`` sorted by loss, ``t``
+    the generation (``C^(-1/2) = B D^-1 B^T``, from the last eigendecomposition)::
+
+        x_k = m + sigma B (D z_k),  z_k ~ N(0, I),  k = 1..lambda
+        m' = sum_{i<=mu} w_i x_i
+        p_sigma = (1 - c_sigma) p_sigma + sqrt(c_sigma (2 - c_sigma) mueff) C^(-1/2) (m' - m)/sigma
+        h_sigma = [|p_sigma|^2 / (1 - (1 - c_sigma)^(2t)) / n - 1 < 1 + 4 / (n + 1)]
+        p_c = (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mueff) (m' - m) / sigma
+        C = (1 - c_1a - c_mu sum w) C + c_1 p_c p_c^T + c_mu sum_i w'_i y_i y_i^T
+        c_1a = c_1 (1 - (1 - h_sigma) c_c (2 - c_c))
+        w'_i = w_i if w_i >= 0 else w_i n / |C^(-1/2) y_i|^2
+        sigma = sigma exp(clip(c_sigma / d_sigma (|p_sigma| / E|N(0, I)| - 1), -1, 1))
+
+    B, D are refreshed (``lax.cond``) when ``1 / (c_1 + c_mu) / n / 10`` generations have
+    passed, as cma does: every generation up to n of about 30 at the default population.
+
+    Args:
+      sigma0: the initial step size, > 0.
+      popsize: lambda, >= 3; default ``4 + floor(3 ln n)``. mu = lambda // 2.
+      active: negative weights for the worse half (active CMA, cma's ``CMA_active``).
+      key: a JAX PRNG key or an integer seed.
+
+    Differences from the 2016 tutorial, following cma 4.5.0: c_c = (4 + mueff/n) /
+    (n + 4 + 2 mueff/n); c_1 is multiplied by min(1, lambda/6); c_mu's numerator has
+    0.25 + mueff + 1/mueff - 2; d_sigma's mueff term is scaled by max(1, 3 (1 - 2^(-n/9)));
+    c_sigma <= 0.5; the log step-size change is clipped to [-1, 1]; E|N(0, I)| is exact
+    up to n = 100; the negative weights are capped for positive definiteness and by
+    1 + 2 mueff^- / (mueff + 2); C starts at diag(exp(1e-4 i / n)), cma's tie-breaker for
+    eigh. cma switches to two-point step-size adaptation (TPA) from n = 300: gradtx keeps
+    CSA at every n (cma's ``AdaptSigma=CMAAdaptSigmaCSA``). Not done: mirrored sampling
+    (cma's default below popsize 6), bounds, restarts, termination criteria. A loss
+    that is NaN ranks last and is counted in
+    ``state.nonfinite``. Memory is O(n^2): use :func:`sep_cma_es` for many parameters.
+
+    >>> import jax.numpy as jnp, gradtx
+    >>> tx = gradtx.cma_es(sigma0=0.5)
+    >>> params = jnp.ones(3)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(None, state, params, value_fn=lambda p: jnp.sum(p**2))
+
+    Reference: Hansen, *The CMA Evolution Strategy: A Tutorial*, arXiv:1604.00772;
+    Jastrebski & Arnold, *Improving Evolution Strategies through Active Covariance Matrix
+    Adaptation*, CEC 2006.
+    """
+    return CmaEs(sigma0=sigma0, popsize=popsize, active=active, key=key)
+
+
+def sep_cma_es(
+    sigma0: float = 1.0, popsize: int | None = None, active: bool = True, key: Any = 0
+) -> SepCmaEs:
+    """Separable CMA-ES (diagonal covariance, O(n) memory), as cma with ``CMA_diagonal=True``.
+
+    As :func:`cma_es` with C = diag(s^2) and ``y_k = (x_k - m) / (sigma s)``; cma learns the
+    scaling ``s`` by an exponential update rather than Ros & Hansen's additive one::
+
+        x_k = m + sigma s * z_k
+        p_sigma = (1 - c_sigma) p_sigma + sqrt(c_sigma (2 - c_sigma) mueff) (m' - m) / (sigma s)
+        p_c = (1 - c_c) p_c + h_sigma sqrt(c_c (2 - c_c) mueff) (m' - m) / (sigma s)
+        s = s exp(ln 2 / 2 (c_1a (p_c^2 - 1) + c_mu sum_i w_i (y_i^2 - 1)))
+
+    with cma's separable rates c_1 = 1 / (n + 2 sqrt(n) + mueff/n), c_mu = min(1 - c_1,
+    (0.25 + mueff + 1/mueff - 2) / (n + 4 sqrt(n) + mueff/2)), c_c = (1 + 1/n + mueff/n) /
+    (sqrt(n) + 1/n + 2 mueff/n), and negative weights without the positive-definiteness
+    cap (nor the Mahalanobis rescaling). c_sigma, d_sigma, h_sigma and the step size as in
+    :func:`cma_es`.
+
+    >>> import jax.numpy as jnp, gradtx
+    >>> tx = gradtx.sep_cma_es(sigma0=0.5)
+    >>> params = jnp.ones(3)
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(None, state, params, value_fn=lambda p: jnp.sum(p**2))
+
+    Reference: Ros & Hansen, *A Simple Modification in CMA-ES Achieving Linear Time and
+    Space Complexity*, PPSN X (2008).
+    """
+    return SepCmaEs(sigma0=sigma0, popsize=popsize, active=active, key=key)

@@ -24,16 +24,24 @@ try:  # imported by the tests (package ``reference``) or run as a script
 except ImportError:
     from recording import write_recording
 
+
+def _case(separable, n, popsize, sigma0, function, generations=20, active=True):
+    return dict(
+        separable=separable, n=n, popsize=popsize, sigma0=sigma0, function=function,
+        generations=generations, active=active,
+    )  # fmt: skip
+
+
 CASES = [
-    {"separable": False, "n": 6, "popsize": None, "sigma0": 0.5, "function": "rosenbrock", "generations": 20},
-    {"separable": False, "n": 5, "popsize": 11, "sigma0": 0.3, "function": "coupled_ellipsoid", "generations": 20},
-    {"separable": False, "n": 4, "popsize": None, "sigma0": 1.0, "function": "rosenbrock", "generations": 20, "active": False},
+    _case(False, 6, None, 0.5, "rosenbrock"),
+    _case(False, 5, 11, 0.3, "coupled_ellipsoid"),
+    _case(False, 4, None, 1.0, "rosenbrock", active=False),
     # popsize 6 in 40-D: cma refreshes the eigendecomposition every other generation.
-    {"separable": False, "n": 40, "popsize": 6, "sigma0": 1.0, "function": "coupled_ellipsoid", "generations": 10},
-    {"separable": True, "n": 8, "popsize": None, "sigma0": 0.5, "function": "coupled_ellipsoid", "generations": 20},
-    {"separable": True, "n": 30, "popsize": 20, "sigma0": 0.2, "function": "rosenbrock", "generations": 20},
-    {"separable": True, "n": 5, "popsize": None, "sigma0": 1.0, "function": "rosenbrock", "generations": 20, "active": False},
-]  # fmt: skip
+    _case(False, 40, 6, 1.0, "coupled_ellipsoid", generations=10),
+    _case(True, 8, None, 0.5, "coupled_ellipsoid"),
+    _case(True, 30, 20, 0.2, "rosenbrock"),
+    _case(True, 5, None, 1.0, "rosenbrock", active=False),
+]
 
 
 def rosenbrock(x, xp=np):
@@ -69,7 +77,7 @@ def run_cma(case: dict, seed: int) -> dict[str, np.ndarray]:
         options["popsize"] = case["popsize"]
     if case["separable"]:
         options["CMA_diagonal"] = True
-    if not case.get("active", True):
+    if not case["active"]:
         options["CMA_active"] = False
     es = cma.CMAEvolutionStrategy(initial_mean(case["n"]), case["sigma0"], options)
     f = FUNCTIONS[case["function"]]
