@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import operator
 from pathlib import Path
 import sys
@@ -171,3 +172,21 @@ def test_bad_grids_name_the_keyword_and_value():
         sweep(ambiguous, b1=[0.8, 0.9])
     with pytest.raises(TypeError, match="not a gradtx transform"):
         sweep(lambda learning_rate: learning_rate, learning_rate=[0.1, 0.2])
+
+
+def test_example_trains_the_grid_vmapped_and_one_by_one_alike(tmp_path, capsys):
+    import sweep as example  # examples/sweep.py
+
+    record = example.main(
+        ["--quick", "--optimizers", "sgd", "--compare-sequential", "--out", str(tmp_path)]
+    )
+    accuracy = np.asarray(record["val_accuracy"])
+    assert accuracy.shape == (1, 2) and np.all((accuracy >= 0) & (accuracy <= 1))
+    # Same weights, batches and dropout masks: the vmapped members are the one-by-one runs.
+    assert record["max_accuracy_difference"] <= 1 / 360  # one validation image at most
+    assert record["seconds_vmapped"]["sgd"] > 0 and record["seconds_one_by_one"]["sgd"] > 0
+    out = capsys.readouterr().out
+    assert "| SGD " in out and "one by one" in out
+    assert (tmp_path / "sweep_digits.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    saved = json.loads((tmp_path / "sweep_digits.json").read_text())
+    assert saved["val_accuracy"] == record["val_accuracy"]
