@@ -357,6 +357,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 0.1},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "optimistic_gradient_descent",
@@ -374,6 +375,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 0.1},
+        anchors=("optax",),
     ),
     # Per-coordinate adaptive.
     Entry(
@@ -430,6 +432,7 @@ _CORE = [
         ),
         {"learning_rate": 0.01},
         needs=("params",),
+        anchors=("optax",),
     ),
     # Adam family.
     Entry(
@@ -439,6 +442,7 @@ _CORE = [
         ADAM_RULE,
         (KINGMA_BA,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "adamw",
@@ -447,6 +451,7 @@ _CORE = [
         _decoupled("Adam's step") + r" \quad (\lambda = \text{weight\_decay})",
         (LOSHCHILOV, KINGMA_BA),
         {"learning_rate": 1e-3, "weight_decay": 1e-4},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "adamax",
@@ -457,6 +462,7 @@ _CORE = [
         r"p_t = p_{t-1} - \eta_t \frac{m_t}{(1 - \beta_1^t)\, n_t}",
         (KINGMA_BA,),
         {"learning_rate": 2e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "adamaxw",
@@ -475,6 +481,7 @@ _CORE = [
         r"p_t = p_{t-1} - \eta_t \frac{\hat m_t}{\sqrt{v_t / (1 - \beta_2^t) + \epsilon_{root}} + \epsilon}",
         (DOZAT,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "nadamw",
@@ -483,6 +490,7 @@ _CORE = [
         _decoupled("NAdam's step"),
         (DOZAT, LOSHCHILOV),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "amsgrad",
@@ -492,6 +500,7 @@ _CORE = [
         r"p_t = p_{t-1} - \eta_t \frac{m_t / (1 - \beta_1^t)}{\sqrt{\hat v^{max}_t + \epsilon_{root}} + \epsilon}",
         (REDDI,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "radam",
@@ -504,6 +513,7 @@ _CORE = [
         r" & \rho_t \ge \text{threshold} \\ \hat m_t & \text{otherwise} \end{cases}",
         (LIU_RADAM,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "adabelief",
@@ -522,6 +532,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 1e-3},
+        anchors=("optax",),
     ),
     Entry(
         "yogi",
@@ -540,6 +551,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 1e-2},
+        anchors=("optax",),
     ),
     Entry(
         "adan",
@@ -561,6 +573,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 1e-3},
+        anchors=("optax",),
     ),
     Entry(
         "adopt",
@@ -687,6 +700,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 3e-3},
+        anchors=("pytorch-optimizer", "paper oracle"),
     ),
     # Sign-based.
     Entry(
@@ -696,6 +710,7 @@ _CORE = [
         r"p_t = p_{t-1} - \eta_t\, \mathrm{sign}(g_t)",
         (SIGNSGD,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "signum",
@@ -704,6 +719,7 @@ _CORE = [
         r"m_t = \beta m_{t-1} + (1 - \beta) g_t \\ p_t = p_{t-1} - \eta_t\, \mathrm{sign}(m_t)",
         (SIGNSGD,),
         {"learning_rate": 1e-3},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "lion",
@@ -714,6 +730,7 @@ _CORE = [
         r"m_t = \beta_2 m_{t-1} + (1 - \beta_2) g_t",
         (LION,),
         {"learning_rate": 1e-4},
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "rprop",
@@ -862,6 +879,7 @@ _CORE = [
             ),
         ),
         {"learning_rate": 1e-3, "block_size": 4},
+        anchors=("pytorch-optimizer", "paper oracle"),
     ),
     Entry(
         "soap",
@@ -885,6 +903,7 @@ _CORE = [
             ),
         ),
         {"lr": 3e-3},
+        anchors=("pytorch-optimizer", "paper oracle"),
     ),
     # Curvature.
     Entry(
@@ -941,6 +960,7 @@ _CORE = [
         ),
         {"krylov_dim": 4},
         needs=("params", "value_fn"),
+        anchors=("paper oracle",),
     ),
     Entry(
         "negative_curvature_descent",
@@ -969,6 +989,7 @@ _CORE = [
         ),
         {"learning_rate": 0.1, "krylov_dim": 4},
         needs=("params", "value_fn"),
+        anchors=(),
     ),
     # Line search and quasi-Newton.
     Entry(
@@ -989,6 +1010,7 @@ _CORE = [
         ),
         {"memory_size": 5},
         needs=("params", "value", "grad", "value_fn"),
+        anchors=("optax", "paper oracle"),
     ),
     Entry(
         "conjugate_gradient",
