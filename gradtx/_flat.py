@@ -326,20 +326,29 @@ class FlatParams:
         (``gradtx.masks.weight_decay()``; it is called on the leaves' shapes and
         dtypes, ``jax.ShapeDtypeStruct``). Every leaf in a buffer must have
         the same value; otherwise a ValueError names two leaves that differ
-        (build with ``FlatParams.from_tree(params, groups=mask)``). Give the
-        result wherever gradtx takes a mask: ``gradtx.adamw(lr, mask=...)``.
+        (build with ``FlatParams.from_tree(params, groups=mask)``). gradtx's
+        ``masked``, ``partition`` and the optimizers' ``mask=`` do this
+        themselves when the params are a FlatParams; the result can also be given
+        wherever gradtx takes a mask: ``gradtx.adamw(lr, mask=fp.segment_mask(m))``.
         """
-        values = _per_leaf(mask, self._layout.leaf_structs())
-        per_buffer: dict[str, tuple[str, bool]] = {}
+        return self.segment_labels(mask, bool, "segment_mask(mask)", "mask")
+
+    def segment_labels(
+        self, labels: Any, convert: Any = None, call: str = "segment_labels(labels)", what="labels"
+    ) -> FlatParams:
+        """One label per buffer from labels per leaf (a tree like the params, a prefix, or a
+        function of the leaves' shapes and dtypes); see :meth:`segment_mask`."""
+        values = _per_leaf(labels, self._layout.leaf_structs())
+        per_buffer: dict[str, tuple[str, Any]] = {}
         for path, key, value in zip(self._layout.paths, self._layout.keys, values):
-            value = bool(value)
+            value = convert(value) if convert is not None else value
             first = per_buffer.setdefault(key, (path, value))
             if first[1] != value:
                 raise ValueError(
-                    f"FlatParams.segment_mask(mask): the mask is {first[1]} at {first[0]} and "
-                    f"{value} at {path}, both in buffer {key!r}; build the FlatParams with "
-                    "FlatParams.from_tree(params, groups=mask) so that they are in different "
-                    "buffers"
+                    f"FlatParams.{call}: the {what} is {first[1]!r} at {first[0]} and "
+                    f"{value!r} at {path}, both in buffer {key!r}; build the FlatParams with "
+                    f"FlatParams.from_tree(params, groups={what}) so that they are in "
+                    "different buffers"
                 )
         return FlatParams(
             tuple(per_buffer[key][1] for key in self._layout.buffer_shapes), self._layout
