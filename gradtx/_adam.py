@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_choice, check_denominator, check_range, static, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
@@ -583,6 +583,7 @@ def scale_by_radam(
 # -- recipes -------------------------------------------------------------------------
 
 
+@recipe
 def adam(
     learning_rate: Any,
     b1: float = 0.9,
@@ -619,6 +620,7 @@ def adam(
     )
 
 
+@recipe
 def adamw(
     learning_rate: Any,
     b1: float = 0.9,
@@ -652,6 +654,7 @@ def adamw(
     )
 
 
+@recipe
 def nadam(
     learning_rate: Any,
     b1: float = 0.9,
@@ -682,6 +685,7 @@ def nadam(
     )
 
 
+@recipe
 def nadamw(
     learning_rate: Any,
     b1: float = 0.9,
@@ -711,6 +715,7 @@ def nadamw(
     )
 
 
+@recipe
 def amsgrad(
     learning_rate: Any,
     b1: float = 0.9,
@@ -751,6 +756,7 @@ def amsgrad(
     )
 
 
+@recipe
 def adamax(
     learning_rate: Any,
     b1: float = 0.9,
@@ -778,6 +784,7 @@ def adamax(
     )
 
 
+@recipe
 def adamaxw(
     learning_rate: Any,
     b1: float = 0.9,
@@ -805,6 +812,7 @@ def adamaxw(
     )
 
 
+@recipe
 def radam(
     learning_rate: Any,
     b1: float = 0.9,

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from ._adam import _check_betas, scale_by_adam, ScaleByAdamState
 from ._base import check_denominator, check_range, static, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
@@ -591,6 +591,7 @@ def scale_by_optimistic_gradient(
 # -- recipes ---------------------------------------------------------------------------
 
 
+@recipe
 def adabelief(
     learning_rate: Any,
     b1: float = 0.9,
@@ -620,6 +621,7 @@ def adabelief(
     )
 
 
+@recipe
 def yogi(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3) -> Chain:
     """Yogi, as ``optax.yogi`` (eps 1e-3, accumulators starting at 1e-6).
 
@@ -630,6 +632,7 @@ def yogi(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e
     return named_recipe("yogi", scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
 
+@recipe
 def adan(
     learning_rate: Any,
     b1: float = 0.98,
@@ -660,6 +663,7 @@ def adan(
     )
 
 
+@recipe
 def adopt(
     learning_rate: Any,
     b1: float = 0.9,
@@ -692,6 +696,7 @@ def adopt(
     )
 
 
+@recipe
 def ademamix(
     learning_rate: Any,
     b1: float = 0.9,
@@ -724,6 +729,7 @@ def ademamix(
     )
 
 
+@recipe
 def simplified_ademamix(
     learning_rate: Any,
     b1: float = 0.99,
@@ -750,6 +756,7 @@ def simplified_ademamix(
     )
 
 
+@recipe
 def optimistic_gradient_descent(learning_rate: Any, alpha: float = 1.0, beta: float = 1.0) -> Chain:
     """Optimistic gradient descent, as ``optax.optimistic_gradient_descent``.
 
@@ -766,6 +773,7 @@ def optimistic_gradient_descent(learning_rate: Any, alpha: float = 1.0, beta: fl
     )
 
 
+@recipe
 def optimistic_adam_v2(
     learning_rate: Any,
     *,
@@ -867,6 +875,7 @@ def scale_by_acprop(
     return ScaleByAcprop(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
 
+@recipe
 def acprop(
     learning_rate: Any,
     b1: float = 0.9,
@@ -1029,6 +1038,7 @@ def scale_by_laprop(
     )
 
 
+@recipe
 def laprop(
     learning_rate: Any,
     b1: float = 0.9,
@@ -1155,6 +1165,7 @@ def scale_by_madgrad(
     return ScaleByMadgrad(learning_rate=learning_rate, momentum=momentum, eps=eps)
 
 
+@recipe
 def madgrad(
     learning_rate: Any, momentum: float = 0.9, weight_decay: float = 0.0, eps: float = 1e-6
 ) -> Chain:

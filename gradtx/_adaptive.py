@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_denominator, check_range, static, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._momentum import trace
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -253,6 +253,7 @@ def scale_by_adadelta(
     return ScaleByAdadelta(rho=rho, eps=eps, nu_dtype=nu_dtype)
 
 
+@recipe
 def adagrad(
     learning_rate: Any,
     initial_accumulator_value: float = 0.1,
@@ -280,6 +281,7 @@ def adagrad(
     )
 
 
+@recipe
 def rmsprop(
     learning_rate: Any,
     decay: float = 0.9,
@@ -329,6 +331,7 @@ def rmsprop(
     return named_recipe("rmsprop", *transforms)
 
 
+@recipe
 def adadelta(
     learning_rate: Any = 1.0,
     rho: float = 0.9,

@@ -254,20 +254,25 @@ def _normalise(obj: Struct) -> None:
             object.__setattr__(obj, field.name, new)
 
 
+def _declared_kinds(field: dataclasses.Field) -> set[str]:
+    """The names in a field's annotation: ``float | None`` -> {"float", "None"}."""
+    return {kind.strip() for kind in str(getattr(field.type, "__name__", field.type)).split("|")}
+
+
 def _declared_float(field: dataclasses.Field) -> bool:
     """A float by its default or its annotation (``float``, ``float | None``), never an int."""
-    if isinstance(field.default, float):
-        return True
-    kinds = {kind.strip() for kind in str(getattr(field.type, "__name__", field.type)).split("|")}
-    return "float" in kinds and "int" not in kinds
+    kinds = _declared_kinds(field)
+    return isinstance(field.default, float) or ("float" in kinds and "int" not in kinds)
 
 
 def _wants_a_number(field: dataclasses.Field) -> bool:
-    """A field declared as a number, or whose default is one (not a flag)."""
-    if field.type in ("float", "int", float, int):
-        return True
+    """A number is required: so declared, or by a numeric default, and None is not allowed."""
+    kinds = _declared_kinds(field)
+    if kinds & {"None", "Any"} or any("Optional" in kind for kind in kinds):
+        return False
     default = field.default
-    return isinstance(default, (int, float)) and not isinstance(default, bool)
+    numeric_default = isinstance(default, (int, float)) and not isinstance(default, bool)
+    return bool(kinds & {"float", "int"}) or numeric_default
 
 
 def _check_kind(obj: Struct, field: dataclasses.Field, value: Any) -> None:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_choice, check_range, static, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._linesearch import scale_by_zoom_linesearch
 from ._tree import (
     default_float,
@@ -121,6 +121,7 @@ def scale_by_conjugate_gradient(
 # -- recipe --------------------------------------------------------------------------
 
 
+@recipe
 def conjugate_gradient(
     method: str = "polak_ribiere",
     restart_period: Any = None,

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, fail, static, Transform
-from ._combine import as_transform, Chain, named_recipe
+from ._combine import as_transform, Chain, named_recipe, recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -111,6 +111,7 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> ScaleByCocob:
     return ScaleByCocob(alpha=alpha, eps=eps)
 
 
+@recipe
 def cocob(
     learning_rate: Any = 1.0,
     alpha: float = 100.0,
@@ -239,6 +240,7 @@ class Mechanize(Transform):
         return new_updates, MechanicState(base_state, safe_increment(state.count), r, m, v, s, x0)
 
 
+@recipe
 def mechanize(
     base_optimizer: Any,
     weight_decay: float = 1e-2,

@@ -19,7 +19,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
 from ._base import check_denominator, check_range, fail, fail_missing, static, Transform
-from ._combine import as_transform, Chain, named_recipe
+from ._combine import as_transform, Chain, named_recipe, recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -417,6 +417,7 @@ def scale_by_sophia(
     )
 
 
+@recipe
 def sophia(
     learning_rate: Any,
     b1: float = 0.965,
@@ -607,6 +608,7 @@ def scale_by_adahessian(
     )
 
 
+@recipe
 def adahessian(
     learning_rate: Any = 0.15,
     b1: float = 0.9,

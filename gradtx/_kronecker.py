@@ -16,7 +16,7 @@ from jax import lax
 import jax.numpy as jnp
 
 from ._base import check_choice, check_denominator, check_range, fail, static, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -542,6 +542,7 @@ def scale_by_shampoo(
     )
 
 
+@recipe
 def shampoo(
     learning_rate: Any,
     block_size: int = 128,
@@ -828,6 +829,7 @@ def scale_by_soap(
     )
 
 
+@recipe
 def soap(
     lr: Any = 3e-3,
     betas: tuple[float, float] = (0.95, 0.95),

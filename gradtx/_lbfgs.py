@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, fail_missing, static, Transform
-from ._combine import Chain, identity, named_recipe
+from ._combine import Chain, identity, named_recipe, recipe
 from ._linesearch import scale_by_zoom_linesearch
 from ._scale import scale, scale_by_learning_rate
 from ._tree import (
@@ -176,6 +176,7 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Sc
 _LBFGS_LINESEARCH = scale_by_zoom_linesearch(max_linesearch_steps=20, initial_guess_strategy="one")
 
 
+@recipe
 def lbfgs(
     learning_rate: Any = None,
     memory_size: int = 10,

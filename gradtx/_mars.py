@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from ._adam import scale_by_adam
 from ._base import check_range, Transform
 from ._clipping import clip_by_block_norm, clip_by_global_norm
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._momentum import ema
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
@@ -131,6 +131,7 @@ def scale_by_mars(
     return named_recipe("scale_by_mars", *steps)
 
 
+@recipe
 def mars(
     learning_rate: Any,
     b1: float = 0.95,

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, fail, static, Transform
-from ._combine import Chain, identity, named_recipe
+from ._combine import Chain, identity, named_recipe, recipe
 from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
     bias_correction as correction,
@@ -199,6 +199,7 @@ def bias_correction(decay: float) -> BiasCorrection:
     return BiasCorrection(decay=decay)
 
 
+@recipe
 def sgd(
     learning_rate: Any,
     momentum: Any = None,

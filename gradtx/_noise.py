@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, Transform
-from ._combine import Chain, named_recipe
+from ._combine import Chain, named_recipe, recipe
 from ._scale import scale_by_learning_rate
 from ._tree import default_float, safe_increment, up, zero_count
 
@@ -72,6 +72,7 @@ def add_noise(eta: float, gamma: float, key: Any = 0) -> AddNoise:
     return AddNoise(eta=eta, gamma=gamma, key=key)
 
 
+@recipe
 def noisy_sgd(learning_rate: Any, eta: float = 0.01, gamma: float = 0.55, key: Any = 0) -> Chain:
     """SGD with annealed gradient noise, as ``optax.noisy_sgd``.
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ._adam import _check_betas as _check_adam_betas
 from ._base import check_choice, check_range, fail, fail_missing, static, Transform
-from ._combine import Chain, identity, named_recipe
+from ._combine import Chain, identity, named_recipe, recipe
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
 from ._tree import (
@@ -240,6 +240,7 @@ class ScaleByProdigy(Transform):
         return _skip_without_progress(state, new_state, new_updates, lr > 0, progress)
 
 
+@recipe
 def prodigy(
     learning_rate: Any = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
@@ -384,6 +385,7 @@ class ScaleByDadaptAdam(Transform):
         return _skip_without_progress(state, new_state, new_updates, lr > 0, progress)
 
 
+@recipe
 def dadapt_adamw(
     learning_rate: Any = 1.0,
     betas: tuple[float, float] = (0.9, 0.999),
@@ -489,6 +491,7 @@ def scale_by_polyak(
     return ScaleByPolyak(f_min=f_min, max_learning_rate=max_learning_rate, eps=eps, variant=variant)
 
 
+@recipe
 def polyak_sgd(
     max_learning_rate: float = 1.0,
     scaling: Any = 1.0,
@@ -630,6 +633,7 @@ class ScaleByMomo(Transform):
         return new_updates, MomoState(exp_avg, barf, gamma, lb, safe_increment(state.count))
 
 
+@recipe
 def momo(
     learning_rate: Any = 1.0,
     beta: float = 0.9,
@@ -734,6 +738,7 @@ class ScaleByMomoAdam(Transform):
         return new_updates, MomoAdamState(exp_avg, exp_avg_sq, barf, gamma, lb, count)
 
 
+@recipe
 def momo_adam(
     learning_rate: Any = 1e-2,
     b1: float = 0.9,
@@ -856,6 +861,7 @@ def scale_by_dog(
     return ScaleByDog(init_step_type=init_step[0], init_step_value=init_step[1], eps=eps)
 
 
+@recipe
 def dog(
     learning_rate: Any = 1.0,
     init_step: tuple[str, float] = ("heuristic", 1e-6),
@@ -936,6 +942,7 @@ def scale_by_dowg(init_estim_sq_dist: float | None = None, eps: float = 1e-4) ->
     return ScaleByDowg(init_estim_sq_dist=init_estim_sq_dist, eps=eps)
 
 
+@recipe
 def dowg(
     learning_rate: Any = 1.0,
     init_estim_sq_dist: float | None = None,

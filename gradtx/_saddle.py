@@ -13,7 +13,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
 from ._base import check_range, fail_missing, static, Transform
-from ._combine import as_transform, Chain, named_recipe
+from ._combine import as_transform, Chain, named_recipe, recipe
 from ._curvature import hvp
 from ._linesearch import _kwargs_for
 from ._momentum import sgd
@@ -266,6 +266,7 @@ def scale_by_saddle_free_newton(
     return ScaleBySaddleFreeNewton(krylov_dim=krylov_dim, damping=damping)
 
 
+@recipe
 def saddle_free_newton(
     learning_rate: Any = 1.0, krylov_dim: int = 20, damping: float = 1e-3
 ) -> Chain:
@@ -437,6 +438,7 @@ def escape_saddle_points(
     )
 
 
+@recipe
 def negative_curvature_descent(
     learning_rate: Any,
     grad_tol: float = 1e-3,

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from ._adaptive import scale_by_rms
 from ._base import check_range, Schedule, static, Transform
-from ._combine import as_transform, chain, MaskedNode
+from ._combine import as_transform, chain, MaskedNode, recipe
 from ._momentum import sgd
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate, value_at
@@ -241,6 +241,7 @@ def _with_warmup(learning_rate: Any, warmup_steps: int | None) -> Any:
     return warmup_constant_schedule(0.0, learning_rate, warmup_steps)
 
 
+@recipe
 def schedule_free_sgd(
     learning_rate: Any = 1.0,
     warmup_steps: int | None = None,
@@ -266,6 +267,7 @@ def schedule_free_sgd(
     return schedule_free(base, learning_rate, b1, weight_lr_power, state_dtype)
 
 
+@recipe
 def schedule_free_adamw(
     learning_rate: Any = 0.0025,
     warmup_steps: int | None = None,

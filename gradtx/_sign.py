@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, fail, static, Transform
-from ._combine import Chain, EmptyState, named_recipe
+from ._combine import Chain, EmptyState, named_recipe, recipe
 from ._momentum import ema
 from ._regularize import add_decayed_weights
 from ._scale import scale, scale_by_learning_rate
@@ -182,6 +182,7 @@ def scale_by_rprop(
     )
 
 
+@recipe
 def rprop(
     learning_rate: float,
     eta_minus: float = 0.5,
@@ -203,6 +204,7 @@ def rprop(
     )
 
 
+@recipe
 def sign_sgd(learning_rate: Any) -> Chain:
     """signSGD, as ``optax.sign_sgd``.
 
@@ -215,6 +217,7 @@ def sign_sgd(learning_rate: Any) -> Chain:
     return named_recipe("sign_sgd", scale_by_sign(), scale_by_learning_rate(learning_rate))
 
 
+@recipe
 def signum(learning_rate: Any, beta: float = 0.9, accumulator_dtype: Any = None) -> Chain:
     """Signum (signSGD with momentum), as ``optax.signum``.
 
@@ -233,6 +236,7 @@ def signum(learning_rate: Any, beta: float = 0.9, accumulator_dtype: Any = None)
     )
 
 
+@recipe
 def lion(
     learning_rate: Any,
     b1: float = 0.9,

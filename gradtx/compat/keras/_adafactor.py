@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..._clipping import clip_by_block_rms
-from ..._combine import Chain
+from ..._combine import Chain, recipe
 from ..._factored import relative_step_size, scale_by_factored_rms, scale_by_param_block_rms
 from ..._scale import scale_by_learning_rate
 from ._optimizers import _shell, _unsupported
 
 
+@recipe
 def adafactor(
     learning_rate: Any = 0.001,
     beta_2_decay: float = -0.8,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..._adam import scale_by_adam
-from ..._combine import Chain
+from ..._combine import Chain, recipe
 from ..._layerwise import scale_by_trust_ratio
 from ..._scale import scale_by_learning_rate
 from ._optimizers import _shell, _unsupported
 
 
+@recipe
 def lamb(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 
 from ..._base import static, Struct
-from ..._combine import Chain, chain, identity
+from ..._combine import Chain, chain, identity, recipe
 from ..._matrix import scale_by_muon, scale_by_shape
 from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate
@@ -41,6 +41,7 @@ class KerasMuonLabels(Struct):
         return treedef.unflatten([label(path, leaf) for path, leaf in flat])
 
 
+@recipe
 def muon(
     learning_rate: Any = 0.001,
     adam_beta_1: float = 0.9,

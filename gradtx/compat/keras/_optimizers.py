@@ -8,7 +8,7 @@ from ..._adam import scale_by_adam, scale_by_adamax, scale_by_amsgrad, scale_by_
 from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
 from ..._base import Transform
 from ..._clipping import clip, clip_by_block_norm, clip_by_global_norm
-from ..._combine import Chain, chain, identity, named_recipe
+from ..._combine import Chain, chain, identity, named_recipe, recipe
 from ..._ftrl import ftrl_proximal
 from ..._momentum import trace
 from ..._regularize import add_decoupled_weight_decay
@@ -90,6 +90,7 @@ def _unsupported(
     }
 
 
+@recipe
 def sgd(
     learning_rate: Any = 0.01,
     momentum: float = 0.0,
@@ -133,6 +134,7 @@ def sgd(
     )
 
 
+@recipe
 def adagrad(
     learning_rate: Any = 0.001,
     initial_accumulator_value: float = 0.1,
@@ -178,6 +180,7 @@ def adagrad(
     )
 
 
+@recipe
 def rmsprop(
     learning_rate: Any = 0.001,
     rho: float = 0.9,
@@ -231,6 +234,7 @@ def rmsprop(
     )
 
 
+@recipe
 def adadelta(
     learning_rate: Any = 0.001,
     rho: float = 0.95,
@@ -281,6 +285,7 @@ def _adam_scaling(beta_1: float, beta_2: float, epsilon: float, amsgrad: bool) -
     return scale_by_adam(beta_1, beta_2, epsilon, eps_mode="raw")
 
 
+@recipe
 def adam(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -329,6 +334,7 @@ def adam(
     )
 
 
+@recipe
 def adamw(
     learning_rate: Any = 0.001,
     weight_decay: float = 0.004,
@@ -377,6 +383,7 @@ def adamw(
     )
 
 
+@recipe
 def adamax(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -426,6 +433,7 @@ def adamax(
     )
 
 
+@recipe
 def nadam(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -474,6 +482,7 @@ def nadam(
     )
 
 
+@recipe
 def lion(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -519,6 +528,7 @@ def lion(
     )
 
 
+@recipe
 def ftrl(
     learning_rate: Any = 0.001,
     learning_rate_power: float = -0.5,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..._adaptive import scale_by_rms
-from ..._combine import Chain
+from ..._combine import Chain, recipe
 from ..._scale import scale_by_learning_rate
 from ..._schedule_free import schedule_free, ScheduleFreeWarmup
 from ._optimizers import _shell, _unsupported
@@ -13,6 +13,7 @@ from ._wrappers import DecayParamsFirst as DecayParamsFirst  # where it was firs
 from ._wrappers import DecayParamsFirstState as DecayParamsFirstState
 
 
+@recipe
 def schedule_free_adamw(
     learning_rate: Any = 0.0025,
     beta_1: float = 0.9,

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..._clipping import clip_by_block_rms
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, identity, named_recipe, recipe
 from ..._factored import relative_step_size, scale_by_factored_rms, scale_by_param_block_rms
 from ..._regularize import add_decoupled_weight_decay
 from ..._scale import scale_by_learning_rate
 from ._optim import _check_nonnegative, _maximize
 
 
+@recipe
 def adafactor(
     lr: Any = 1e-2,
     beta2_decay: float = -0.8,

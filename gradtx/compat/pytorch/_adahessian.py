@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, identity, named_recipe, recipe
 from ..._curvature import hutchinson_estimator_diag_hessian, ScaleByAdahessian
 from ..._regularize import AddDecoupledWeightDecay
 from ..._scale import scale_by_learning_rate
 from ._optim import _check_nonnegative, _coupled, _maximize, Betas
 
 
+@recipe
 def adahessian(
     lr: Any = 1e-1,
     betas: Betas = (0.9, 0.999),

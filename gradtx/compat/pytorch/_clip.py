@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from ..._base import check_range, fail, static, Transform
 from ..._clipping import clip
-from ..._combine import Chain, named_recipe
+from ..._combine import Chain, named_recipe, recipe
 from ..._tree import compute_dtype, default_float, hp, up
 from ._optim import _check_nonnegative
 
@@ -74,6 +74,7 @@ class PytorchClipGradNorm(Transform):
             )
 
 
+@recipe
 def clip_grad_norm(
     max_norm: Any,
     norm_type: float | str = 2.0,
@@ -118,6 +119,7 @@ def clip_grad_norm(
     )
 
 
+@recipe
 def clip_grad_value(clip_value: Any, foreach: bool | None = None) -> Chain:
     """``torch.nn.utils.clip_grad_value_``: clamps each coordinate, as ``gradtx.clip``.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from ..._adam_variants import ScaleByLaprop
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, identity, named_recipe, recipe
 from ..._regularize import AddDecoupledWeightDecay
 from ..._scale import scale
 from ._optim import _maximize, Betas
 
 
+@recipe
 def laprop(
     lr: Any = 4e-4,
     betas: Betas = (0.9, 0.999),

@@ -10,7 +10,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
 from ..._base import check_choice, check_range, fail_missing, static, Transform
-from ..._combine import Chain, named_recipe
+from ..._combine import Chain, named_recipe, recipe
 from ..._linesearch import _kwargs_for
 from ..._tree import compute_dtype, zero_count
 
@@ -395,6 +395,7 @@ class PytorchLbfgs(Transform):
         return unravel((end.x - x0.astype(dtype)).astype(raveled_dtype)), end.state
 
 
+@recipe
 def lbfgs(
     lr: float = 1.0,
     max_iter: int = 20,

@@ -7,7 +7,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from ..._base import Transform
-from ..._combine import Chain, named_recipe
+from ..._combine import Chain, named_recipe, recipe
 from ..._matrix import MuonDimensionNumbers, NS_COEFFS, scale_by_muon, scale_by_shape
 from ..._regularize import add_decayed_weights
 from ..._scale import scale_by_learning_rate
@@ -24,6 +24,7 @@ def _adjust_lr(adjust_lr_fn: str | None) -> Transform:
     return scale_by_shape(_TORCH_LAYOUT)
 
 
+@recipe
 def muon(
     lr: Any = 1e-3,
     weight_decay: float = 0.1,

@@ -14,7 +14,7 @@ from ..._adam import (
 from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
 from ..._averaging import polyak_average
 from ..._base import Transform
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, identity, named_recipe, recipe
 from ..._momentum import scale_by_momentum
 from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate, scale_by_schedule, value_at
@@ -42,6 +42,7 @@ def _check_nonnegative(name: str, **values: float) -> None:
             raise ValueError(f"pytorch.{name}({arg}={value!r}): {arg} must be >= 0")
 
 
+@recipe
 def sgd(
     lr: Any = 1e-3,
     momentum: Any = 0.0,
@@ -82,6 +83,7 @@ def sgd(
     )
 
 
+@recipe
 def adagrad(
     lr: Any = 1e-2,
     lr_decay: float = 0.0,
@@ -114,6 +116,7 @@ def adagrad(
     )
 
 
+@recipe
 def rmsprop(
     lr: Any = 1e-2,
     alpha: float = 0.99,
@@ -150,6 +153,7 @@ def rmsprop(
     )
 
 
+@recipe
 def adadelta(
     lr: Any = 1.0,
     rho: float = 0.9,
@@ -207,6 +211,7 @@ def _adam_like(
     )
 
 
+@recipe
 def adam(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -244,6 +249,7 @@ def adam(
     return _adam_like("adam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
 
 
+@recipe
 def adamw(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -280,6 +286,7 @@ def adamw(
     )
 
 
+@recipe
 def adamax(
     lr: Any = 2e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -306,6 +313,7 @@ def adamax(
     return _adam_like("adamax", scale_by_adamax(b1, b2, eps), lr, weight_decay, False, maximize)
 
 
+@recipe
 def nadam(
     lr: Any = 2e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -336,6 +344,7 @@ def nadam(
     return _adam_like("nadam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
 
 
+@recipe
 def radam(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -363,6 +372,7 @@ def radam(
     return _adam_like("radam", scaling, lr, weight_decay, decoupled_weight_decay, maximize)
 
 
+@recipe
 def rprop(
     lr: Any = 1e-2,
     etas: Betas = (0.5, 1.2),
@@ -391,6 +401,7 @@ def rprop(
     )
 
 
+@recipe
 def asgd(
     lr: Any = 1e-2,
     lambd: float = 1e-4,

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._base import check_range, Transform
-from ..._combine import Chain, identity, named_recipe
+from ..._combine import Chain, identity, named_recipe, recipe
 from ..._parameter_free import _scalar, ScaleByDadaptAdam, ScaleByProdigy
 from ..._regularize import _require_params, add_decayed_weights
 from ..._scale import value_at
@@ -61,6 +61,7 @@ def _coupled(weight_decay: float, decouple: bool) -> Transform:
     return add_decayed_weights(weight_decay) if weight_decay and not decouple else identity()
 
 
+@recipe
 def prodigy(
     lr: Any = 1.0,
     betas: Betas = (0.9, 0.999),
@@ -129,6 +130,7 @@ def prodigy(
     )
 
 
+@recipe
 def dadapt_adam(
     lr: Any = 1.0,
     betas: Betas = (0.9, 0.999),
@@ -288,6 +290,7 @@ class ScaleByDadaptSgd(Transform):
         return new_updates, new_state
 
 
+@recipe
 def dadapt_sgd(
     lr: Any = 1.0,
     momentum: float = 0.0,
@@ -421,6 +424,7 @@ class ScaleByDadaptAdagrad(Transform):
         return new_updates, new_state
 
 
+@recipe
 def dadapt_adagrad(
     lr: Any = 1.0,
     momentum: float = 0,

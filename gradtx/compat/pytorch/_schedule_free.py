@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from ..._adam import _radam_rho
 from ..._adaptive import scale_by_rms, ScaleByRmsState
 from ..._base import check_range, Schedule, static, Transform
-from ..._combine import Chain, named_recipe
+from ..._combine import Chain, named_recipe, recipe
 from ..._regularize import add_decayed_weights
 from ..._scale import scale_by_learning_rate, value_at
 from ..._schedule_free import schedule_free, ScheduleFreeWarmup
@@ -103,6 +103,7 @@ def _schedule_free(label: str, base: list[Transform], rate: Any, b1: float, r, p
     )
 
 
+@recipe
 def sgd_schedule_free(
     lr: Any = 1.0,
     momentum: float = 0.9,
@@ -139,6 +140,7 @@ def sgd_schedule_free(
     return _schedule_free("sgd_schedule_free", base, rate, momentum, r, weight_lr_power)
 
 
+@recipe
 def adamw_schedule_free(
     lr: Any = 0.0025,
     betas: Betas = (0.9, 0.999),
@@ -172,6 +174,7 @@ def adamw_schedule_free(
     return _schedule_free("adamw_schedule_free", base, rate, b1, r, weight_lr_power)
 
 
+@recipe
 def radam_schedule_free(
     lr: Any = 0.0025,
     betas: Betas = (0.9, 0.999),

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ..._base import check_choice, check_range, static, Transform
-from ..._combine import Chain, named_recipe
+from ..._combine import Chain, named_recipe, recipe
 from ..._scale import scale_by_learning_rate
 from ..._tree import (
     bias_correction,
@@ -79,6 +79,7 @@ class ScaleBySparseAdam(Transform):
         return jnp.any(nonzero, axis=tuple(range(1, g.ndim)), keepdims=True)
 
 
+@recipe
 def sparse_adam(
     lr: Any = 1e-3,
     betas: Betas = (0.9, 0.999),
