@@ -229,18 +229,21 @@ def _equal(a: Any, b: Any) -> bool:
     return bool(np.array_equal(np.asarray(a), np.asarray(b)))
 
 
-class _FrozenTree(Struct):
-    """A pytree of Python values kept static and hashable (a mask, labels)."""
+@dataclasses.dataclass(frozen=True)
+class _FrozenTree:
+    """A pytree of Python values kept static and hashable (a mask, labels).
 
-    leaves: tuple = static()
-    treedef: Any = static()
+    Only ever a static field, so not a pytree itself; it prints as the tree it holds.
+    """
+
+    leaves: tuple
+    treedef: Any
 
     def unfreeze(self) -> Any:
         return jax.tree.unflatten(self.treedef, self.leaves)
 
-    def _pformat(self, indent: int) -> str:
-        del indent
-        return repr(self.unfreeze())  # the tree the user gave, not its frozen form
+    def __repr__(self) -> str:
+        return repr(self.unfreeze())
 
 
 def _is_function(tree: Any) -> bool:
