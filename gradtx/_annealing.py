@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import _schedule_samples, check_range, fail, Schedule, static, Transform
+from ._combine import recipe
 from ._population import as_vector, score, step_to
 from ._scale import value_at
 from ._tree import default_float, safe_increment, zero_count
@@ -137,6 +138,7 @@ class SimulatedAnnealing(Transform):
         return step_to(params, best, unravel), new_state
 
 
+@recipe
 def simulated_annealing(
     temperature: Any = 1.0, step_size: Any = 0.1, n_chains: int = 1, key: Any = 0
 ) -> SimulatedAnnealing:

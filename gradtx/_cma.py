@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import check_range, static, Transform
+from ._combine import recipe
 from ._population import as_vector, score, step_to
 from ._tree import safe_increment, zero_count
 
@@ -292,6 +293,7 @@ class SepCmaEs(_CMABase):
         )  # fmt: skip
 
 
+@recipe
 def cma_es(
     sigma0: float = 1.0, popsize: int | None = None, active: bool = True, key: Any = 0
 ) -> CmaEs:
@@ -345,6 +347,7 @@ def cma_es(
     return CmaEs(sigma0=sigma0, popsize=popsize, active=active, key=key)
 
 
+@recipe
 def sep_cma_es(
     sigma0: float = 1.0, popsize: int | None = None, active: bool = True, key: Any = 0
 ) -> SepCmaEs:

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._base import check_choice, check_denominator, check_range, Schedule, static, Transform
 from ._clipping import _Stateless, clip_by_block_rms
-from ._combine import Chain, identity, named_recipe
+from ._combine import Chain, identity, named_recipe, recipe
 from ._momentum import ema
 from ._regularize import _require_params, add_decayed_weights, CountState
 from ._scale import scale, scale_by_learning_rate, value_at
@@ -341,6 +341,7 @@ def _check_adafactor(**args: Any) -> None:
     check_range(spec, "weight_decay_rate", low=0.0)
 
 
+@recipe
 def adafactor(
     learning_rate: Any = None,
     min_dim_size_to_factor: int = 128,

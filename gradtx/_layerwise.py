@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ._adam import scale_by_adam
 from ._base import check_denominator, check_range, static, Transform
-from ._combine import Chain, EmptyState, masked, named_recipe
+from ._combine import Chain, EmptyState, masked, named_recipe, recipe
 from ._momentum import trace
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate, ScaleByLearningRateState, value_at
@@ -353,6 +353,7 @@ def scale_by_novograd(
 # -- named optimizers --------------------------------------------------------------------
 
 
+@recipe
 def lamb(
     learning_rate: Any,
     b1: float = 0.9,
@@ -390,6 +391,7 @@ def lamb(
     )
 
 
+@recipe
 def lars(
     learning_rate: Any,
     weight_decay: Any = 0.0,
@@ -429,6 +431,7 @@ def lars(
     )
 
 
+@recipe
 def fromage(learning_rate: Any, min_norm: float = 1e-6) -> Chain:
     """Fromage: steps relative to each layer's norm, then a shrinkage, as ``optax.fromage``.
 
@@ -452,6 +455,7 @@ def fromage(learning_rate: Any, min_norm: float = 1e-6) -> Chain:
     )
 
 
+@recipe
 def sm3(learning_rate: Any, momentum: Any = 0.9) -> Chain:
     """SM3 with momentum, as ``optax.sm3``.
 
@@ -469,6 +473,7 @@ def sm3(learning_rate: Any, momentum: Any = 0.9) -> Chain:
     return named_recipe("sm3", scale_by_sm3(momentum), scale_by_learning_rate(learning_rate))
 
 
+@recipe
 def novograd(
     learning_rate: Any,
     b1: float = 0.9,

@@ -13,7 +13,7 @@ import numpy as np
 
 from ._adam import scale_by_adam
 from ._base import check_choice, check_denominator, check_range, static, Struct, Transform
-from ._combine import _FrozenTree, Chain, chain, EmptyState, named_recipe
+from ._combine import _FrozenTree, Chain, chain, EmptyState, named_recipe, recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -553,6 +553,7 @@ class MuonLabels(Struct):
         return treedef.unflatten(["muon" if m else "adam" for m in labels])
 
 
+@recipe
 def muon(
     learning_rate: Any,
     ns_coeffs: Any = NS_COEFFS,

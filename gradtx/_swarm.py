@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import check_range, fail, static, Transform
+from ._combine import recipe
 from ._population import as_vector, score, step_to
 
 
@@ -151,6 +152,7 @@ def _check_interval(obj: Transform, arg: str) -> None:
         fail(obj, arg, f"{arg} must be a pair (low, high) with low < high")
 
 
+@recipe
 def particle_swarm(
     n_particles: int | None = None,
     w: float = 0.7298,
