@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._base import check_range, static, Transform
+from ._base import check_range, HyperparameterTypeError, static, Transform
 from ._combine import EmptyState
 from ._tree import default_float, safe_increment, tree_scale, zero_count
 
@@ -130,8 +130,12 @@ def scale_by_learning_rate(
     Array(-0.2, dtype=float32)
     """
     if learning_rate is None:
-        raise ValueError(
-            "scale_by_learning_rate(learning_rate=None): a learning rate is required "
-            "(optax treats None as no scaling, which ascends the gradient)"
+        # A HyperparameterError, so a recipe restates it (adam(learning_rate=None)); a
+        # TypeError too, as for None given for any other number.
+        raise HyperparameterTypeError(
+            "scale_by_learning_rate",
+            {"learning_rate": learning_rate},
+            "a learning rate is required "
+            "(optax treats None as no scaling, which ascends the gradient)",
         )
     return ScaleByLearningRate(learning_rate=learning_rate, flip_sign=flip_sign)
