@@ -427,36 +427,56 @@ def test_laprop_port_steps_by_its_momentum_at_lr_0():
 
 BAD = [
     (gradtx.scale_by_belief, {"b1": 1.0}, r"scale_by_belief\(b1=1.0\): b1 must be in \[0, 1\)"),
-    (gradtx.adabelief, {"learning_rate": 0.1, "b2": -0.1}, r"scale_by_belief\(b2=-0.1\)"),
-    (gradtx.adabelief, {"learning_rate": 0.1, "eps": -1e-8}, r"scale_by_belief\(eps=-1e-08\)"),
+    (
+        gradtx.adabelief,
+        {"learning_rate": 0.1, "b2": -0.1},
+        r"^adabelief\(b2=-0.1\): b2 must be in \[0, 1\)$",
+    ),
+    (
+        gradtx.adabelief,
+        {"learning_rate": 0.1, "eps": -1e-8},
+        r"^adabelief\(eps=-1e-08\): eps must be in \[0, inf\)$",
+    ),
     (
         gradtx.scale_by_belief,
         {"eps": 0.0, "eps_root": 0.0},
         r"scale_by_belief\(eps=0.0, eps_root=0.0\): .* 0 / 0",
     ),
-    (gradtx.yogi, {"learning_rate": 0.1, "b1": 1.5}, r"scale_by_yogi\(b1=1.5\)"),
+    (gradtx.yogi, {"learning_rate": 0.1, "b1": 1.5}, r"^yogi\(b1=1.5\): b1 must be in \[0, 1\)$"),
     (
         gradtx.scale_by_yogi,
         {"initial_accumulator_value": -1.0},
-        r"scale_by_yogi\(initial_accumulator_value=-1.0\): .* \[0, inf\]",
+        r"scale_by_yogi\(initial_accumulator_value=-1.0\): .* \[0, inf\)",
     ),
     (
         gradtx.scale_by_yogi,
         {"eps": 0.0, "initial_accumulator_value": 0.0},
         r"scale_by_yogi\(eps=0.0, eps_root=0.0, initial_accumulator_value=0.0\)",
     ),
-    (gradtx.adan, {"learning_rate": 0.1, "b3": 1.0}, r"scale_by_adan\(b3=1.0\): b3 must be in"),
-    (gradtx.adan, {"learning_rate": 0.1, "eps_root": -1.0}, r"scale_by_adan\(eps_root=-1.0\)"),
+    (gradtx.adan, {"learning_rate": 0.1, "b3": 1.0}, r"^adan\(b3=1.0\): b3 must be in \[0, 1\)$"),
+    (
+        gradtx.adan,
+        {"learning_rate": 0.1, "eps_root": -1.0},
+        r"^adan\(eps_root=-1.0\): eps_root must be in \[0, inf\)$",
+    ),
     (
         gradtx.adan,
         {"learning_rate": 0.1, "weight_decay": -0.1},
-        r"add_decayed_weights\(weight_decay=-0.1\)",
+        r"^adan\(weight_decay=-0.1\): weight_decay must be in \[0, inf\)$",
     ),
-    (gradtx.adopt, {"learning_rate": 0.1, "b2": 1.0}, r"scale_by_adopt\(b2=1.0\)"),
+    (gradtx.adopt, {"learning_rate": 0.1, "b2": 1.0}, r"^adopt\(b2=1.0\): b2 must be in \[0, 1\)$"),
     (gradtx.scale_by_adopt, {"eps": 0.0}, r"scale_by_adopt\(eps=0.0\): .* 0 / 0"),
     (gradtx.scale_by_adopt, {"mu_dtype": jnp.int32}, r"scale_by_adopt\(mu_dtype=int32\)"),
-    (gradtx.ademamix, {"learning_rate": 0.1, "b3": 1.0}, r"scale_by_ademamix\(b3=1.0\)"),
-    (gradtx.ademamix, {"learning_rate": 0.1, "alpha": -1.0}, r"scale_by_ademamix\(alpha=-1.0\)"),
+    (
+        gradtx.ademamix,
+        {"learning_rate": 0.1, "b3": 1.0},
+        r"^ademamix\(b3=1.0\): b3 must be in \[0, 1\)$",
+    ),
+    (
+        gradtx.ademamix,
+        {"learning_rate": 0.1, "alpha": -1.0},
+        r"^ademamix\(alpha=-1.0\): alpha must be in \[0, inf\)$",
+    ),
     (
         gradtx.scale_by_ademamix,
         {"b3": gradtx.linear_schedule(0.9, 1.1, 100)},
@@ -465,29 +485,29 @@ BAD = [
     (
         gradtx.simplified_ademamix,
         {"learning_rate": 0.1, "b1": 1.0},
-        r"scale_by_simplified_ademamix\(b1=1.0\)",
+        r"^simplified_ademamix\(b1=1.0\): b1 must be in \[0, 1\)$",
     ),
     (
         gradtx.scale_by_simplified_ademamix,
         {"alpha": gradtx.linear_schedule(0.0, -1.0, 10)},
-        r"scale_by_simplified_ademamix\(alpha=.*\): alpha must be in \[0, inf\] at every step",
+        r"scale_by_simplified_ademamix\(alpha=.*\): alpha must be in \[0, inf\) at every step",
     ),
     (
         gradtx.optimistic_gradient_descent,
         {"learning_rate": 0.1, "beta": -1.0},
-        r"scale_by_optimistic_gradient\(beta=-1.0\)",
+        r"^optimistic_gradient_descent\(beta=-1.0\): beta must be in \[0, inf\)$",
     ),
     (
         gradtx.optimistic_adam_v2,
         {"learning_rate": 0.1, "alpha": float("nan")},
-        r"scale_by_optimistic_gradient\(alpha=nan\): alpha must be a finite number",
+        r"^optimistic_adam_v2\(alpha=nan\): alpha must be a finite number$",
     ),
     (gradtx.optimistic_adam_v2, {"learning_rate": -0.1}, r"learning_rate=-0.1"),
     (gradtx.scale_by_laprop, {"b1": 1.0}, r"scale_by_laprop\(b1=1.0\): b1 must be in \[0, 1\)"),
     (
         gradtx.laprop,
         {"learning_rate": 0.1, "eps": 0.0},
-        r"scale_by_laprop\(eps=0.0, eps_root=0.0\): .* 0 / 0",
+        r"^laprop\(eps=0.0, eps_root=0.0\): .* 0 / 0",
     ),
     (
         gradtx.scale_by_laprop,
