@@ -78,16 +78,6 @@ def test_es_estimate_equals_the_papers(x64, shaping):
         state = new_state
 
 
-def test_es_without_shaping_estimates_the_gradient(x64):
-    # With raw losses, OpenAI-ES is an unbiased estimate of the smoothed loss's gradient:
-    # on a quadratic, of the gradient itself.
-    params = make_params(jnp.float64)
-    tx = evolution_strategies(popsize=4000, sigma=0.1, fitness_shaping="none")
-    updates, _ = _update(tx, params, tx.init(params), value_fn=quadratic_loss)
-    true = _vector(jax.grad(quadratic_loss)(params))
-    assert np.linalg.norm(_vector(updates) - true) < 0.1 * np.linalg.norm(true)
-
-
 def test_es_with_sgd_follows_evosax_open_es(x64):
     pytest.importorskip("evosax")
     from evosax.algorithms import Open_ES
@@ -115,7 +105,7 @@ def test_es_with_sgd_follows_evosax_open_es(x64):
 
 def test_es_population_value_fn_gives_the_same_estimate(x64):
     params = make_params(jnp.float64)
-    tx = evolution_strategies(popsize=6, sigma=0.3, seed=1)
+    tx = evolution_strategies(popsize=8, sigma=0.3, seed=1)  # compiled for the oracle test
     state = tx.init(params)
     by_member, _ = _update(tx, params, state)
     batched, _ = jax.jit(functools.partial(tx.update, population_value_fn=jax.vmap(loss)))(
@@ -153,8 +143,15 @@ def test_es_nan_losses_rank_last_and_are_counted(x64):
 # -- Gaussian smoothing ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("use_baseline", [True, False])
-def test_perturbation_gradient_equals_optax_perturbed_fun(x64, use_baseline):
+@functools.partial(jax.jit, static_argnums=2)
+def _optax_samples(key, params, n):
+    """The n samples as optax draws them: one key per sample, split into one per leaf."""
+    keys = jax.random.split(key, n)
+    return jax.lax.map(lambda k: ravel_pytree(optax.tree.random_like(k, params))[0], keys)
+
+
+def test_perturbation_gradient_equals_optax_perturbed_fun(x64):
+    use_baseline = True  # optax's default; the oracle checks the other
     params = make_params(jnp.float64)
     tx = perturbation_gradient(num_samples=16, sigma=0.2, use_baseline=use_baseline, seed=7)
     state = tx.init(params)
@@ -166,17 +163,17 @@ def test_perturbation_gradient_equals_optax_perturbed_fun(x64, use_baseline):
     chex.assert_trees_all_close(updates, expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("antithetic", [True, False])
-def test_perturbation_gradient_equals_gaussian_smoothing(x64, antithetic):
+@pytest.mark.parametrize(
+    "options", [{"antithetic": True}, {"use_baseline": False}], ids=["antithetic", "no_baseline"]
+)
+def test_perturbation_gradient_equals_gaussian_smoothing(x64, options):
     params = make_params(jnp.float64)
-    tx = perturbation_gradient(num_samples=5, sigma=0.2, antithetic=antithetic, seed=8)
+    tx = perturbation_gradient(num_samples=16, sigma=0.2, seed=8, **options)
     state = tx.init(params)
     updates, new_state = _update(tx, params, state)
-    # The samples as optax draws them: one key per sample, one per leaf.
-    keys = jax.random.split(_draw_key(state), 5)
-    z = jax.vmap(lambda k: ravel_pytree(optax.tree.random_like(k, params))[0])(keys)
+    z = _optax_samples(_draw_key(state), params, 16)
     expected = oracles.gaussian_smoothing_gradient(
-        np_loss, _vector(params), np.asarray(z), 0.2, antithetic=antithetic
+        np_loss, _vector(params), np.asarray(z), 0.2, **options
     )
     np.testing.assert_allclose(_vector(updates), expected, rtol=1e-10, atol=1e-12)
     assert not jnp.array_equal(jax.random.key_data(new_state.key), jax.random.key_data(state.key))
@@ -193,8 +190,7 @@ def test_perturbation_gradient_leaves_nonfinite_terms_out(x64):
     tx = perturbation_gradient(num_samples=8, sigma=0.2, seed=8)
     state = tx.init(params)
     updates, new_state = _update(tx, params, state, value_fn=nan_above)
-    keys = jax.random.split(_draw_key(state), 8)
-    z = np.asarray(jax.vmap(lambda k: ravel_pytree(optax.tree.random_like(k, params))[0])(keys))
+    z = np.asarray(_optax_samples(_draw_key(state), params, 8))
     kept = z[:, 0] <= 0
     expected = oracles.gaussian_smoothing_gradient(np_loss, x0, z[kept], 0.2) * kept.sum() / 8
     np.testing.assert_allclose(_vector(updates), expected, rtol=1e-10, atol=1e-12)
@@ -272,10 +268,9 @@ _solve_jit = jax.jit(_solve, static_argnums=(1, 3))
     "tx",
     [
         gradtx.chain(evolution_strategies(popsize=16, sigma=0.02), gradtx.adam(0.05)),
-        gradtx.chain(perturbation_gradient(16, 0.01, antithetic=True), gradtx.sgd(0.1)),
         genetic_algorithm(popsize=16),
     ],
-    ids=["es_adam", "perturbation_sgd", "ga"],
+    ids=["es_adam", "ga"],
 )
 def test_solves_the_quadratic(tx):
     params = make_params()
@@ -314,6 +309,6 @@ def test_bad_arguments_are_named(build, message):
 def test_missing_value_fn_and_integer_leaves_are_refused(tx):
     params = {"w": jnp.ones(3)}
     with pytest.raises(ValueError, match=rf"{tx.name}.update needs value_fn="):
-        tx.update(None, tx.init(params), params)
+        jax.jit(tx.update)(None, tx.init(params), params)  # raised while tracing
     with pytest.raises(TypeError, match="integer"):
         tx.init({"w": jnp.arange(3)})
