@@ -57,6 +57,9 @@ from ._adaptive import scale_by_stddev as scale_by_stddev
 from ._adaptive import ScaleByAdadeltaState as ScaleByAdadeltaState
 from ._adaptive import ScaleByRmsState as ScaleByRmsState
 from ._adaptive import ScaleByRssState as ScaleByRssState
+from ._annealing import logarithmic_cooling as logarithmic_cooling
+from ._annealing import simulated_annealing as simulated_annealing
+from ._annealing import SimulatedAnnealingState as SimulatedAnnealingState
 from ._averaging import AverageParamsState as AverageParamsState
 from ._averaging import ema_params as ema_params
 from ._averaging import polyak_average as polyak_average
@@ -70,6 +73,10 @@ from ._clipping import clip as clip
 from ._clipping import clip_by_block_norm as clip_by_block_norm
 from ._clipping import clip_by_block_rms as clip_by_block_rms
 from ._clipping import clip_by_global_norm as clip_by_global_norm
+from ._cma import cma_es as cma_es
+from ._cma import CmaEsState as CmaEsState
+from ._cma import sep_cma_es as sep_cma_es
+from ._cma import SepCmaEsState as SepCmaEsState
 from ._coin_betting import cocob as cocob
 from ._coin_betting import COCOBState as COCOBState
 from ._coin_betting import MechanicState as MechanicState
@@ -238,6 +245,10 @@ from ._state import apply_updates as apply_updates
 from ._state import tree_get as tree_get
 from ._state import tree_get_all_with_path as tree_get_all_with_path
 from ._state import tree_set as tree_set
+from ._swarm import particle_swarm as particle_swarm
+from ._swarm import ParticleSwarmState as ParticleSwarmState
+from ._sweep import Sweep as Sweep
+from ._sweep import sweep as sweep
 from ._wrappers import apply_if_finite as apply_if_finite
 from ._wrappers import ApplyIfFiniteState as ApplyIfFiniteState
 from ._wrappers import cautious as cautious

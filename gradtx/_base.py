@@ -418,6 +418,16 @@ class Transform(Struct):
             found.extend(v for v in items if isinstance(v, Transform))
         return tuple(found)
 
+    def needs_leaves(self, flat: Any) -> bool:
+        """Whether this transform must see the leaves of a :class:`gradtx.FlatParams`.
+
+        True when it is not elementwise and wraps no transforms: it then runs on
+        the leaves (slices of the buffers) and its updates are packed back.
+        Combinators whose masks cut a buffer in two say True too.
+        """
+        del flat
+        return not self.elementwise and not self.children_transforms()
+
     def refuses_integer_leaves(self) -> bool:
         """Whether integer and boolean leaves raise here (see ``integer_leaves``)."""
         if self.integer_leaves is None:
@@ -441,6 +451,8 @@ def _guarded_init(init):
     def checked_init(self, params):
         if self.refuses_integer_leaves():
             check_float_leaves(params, "params")
+        if _needs_leaves(self, params):
+            return init(self, params.to_tree())
         return init(self, params)
 
     checked_init.guarded = True
@@ -462,12 +474,56 @@ def _guarded_update(update):
             _check_state(self, state, updates if params is None else params)
         _calls.depth = depth + 1
         try:
+            flat = _needs_leaves(self, updates, params)
+            if flat is not None:
+                return _update_leaves(self, update, flat, updates, state, params, extra_args)
             return update(self, updates, state, params, **extra_args)
         finally:
             _calls.depth = depth
 
     checked_update.guarded = True
     return checked_update
+
+
+# -- flat parameters (gradtx.FlatParams) for transforms that need leaf boundaries ------------
+
+
+def _is_flat(x: Any) -> bool:
+    return getattr(type(x), "gradtx_flat", False)
+
+
+def _needs_leaves(tx: Transform, *values: Any) -> Any:
+    """The FlatParams among ``values`` when ``tx`` needs the leaves it packs (else None).
+
+    An elementwise transform gives the tree's numbers on the buffers; one that
+    reduces per leaf or treats leaves as matrices (block RMS, trust ratios,
+    Adafactor, Muon, Shampoo, ...) runs on the leaves, as slices of the buffers,
+    and its updates are packed back (``Transform.needs_leaves``).
+    """
+    flat = next((x for x in values if _is_flat(x)), None)
+    return flat if flat is not None and tx.needs_leaves(flat) else None
+
+
+def _as_tree(x: Any) -> Any:
+    return jax.tree.map(lambda v: v.to_tree() if _is_flat(v) else v, x, is_leaf=_is_flat)
+
+
+def _update_leaves(tx, update, flat, updates, state, params, extra_args):
+    """``update`` on the leaves of FlatParams: the extra arguments' FlatParams (grad=) as
+    trees, and functions of the params (value_fn=, obj_fn=, ...) called with FlatParams."""
+    pack = functools.partial(type(flat).from_tree_like, like=flat)
+
+    def on_flat(fn):
+        return lambda tree, *args, **kwargs: _as_tree(fn(pack(tree), *args, **kwargs))
+
+    extra = {
+        name: on_flat(value)
+        if callable(value) and not isinstance(value, Struct)
+        else _as_tree(value)
+        for name, value in extra_args.items()
+    }
+    out, state = update(tx, _as_tree(updates), state, _as_tree(params), **extra)
+    return (None if out is None else pack(out)), state
 
 
 def _check_no_updates(tx: Transform, params: Any) -> None:

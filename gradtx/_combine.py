@@ -269,10 +269,25 @@ def freeze_tree(tree: Any) -> Any:
 
 
 def resolve_tree(frozen: Any, params: Any) -> Any:
-    """The mask or label tree for ``params``: call the function or unfreeze."""
-    if isinstance(frozen, _FrozenTree):
-        return frozen.unfreeze()
-    return frozen(params)
+    """The mask or label tree for ``params``: call the function or unfreeze.
+
+    For a :class:`gradtx.FlatParams`, one label per buffer from the labels of
+    its leaves (ValueError when a buffer's leaves differ; see
+    ``FlatParams.segment_labels``), unless the labels are given per buffer.
+    """
+    tree = frozen.unfreeze() if isinstance(frozen, _FrozenTree) else frozen
+    if getattr(type(params), "gradtx_flat", False) and type(tree) is not type(params):
+        return params.segment_labels(tree)
+    return tree if isinstance(frozen, _FrozenTree) else frozen(params)
+
+
+def labels_fit_buffers(frozen: Any, flat: Any) -> bool:
+    """Whether a mask or labels are uniform over each buffer of a FlatParams."""
+    try:
+        resolve_tree(frozen, flat)
+    except ValueError:
+        return False
+    return True
 
 
 class MaskedNode(NamedTuple):
@@ -301,6 +316,9 @@ class Masked(Transform):
     def __post_init__(self):
         object.__setattr__(self, "inner", as_transform(self.inner))
         object.__setattr__(self, "mask", freeze_tree(self.mask))
+
+    def needs_leaves(self, flat: Any) -> bool:
+        return not labels_fit_buffers(self.mask, flat)
 
     def init(self, params):
         mask_tree = resolve_tree(self.mask, params)

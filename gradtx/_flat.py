@@ -258,6 +258,8 @@ class FlatParams:
     """
 
     __slots__ = ("_buffers", "_layout")
+    # Transforms that need leaf boundaries see the leaves (gradtx._base._needs_leaves).
+    gradtx_flat = True
 
     def __init__(self, buffers: tuple, layout: FlatLayout):
         self._buffers = tuple(buffers)
@@ -279,9 +281,24 @@ class FlatParams:
 
     @classmethod
     def from_tree_like(cls, tree: Any, like: FlatParams) -> FlatParams:
-        """Packs ``tree`` (a tree like ``like.to_tree()``) into ``like``'s layout."""
-        buffers = pack(tree, like.layout, "FlatParams.from_tree_like", "tree")
-        return cls(tuple(buffers[key] for key in like.layout.buffer_shapes), like.layout)
+        """Packs ``tree`` (a tree like ``like.to_tree()``) into ``like``'s layout.
+
+        A buffer whose leaves all hold the same placeholder (not an array: a
+        masked-out leaf) becomes that placeholder, as :meth:`to_tree` gives it.
+        """
+        layout = like.layout
+        leaves = layout.treedef.flatten_up_to(tree)
+        held = {key: leaf for leaf, key in zip(leaves, layout.keys) if not hasattr(leaf, "shape")}
+        if held:  # packed as zeros (dead code, removed by XLA), then replaced
+            leaves = [
+                jnp.zeros(shape, dtype) if key in held else leaf
+                for leaf, key, shape, dtype in zip(
+                    leaves, layout.keys, layout.shapes, layout.dtypes
+                )
+            ]
+            tree = layout.treedef.unflatten(leaves)
+        buffers = pack(tree, layout, "FlatParams.from_tree_like", "tree")
+        return cls(tuple(held.get(key, buffers[key]) for key in layout.buffer_shapes), layout)
 
     @property
     def layout(self) -> FlatLayout:
@@ -314,6 +331,10 @@ class FlatParams:
         leaves = [None] * len(layout.paths)
         for key, buffer in self.buffers.items():
             indices = pieces[key]
+            if not hasattr(buffer, "shape"):  # a placeholder (a masked-out buffer): per leaf
+                for i in indices:
+                    leaves[i] = buffer
+                continue
             sizes = [math.prod(layout.shapes[i]) for i in indices]
             for i, part in zip(indices, jax.lax.split(buffer, sizes)):
                 leaves[i] = part.reshape(layout.shapes[i])

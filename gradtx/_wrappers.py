@@ -10,7 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._base import check_choice, check_range, fail, FrozenDict, static, Transform
-from ._combine import as_transform, EmptyState, freeze_tree, Masked, masked, resolve_tree
+from ._combine import (
+    as_transform,
+    EmptyState,
+    freeze_tree,
+    labels_fit_buffers,
+    Masked,
+    masked,
+    resolve_tree,
+)
 from ._scale import value_at
 from ._schedules import _as_schedule
 from ._state import tree_get_all_with_path
@@ -71,6 +79,9 @@ class Partition(Transform):
         transforms = FrozenDict({k: as_transform(t) for k, t in dict(self.transforms).items()})
         object.__setattr__(self, "transforms", transforms)
         object.__setattr__(self, "param_labels", freeze_tree(self.param_labels))
+
+    def needs_leaves(self, flat: Any) -> bool:
+        return not labels_fit_buffers(self.param_labels, flat)
 
     def _groups(self, tree: Any) -> dict[Any, Masked]:
         labels = resolve_tree(self.param_labels, tree)

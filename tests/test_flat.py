@@ -243,15 +243,25 @@ def test_adamw_weight_decay_mask_through_segments():
     fp = FlatParams.from_tree(_params(), groups=decay)
     tx = gradtx.adamw(0.1, weight_decay=0.5, mask=fp.segment_mask(decay))
     assert _max_difference(_run(tx, flat=True, groups=decay), tree) <= 1e-6
-    # The function mask itself sees 1-D buffers (ndim 1 < 2): it decays nothing. Silent,
-    # and wrong: this is why segment_mask exists.
+    # The function mask is read from the leaves: per buffer when grouped by it, ...
     tx = gradtx.adamw(0.1, weight_decay=0.5, mask=decay)
-    assert _max_difference(_run(tx, flat=True, groups=decay), tree) > 1e-3
+    assert _max_difference(_run(tx, flat=True, groups=decay), tree) <= 1e-6
+    # ... and on the leaves (slices of the buffer) when it cuts a buffer in two.
+    assert _max_difference(_run(tx, flat=True), tree) <= 1e-6
+    assert gradtx.adamw(0.1, mask=decay).transforms[1].needs_leaves(FlatParams.from_tree(_params()))
+    assert not gradtx.adamw(0.1, mask=decay).transforms[1].needs_leaves(fp)
 
 
-# Transforms that need leaf boundaries see each buffer as one vector: other numbers.
-# The next step (issue 17 item 2) gives them the layout's segments; until then this list
-# says which ones, and fails when one starts to agree (move it to the test above).
+def test_partition_by_labels_per_leaf():
+    labels = {"dense": {"kernel": "a", "bias": "b"}, "ln": {"scale": "b"}, "out": "a"}
+    tx = gradtx.partition({"a": gradtx.adam(0.1), "b": gradtx.lamb(0.05)}, labels)
+    tree = _run(tx)
+    assert _max_difference(_run(tx, flat=True, groups=labels), tree) <= 1e-6
+    assert _max_difference(_run(tx, flat=True), tree) <= 1e-6
+
+
+# Transforms that need leaf boundaries run on the leaves (slices of the buffers) and pack
+# their updates back: the tree's numbers, not those of each buffer as one vector.
 LEAF_STRUCTURED = {
     "clip_by_block_rms": lambda: gradtx.chain(gradtx.clip_by_block_rms(0.1), gradtx.sgd(0.1)),
     "lamb": lambda: gradtx.lamb(0.1),
@@ -261,8 +271,8 @@ LEAF_STRUCTURED = {
 
 
 @pytest.mark.parametrize("name", sorted(LEAF_STRUCTURED))
-def test_leaf_structured_transforms_do_not_give_the_tree_numbers_yet(name):
-    assert _flat_against_tree(LEAF_STRUCTURED[name]()) > 1e-4
+def test_leaf_structured_transforms_give_the_tree_numbers(name):
+    assert _flat_against_tree(LEAF_STRUCTURED[name]()) <= 1e-6
 
 
 # -- checkpoints: stored as the ordinary tree ---------------------------------------------
