@@ -298,22 +298,22 @@ def test_repr():
         (
             gradtx.conjugate_gradient,
             {"method": "steepest"},
-            r"scale_by_conjugate_gradient\(method='steepest'\)",
+            r"^conjugate_gradient\(method='steepest'\): method must be one of",
         ),
         (
             gradtx.conjugate_gradient,
             {"max_linesearch_steps": 0},
-            r"scale_by_zoom_linesearch\(max_linesearch_steps=0\): .* must be in \[1, inf\]",
+            r"^conjugate_gradient\(max_linesearch_steps=0\): .* must be in \[1, inf\)$",
         ),
         (
             gradtx.conjugate_gradient,
             {"slope_rtol": 0.01, "curv_rtol": 0.01},
-            r"scale_by_zoom_linesearch\(curv_rtol=0.01\): curv_rtol must exceed slope_rtol=0.01",
+            r"^conjugate_gradient\(curv_rtol=0.01\): curv_rtol must exceed slope_rtol=0.01$",
         ),
         (
             gradtx.conjugate_gradient,
             {"initial_guess_strategy": "two"},
-            r"scale_by_zoom_linesearch\(initial_guess_strategy='two'\): .* must be one of",
+            r"^conjugate_gradient\(initial_guess_strategy='two'\): .* must be one of",
         ),
     ],
 )

@@ -160,10 +160,10 @@ def test_numbers_are_leaves_and_modes_are_static():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"max_iter": 0}, r"pytorch\.lbfgs\(max_iter=0\): max_iter must be in \[1, inf\]"),
+        ({"max_iter": 0}, r"pytorch\.lbfgs\(max_iter=0\): max_iter must be in \[1, inf\)"),
         ({"max_iter": 2.5}, r"pytorch\.lbfgs\(max_iter=2\.5\): max_iter must be a whole"),
-        ({"max_eval": 0}, r"pytorch\.lbfgs\(max_eval=0\): max_eval must be in \[1, inf\]"),
-        ({"lr": 0.0}, r"pytorch\.lbfgs\(lr=0\.0\): lr must be in \(0, inf\]"),
+        ({"max_eval": 0}, r"pytorch\.lbfgs\(max_eval=0\): max_eval must be in \[1, inf\)"),
+        ({"lr": 0.0}, r"pytorch\.lbfgs\(lr=0\.0\): lr must be in \(0, inf\)"),
         ({"lr": -1.0}, r"pytorch\.lbfgs\(lr=-1\.0\)"),
         ({"history_size": 0}, r"pytorch\.lbfgs\(history_size=0\): history_size must be in"),
         ({"tolerance_grad": -1e-7}, r"pytorch\.lbfgs\(tolerance_grad=-1e-07\)"),

@@ -293,15 +293,15 @@ def test_residual_is_checkpointed_and_restored(tmp_path):
             lambda: gradtx.top_k_compression(1.5, None),
             r"top_k_compression\(ratio=1.5\): ratio must be in \(0, 1\]",
         ),
-        (lambda: gradtx.powersgd(0, None), r"powersgd\(rank=0\): rank must be in \[1, inf\]"),
+        (lambda: gradtx.powersgd(0, None), r"powersgd\(rank=0\): rank must be in \[1, inf\)"),
         (lambda: gradtx.powersgd(1.5, None), r"powersgd\(rank=1.5\): rank must be a whole number"),
         (
             lambda: gradtx.threshold_compression(0.0, None),
-            r"threshold_compression\(threshold=0.0\): threshold must be in \(0, inf\]",
+            r"threshold_compression\(threshold=0.0\): threshold must be in \(0, inf\)",
         ),
         (
             lambda: gradtx.threshold_compression(-1.0, None),
-            r"threshold_compression\(threshold=-1.0\): threshold must be in \(0, inf\]",
+            r"threshold_compression\(threshold=-1.0\): threshold must be in \(0, inf\)",
         ),
     ],
 )
