@@ -272,7 +272,7 @@ BAD = [
     (FACTORED, {"min_dim_size_to_factor": 2.5}, "min_dim_size_to_factor must be a whole"),
     (FACTORED, {"decay_rate": -0.1}, None),
     (FACTORED, {"epsilon": 0.0}, None),
-    (FACTORED, {"epsilon": -1.0}, r"epsilon must be in \[0, inf\]"),
+    (FACTORED, {"epsilon": -1.0}, r"epsilon must be in \[0, inf\)"),
     (FACTORED, {"step_offset": float("nan")}, "step_offset must be a finite"),
     (FACTORED, {"factor_axes": "first"}, None),
     (FACTORED, {"eps_mode": "sqrt"}, None),

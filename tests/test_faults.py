@@ -63,7 +63,7 @@ def test_container_type_differences_name_the_containers(params, grads, mine, the
         (lambda: gradtx.adam(float("nan")), r"learning_rate=nan\): learning_rate must be a finite"),
         (
             lambda: gradtx.adamw(0.1, weight_decay=float("inf")),
-            r"add_decayed_weights\(weight_decay=inf\): weight_decay must be a finite",
+            r"^adamw\(weight_decay=inf\): weight_decay must be a finite number$",
         ),
         (
             lambda: gradtx.sgd(jnp.full(3, 0.1)),
@@ -71,7 +71,7 @@ def test_container_type_differences_name_the_containers(params, grads, mine, the
         ),
         (
             lambda: gradtx.adam(0.1, mu_dtype=jnp.int32),
-            r"scale_by_adam\(mu_dtype=int32\): mu_dtype must be None or a floating-point dtype",
+            r"^adam\(mu_dtype=int32\): mu_dtype must be None or a floating-point dtype",
         ),
         (
             lambda: gradtx.rmsprop(0.1, nu_dtype=jnp.bool_),
@@ -87,24 +87,24 @@ def test_container_type_differences_name_the_containers(params, grads, mine, the
         ),
         (
             lambda: gradtx.adam(gradtx.cosine_decay_schedule(-1.0, 10)),
-            r"learning_rate must be in \[0, inf\] at every step; it reaches -1",
+            r"learning_rate must be in \[0, inf\) at every step; it reaches -1$",
         ),
         (
             # Negative only after the warmup: found at the schedule's knots.
             lambda: gradtx.sgd(gradtx.warmup_cosine_decay_schedule(0.0, 1.0, 10, 100, -0.5)),
-            r"learning_rate must be in \[0, inf\] at every step; it reaches -0.5",
+            r"learning_rate must be in \[0, inf\) at every step; it reaches -0.5",
         ),
         (
             lambda: gradtx.adam(0.1, eps=0.0),
-            r"scale_by_adam\(eps=0.0, eps_root=0.0\): with eps and eps_root all 0 a zero gradient",
+            r"^adam\(eps=0.0, eps_root=0.0\): with eps and eps_root all 0 a zero gradient",
         ),
         (
             lambda: gradtx.adamax(0.1, eps=0.0),
-            r"scale_by_adamax\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
+            r"^adamax\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
         ),
         (
             lambda: gradtx.adadelta(1.0, eps=0.0),
-            r"scale_by_adadelta\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
+            r"^adadelta\(eps=0.0\): with eps all 0 a zero gradient gives 0 / 0 = NaN",
         ),
         (
             lambda: gradtx.rmsprop(0.1, eps=0.0),

@@ -377,18 +377,18 @@ def test_value_and_grad_from_state_needs_a_stored_gradient():
 REQUIRED = {ZOOM: {"max_linesearch_steps": 5}, BACKTRACKING: {"max_backtracking_steps": 5}}
 # The invalid argument comes last, after any it is checked against; the error names it.
 INVALID_ARGUMENTS = [
-    (ZOOM, {"max_linesearch_steps": 0}, r".* must be in \[1, inf\]"),
+    (ZOOM, {"max_linesearch_steps": 0}, r".* must be in \[1, inf\)"),
     (ZOOM, {"max_linesearch_steps": 2.5}, r".* must be a whole number"),
     (ZOOM, {"initial_guess_strategy": "two"}, r".* must be one of 'keep', 'one', 'slope'"),
     (ZOOM, {"slope_rtol": 0.0}, r"slope_rtol must be in \(0, 1\)"),
     (ZOOM, {"slope_rtol": 0.01, "curv_rtol": 0.01}, r"curv_rtol must exceed slope_rtol=0.01"),
-    (ZOOM, {"increase_factor": 1.0}, r".* must be in \(1, inf\]"),
-    (ZOOM, {"max_learning_rate": 0.0}, r".* must be in \(0, inf\]"),
-    (ZOOM, {"approx_dec_rtol": -1.0}, r".* must be in \[0, inf\]"),
-    (BACKTRACKING, {"max_backtracking_steps": -1}, r".* \[0, inf\]"),
+    (ZOOM, {"increase_factor": 1.0}, r".* must be in \(1, inf\)"),
+    (ZOOM, {"max_learning_rate": 0.0}, r".* must be in \(0, inf\)"),
+    (ZOOM, {"approx_dec_rtol": -1.0}, r".* must be in \[0, inf\)"),
+    (BACKTRACKING, {"max_backtracking_steps": -1}, r".* \[0, inf\)"),
     (BACKTRACKING, {"decrease_factor": 1.0}, r".* must be in \(0, 1\)"),
     (BACKTRACKING, {"increase_factor": 0.5}, r".* must be in \[1, inf\]"),
-    (BACKTRACKING, {"max_learning_rate": -1.0}, r".* \(0, inf\]"),
+    (BACKTRACKING, {"max_learning_rate": -1.0}, r".* \(0, inf\)"),
 ]
 
 
