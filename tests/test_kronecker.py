@@ -379,7 +379,10 @@ def test_matrices_are_float32_for_bfloat16_params(tx):
 @pytest.mark.parametrize(
     "build, message",
     [
-        (lambda: gradtx.shampoo(0.1, block_size=0), r"scale_by_shampoo\(block_size=0\)"),
+        (
+            lambda: gradtx.shampoo(0.1, block_size=0),
+            r"^shampoo\(block_size=0\): block_size must be in \[1, inf\)$",
+        ),
         (lambda: gradtx.scale_by_shampoo(block_size=-3), r"scale_by_shampoo\(block_size=-3\)"),
         (lambda: gradtx.shampoo(0.1, beta1=-0.1), r"beta1=-0.1\): beta1 must be in \[0, 1\]"),
         (lambda: gradtx.shampoo(0.1, matrix_epsilon=-1e-6), r"matrix_epsilon=-1e-06"),
@@ -388,9 +391,15 @@ def test_matrices_are_float32_for_bfloat16_params(tx):
         (lambda: gradtx.shampoo(0.1, graft_type="adamw"), r"graft_type='adamw'"),
         (lambda: gradtx.shampoo(0.1, graft_type="adagrad", diagonal_epsilon=0.0), r"0 / 0"),
         (lambda: gradtx.soap(precondition_frequency=0), r"precondition_frequency=0"),
-        (lambda: gradtx.soap(max_precond_dim=0), r"scale_by_soap\(max_precond_dim=0\)"),
+        (
+            lambda: gradtx.soap(max_precond_dim=0),
+            r"^soap\(max_precond_dim=0\): max_precond_dim must be in \[1, inf\)$",
+        ),
         (lambda: gradtx.soap(shampoo_beta=-1), r"shampoo_beta=-1"),  # the authors' "use b2"
-        (lambda: gradtx.soap(betas=(1.0, 0.9)), r"b1=1.0\): b1 must be in \[0, 1\)"),
+        (
+            lambda: gradtx.soap(betas=(1.0, 0.9)),
+            r"^soap\(betas=\(1.0, 0.9\)\): betas\[0\] must be in \[0, 1\)$",
+        ),
         (lambda: gradtx.soap(eps=0.0), r"eps=0.0"),
     ],
 )

@@ -368,7 +368,7 @@ def test_an_update_without_value_fn_names_it_and_the_transform(tx, name):
     [
         (
             lambda: gradtx.scale_by_saddle_free_newton(krylov_dim=0),
-            r"scale_by_saddle_free_newton\(krylov_dim=0\): krylov_dim must be in \[1, inf\]",
+            r"scale_by_saddle_free_newton\(krylov_dim=0\): krylov_dim must be in \[1, inf\)",
         ),
         (
             lambda: gradtx.saddle_free_newton(krylov_dim=2.5),
@@ -376,15 +376,15 @@ def test_an_update_without_value_fn_names_it_and_the_transform(tx, name):
         ),
         (
             lambda: gradtx.saddle_free_newton(damping=0.0),
-            r"scale_by_saddle_free_newton\(damping=0.0\): damping must be in \(0, inf\]",
+            r"^saddle_free_newton\(damping=0.0\): damping must be in \(0, inf\)$",
         ),
         (
             lambda: gradtx.scale_by_saddle_free_newton(damping=-1.0),
-            r"\(damping=-1.0\): damping must be in \(0, inf\]",
+            r"\(damping=-1.0\): damping must be in \(0, inf\)",
         ),
         (
             lambda: gradtx.negative_curvature_descent(0.1, krylov_dim=0),
-            r"escape_saddle_points\(krylov_dim=0\): krylov_dim must be in \[1, inf\]",
+            r"^negative_curvature_descent\(krylov_dim=0\): krylov_dim must be in \[1, inf\)",
         ),
         (
             lambda: gradtx.escape_saddle_points(gradtx.sgd(0.1), hessian_lipschitz=0.0),
@@ -392,7 +392,7 @@ def test_an_update_without_value_fn_names_it_and_the_transform(tx, name):
         ),
         (
             lambda: gradtx.escape_saddle_points(gradtx.sgd(0.1), grad_tol=-1.0),
-            r"escape_saddle_points\(grad_tol=-1.0\): grad_tol must be in \[0, inf\]",
+            r"escape_saddle_points\(grad_tol=-1.0\): grad_tol must be in \[0, inf\)",
         ),
     ],
 )

@@ -307,12 +307,12 @@ def test_update_without_params_is_refused():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 0), r"sam\(sync_period=0\): .*\[1, inf\]"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 0), r"sam\(sync_period=0\): .*\[1, inf\)"),
         (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 1.5), r"sam\(sync_period=1.5\): .*whole"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), rho=-0.1), r"asam\(rho=-0.1\): rho must be"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), eta=-1e-3), r"asam\(eta=-0.001\): eta must be"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), rho=np.nan), r"asam\(rho=nan\): rho must be"),
-        (lambda: gradtx.scale_by_asam(eta=-1.0), r"scale_by_asam\(eta=-1.0\): .*\[0, inf\]"),
+        (lambda: gradtx.scale_by_asam(eta=-1.0), r"scale_by_asam\(eta=-1.0\): .*\[0, inf\)"),
     ],
     ids=["sync_period_0", "sync_period_fraction", "rho", "eta", "rho_nan", "scale_by_asam_eta"],
 )
