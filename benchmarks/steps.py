@@ -51,6 +51,7 @@ import json
 import math
 import os
 import pathlib
+import resource
 import statistics
 import sys
 import time
@@ -302,9 +303,11 @@ def measure(model: Model, chain: str, args, progress) -> list[dict]:
     times = bench.interleaved({i: r.step for i, r in runners.items()}, args.warmup, args.repeats)
     records = []
     for impl, r in runners.items():
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         with bench.RssPeak() as rss:
             r.step()
             r.step()
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
         info = r.info()
         records.append(
             {
@@ -315,6 +318,9 @@ def measure(model: Model, chain: str, args, progress) -> list[dict]:
                 "step_min_s": min(times[impl]),
                 **info,
                 "peak_rss_bytes": info["resident_bytes"] + rss.rise,
+                # glibc serves blocks over 32 MB (XLA's temporaries of a step are one) from
+                # fresh pages: a fault per 4 kB page, every step (see the flat step's note).
+                "page_faults_per_step": faults / 2,
             }
         )
     return records
@@ -368,7 +374,8 @@ def _num(x, fmt="{:.3g}") -> str:
 
 def _model_table(results: dict, model: str) -> str:
     header = ["chain", "impl", "step ms", "fastest ms", "/ optax", "/ gradtx", "compile s"]
-    header += ["compile / optax", "XLA peak MB", "XLA peak / gradtx", "RSS peak MB"]
+    header += ["compile / optax", "XLA peak MB", "XLA temp MB", "XLA peak / gradtx"]
+    header += ["RSS peak MB", "page faults / step"]
     rows = [
         [
             r["chain"],
@@ -380,8 +387,10 @@ def _model_table(results: dict, model: str) -> str:
             _num(r["compile_s"]),
             _num(r[f"compile / {OPTAX}"], "{:.2f}"),
             _num(r["xla_peak_bytes"] / 1e6),
+            _num(r["xla_temp_bytes"] / 1e6),
             _num(r[f"XLA peak / {GRADTX}"], "{:.2f}"),
             _num(r["peak_rss_bytes"] / 1e6),
+            _num(r.get("page_faults_per_step"), "{:.0f}"),
         ]
         for r in results["step"]
         if r["model"] == model
