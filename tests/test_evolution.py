@@ -147,7 +147,9 @@ def test_es_nan_losses_rank_last_and_are_counted(x64):
 def _optax_samples(key, params, n):
     """The n samples as optax draws them: one key per sample, split into one per leaf."""
     keys = jax.random.split(key, n)
-    return jax.lax.map(lambda k: ravel_pytree(optax.tree.random_like(k, params))[0], keys)
+    return jax.lax.map(
+        lambda k: ravel_pytree(optax.tree_utils.tree_random_like(k, params))[0], keys
+    )
 
 
 def test_perturbation_gradient_equals_optax_perturbed_fun(x64):
