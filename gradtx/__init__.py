@@ -108,6 +108,12 @@ from ._curvature import scale_by_sophia as scale_by_sophia
 from ._curvature import ScaleByAdahessianState as ScaleByAdahessianState
 from ._curvature import sophia as sophia
 from ._curvature import SophiaState as SophiaState
+from ._evolution import evolution_strategies as evolution_strategies
+from ._evolution import EvolutionStrategiesState as EvolutionStrategiesState
+from ._evolution import genetic_algorithm as genetic_algorithm
+from ._evolution import GeneticAlgorithmState as GeneticAlgorithmState
+from ._evolution import perturbation_gradient as perturbation_gradient
+from ._evolution import PerturbationGradientState as PerturbationGradientState
 from ._factored import adafactor as adafactor
 from ._factored import FactoredState as FactoredState
 from ._factored import scale_by_factored_rms as scale_by_factored_rms

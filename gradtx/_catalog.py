@@ -38,6 +38,7 @@ FAMILIES: Mapping[str, str] = types.MappingProxyType(
         "line_search": "Line search and quasi-Newton",
         "parameter_free": "Parameter-free",
         "schedule_free": "Schedule-free and averaging",
+        "gradient_free": "Gradient-free (evolution, swarms, annealing)",
     }
 )
 
@@ -1226,6 +1227,130 @@ _CORE = [
         {"learning_rate": 2.5e-3},
         needs=("params",),
         anchors=("optax",),
+    ),
+    # Gradient-free: scored through value_fn=, params moved to the method's mean or best.
+    Entry(
+        "cma_es",
+        "gradient_free",
+        "CMA-ES: a Gaussian search distribution whose mean, step size and covariance adapt.",
+        r"x_i = m_{t-1} + \sigma_{t-1} B D z_i, \quad z_i \sim \mathcal{N}(0, I) \\"
+        r"m_t = \sum_{i \le \mu} w_i x_{i:\lambda} \\"
+        r"p_c \leftarrow (1 - c_c) p_c + h_\sigma \sqrt{c_c (2 - c_c) \mu_w}\,(m_t - m_{t-1}) / \sigma_{t-1} \\"
+        r"C \leftarrow (1 - c_1 - c_\mu) C + c_1 p_c p_c^\top"
+        r" + c_\mu \sum_i w_i y_{i:\lambda} y_{i:\lambda}^\top \\"
+        r"\sigma_t = \sigma_{t-1} \exp\left(\frac{c_\sigma}{d_\sigma}"
+        r"\left(\frac{\|p_\sigma\|}{E\|\mathcal{N}(0, I)\|} - 1\right)\right)",
+        (
+            _paper(
+                "Hansen, Ostermeier",
+                "Completely Derandomized Self-Adaptation in Evolution Strategies",
+                2001,
+                "https://doi.org/10.1162/106365601750190398",
+                "Evolutionary Computation",
+            ),
+            _paper(
+                "Hansen",
+                "The CMA Evolution Strategy: A Tutorial",
+                2016,
+                "https://arxiv.org/abs/1604.00772",
+            ),
+        ),
+        {"sigma0": 0.5},
+        needs=("params", "value_fn"),
+        anchors=(),
+    ),
+    Entry(
+        "sep_cma_es",
+        "gradient_free",
+        "Separable CMA-ES: a diagonal covariance, linear time and memory in the dimension.",
+        r"x_i = m_{t-1} + \sigma_{t-1}\, d \odot z_i, \quad z_i \sim \mathcal{N}(0, I) \\"
+        r"m_t = \sum_{i \le \mu} w_i x_{i:\lambda} \\"
+        r"d^2 \leftarrow d^2 \odot \exp\left(c_1 (p_c^2 / d^2 - 1)"
+        r" + c_\mu \sum_i w_i (z_{i:\lambda}^2 - 1)\right)",
+        (
+            _paper(
+                "Ros, Hansen",
+                "A Simple Modification in CMA-ES Achieving Linear Time and Space Complexity",
+                2008,
+                "https://doi.org/10.1007/978-3-540-87700-4_30",
+                "PPSN X",
+            ),
+        ),
+        {"sigma0": 0.5},
+        needs=("params", "value_fn"),
+        anchors=(),
+    ),
+    Entry(
+        "particle_swarm",
+        "gradient_free",
+        "Global-best particle swarm: particles pulled towards their own and the swarm's best.",
+        r"v_i \leftarrow w v_i + c_1 r_1 (p_i - x_i) + c_2 r_2 (g - x_i), \quad"
+        r" r_1, r_2 \sim U[0, 1) \\"
+        r"x_i \leftarrow x_i + v_i \\"
+        r"p_i \leftarrow x_i \text{ if } f(x_i) < f(p_i), \quad g = \arg\min_i f(p_i)",
+        (
+            _paper(
+                "Kennedy, Eberhart",
+                "Particle Swarm Optimization",
+                1995,
+                "https://doi.org/10.1109/ICNN.1995.488968",
+                "ICNN 1995",
+            ),
+            _paper(
+                "Shi, Eberhart",
+                "A Modified Particle Swarm Optimizer",
+                1998,
+                "https://doi.org/10.1109/ICEC.1998.699146",
+                "IEEE ICEC 1998",
+            ),
+        ),
+        {},
+        needs=("params", "value_fn"),
+        anchors=(),
+    ),
+    Entry(
+        "genetic_algorithm",
+        "gradient_free",
+        "A real-valued genetic algorithm: tournaments, crossover, Gaussian mutation, elitism.",
+        r"\text{parents} = \text{tournament}_k(P_{t-1}), \quad"
+        r" c = \text{crossover}(a, b) \text{ with probability } p_c \\"
+        r"c_j \leftarrow c_j + s\, \xi_j \text{ with probability } p_m, \quad"
+        r" \xi_j \sim \mathcal{N}(0, 1) \\"
+        r"P_t = \text{elites}(P_{t-1}) \cup \text{children}, \quad"
+        r" p_t = \arg\min \{f(x) : x \text{ seen}\}",
+        (
+            _paper(
+                "Holland",
+                "Adaptation in Natural and Artificial Systems",
+                1975,
+                "https://doi.org/10.7551/mitpress/1090.001.0001",
+                "University of Michigan Press",
+            ),
+        ),
+        {"popsize": 16},
+        needs=("params", "value_fn"),
+        anchors=(),
+    ),
+    Entry(
+        "simulated_annealing",
+        "gradient_free",
+        "Simulated annealing: Gaussian proposals accepted by the Metropolis rule as T cools.",
+        r"y = x + s_t\, \xi, \quad \xi \sim \mathcal{N}(0, I) \\"
+        r"x \leftarrow y \text{ with probability } \min\left(1,"
+        r" e^{-(f(y) - f(x)) / T_t}\right) \\"
+        r"p_t = \arg\min \{f(x) : x \text{ visited}\}",
+        (
+            _paper(
+                "Kirkpatrick, Gelatt, Vecchi",
+                "Optimization by Simulated Annealing",
+                1983,
+                "https://doi.org/10.1126/science.220.4598.671",
+                "Science",
+            ),
+        ),
+        {},
+        needs=("params", "value_fn"),
+        anchors=(),
     ),
 ]
 

@@ -191,9 +191,12 @@ class CmaEs(_CMABase):
         n = mean.shape[0]
         # cma's C0: the identity perturbed so that numpy's eigh never sees equal eigenvalues.
         variances = jnp.exp((1e-4 / n) * jnp.arange(n, dtype=mean.dtype))
+        # Every state array its own buffer (zero_count() each time): a donated state may not
+        # alias.
         return CmaEsState(
-            mean, sigma, zeros, zeros, jnp.diag(variances), jnp.eye(n, dtype=mean.dtype),
-            jnp.sqrt(variances), count, count, count, key,
+            mean, sigma, zeros, jnp.zeros_like(mean), jnp.diag(variances),
+            jnp.eye(n, dtype=mean.dtype), jnp.sqrt(variances), count, zero_count(), zero_count(),
+            key,
         )  # fmt: skip
 
     def ask(self, state: CmaEsState, z: jax.Array) -> tuple[CmaEsState, jax.Array]:
@@ -256,7 +259,9 @@ class SepCmaEs(_CMABase):
 
     def init(self, params):
         mean, sigma, zeros, count, key = self._initial(params)
-        return SepCmaEsState(mean, sigma, zeros, zeros, jnp.ones_like(mean), count, count, key)
+        return SepCmaEsState(
+            mean, sigma, zeros, jnp.zeros_like(mean), jnp.ones_like(mean), count, zero_count(), key
+        )
 
     def ask(self, state: SepCmaEsState, z: jax.Array) -> tuple[SepCmaEsState, jax.Array]:
         """``x_k = m + sigma scaling * z_k`` for the rows of ``z``."""

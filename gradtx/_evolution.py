@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_choice, check_range, static, Transform
+from ._combine import recipe
 from ._curvature import _initial_key
 from ._population import as_vector, centred_ranks, score, step_to
 from ._regularize import _require_params
@@ -93,6 +94,7 @@ class EvolutionStrategies(Transform):
         return tree_cast_like(unravel(g), params), new_state
 
 
+@recipe
 def evolution_strategies(
     popsize: int = 32,
     sigma: float = 0.02,
@@ -206,6 +208,7 @@ class PerturbationGradient(Transform):
         return tree_cast_like(unravel(g), params), new_state
 
 
+@recipe
 def perturbation_gradient(
     num_samples: int = 1000,
     sigma: float = 0.1,
@@ -380,6 +383,7 @@ class GeneticAlgorithm(Transform):
         return jnp.concatenate([elites, offspring[: self.popsize - self.elites]])
 
 
+@recipe
 def genetic_algorithm(
     popsize: int = 32,
     tournament_size: int = 3,

@@ -18,6 +18,7 @@ from jax.flatten_util import ravel_pytree
 import jax.numpy as jnp
 
 from ._base import fail_missing, Transform
+from ._tree import up
 
 SCORE_CALL = (
     "update(None, state, params, value_fn=loss_fn) with loss_fn(params) -> scalar to "
@@ -26,8 +27,11 @@ SCORE_CALL = (
 
 
 def as_vector(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
-    """``params`` as one vector and the function that gives the tree back (jax's ravel_pytree)."""
-    return ravel_pytree(params)
+    """``params`` as one vector in the compute dtype (float32 for bfloat16 and float16
+    params: the search's statistics need it) and the function that gives the tree back,
+    in the leaves' own dtypes (jax's ravel_pytree)."""
+    vector, unravel = ravel_pytree(params)
+    return up(vector), lambda v: unravel(v.astype(vector.dtype))
 
 
 def score(

@@ -104,7 +104,7 @@ class ParticleSwarm(Transform):
         return ParticleSwarmState(
             positions=x,
             velocities=v,
-            best_positions=x,
+            best_positions=jnp.copy(x),  # its own buffer: a donated state may not alias
             best_losses=jnp.full((n,), inf),
             global_best=vector,
             global_best_loss=inf,

@@ -53,6 +53,13 @@ def _decaying(init: float, every: int):
     return gradtx.exponential_decay(init, every, 0.5)
 
 
+# Geometric cooling and a shrinking proposal: what solves both problems in 1000 steps.
+_ANNEALING = {
+    "temperature": gradtx.exponential_decay(0.1, 50, 0.5),
+    "step_size": gradtx.exponential_decay(0.2, 100, 0.5),
+    "n_chains": 16,
+}
+
 # name, kwargs, alt, (kwargs, steps) on the quadratic, (kwargs, steps) on Rosenbrock.
 # The settings were tuned so that each method solves both in float32.
 OPTIMIZERS = [
@@ -475,9 +482,64 @@ OPTIMIZERS = [
         needs_params=True,
         extra_args=True,
     ),
+    # Gradient-free methods (issue 19): scored through value_fn=, which the extra
+    # arguments pass; the steps are generations.
+    _opt("cma_es", {}, {"sigma0": 0.5}, ({}, 200), ({}, 200), needs_params=True, extra_args=True),
+    _opt(
+        "sep_cma_es",
+        {},
+        {"sigma0": 0.5},
+        ({}, 200),
+        ({"sigma0": 0.5}, 400),
+        rosenbrock_tol=0.05,  # Rosenbrock is not separable: the diagonal model crawls along it
+        needs_params=True,
+        extra_args=True,
+    ),
+    _opt(
+        "particle_swarm",
+        {},
+        {"w": 0.6, "c1": 1.2},
+        ({}, 200),
+        ({}, 100),
+        needs_params=True,
+        extra_args=True,
+    ),
+    _opt(
+        "genetic_algorithm",
+        {"popsize": 8},
+        {"mutation_rate": 0.3, "mutation_scale": 0.2, "crossover_rate": 0.9},
+        ({"popsize": 16}, 300),
+        ({"mutation_rate": 0.5, "mutation_scale": 0.05}, 1000),
+        needs_params=True,
+        extra_args=True,
+    ),
+    _opt(
+        "simulated_annealing",
+        {},
+        {"step_size": 0.2},
+        (_ANNEALING, 1000),
+        (_ANNEALING, 1000),
+        needs_params=True,
+        extra_args=True,
+    ),
 ]
 
 TRANSFORMS = [
+    # Gradient estimates from the loss alone (issue 19): value_fn= through the extra arguments.
+    Entry(
+        "evolution_strategies",
+        {"popsize": 8, "sigma": 0.1},
+        {"sigma": 0.2},
+        needs_params=True,
+        extra_args=True,
+    ),
+    Entry(
+        "perturbation_gradient",
+        {"num_samples": 8, "sigma": 0.1},
+        {"sigma": 0.2},
+        needs_params=True,
+        extra_args=True,
+    ),
     Entry("identity", {}, {}),
     Entry("scale", {"step_size": -0.1}, {"step_size": -0.2}),
     Entry("scale_by_learning_rate", {"learning_rate": 0.1}, {"learning_rate": 0.2}),
@@ -767,6 +829,7 @@ COMBINATORS = [Entry("chain", {}, {}, kind="combinator")]
 # Two argument sets per public schedule (the second changes every number).
 SCHEDULES = {
     "constant_schedule": (dict(value=0.5), dict(value=2.0)),
+    "logarithmic_cooling": (dict(init_value=1.0), dict(init_value=2.0)),
     "polynomial_schedule": (
         dict(init_value=1.0, end_value=0.0, power=2.0, transition_steps=100, transition_begin=5),
         dict(init_value=0.5, end_value=0.1, power=1.5, transition_steps=50, transition_begin=0),
@@ -875,6 +938,10 @@ HELPERS = {
     "shard_state",
     "StateSharding",
     "FlatParams",
+    # A transform stacked over a grid of another's hyperparameters (built from a factory):
+    # tests/test_sweep.py checks every member against its run alone, jit, and errors.
+    "sweep",
+    "Sweep",
 }
 
 ALL = {e.name: e for e in OPTIMIZERS + TRANSFORMS + WRAPPERS + COMBINATORS}

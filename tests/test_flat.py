@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -310,3 +312,34 @@ def test_checkpoint_stores_the_tree_so_flat_and_tree_runs_resume_each_other(tmp_
     step_tree = tx.update(_grads(1), tree_state, tree)[0]
     step_flat = tx.update(FlatParams.from_tree(_grads(1)), again_state, again)[0]
     assert _max_difference(step_flat.to_tree(), step_tree) == 0.0
+
+
+# -- every named optimizer of the registry: the tree's numbers on FlatParams ----------------
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from problems import make_params, quadratic_loss  # noqa: E402
+from registry import OPTIMIZERS  # noqa: E402
+
+NAMED = OPTIMIZERS
+
+
+def _steps(entry, flat: bool, steps: int = 2):
+    """``steps`` steps of the entry's optimizer on the quadratic, eagerly (each case would
+    compile for seconds under jit; eager ops compile once for all of them)."""
+    tx = entry.build()
+    params = make_params()
+    loss = (lambda fp: quadratic_loss(fp.to_tree())) if flat else quadratic_loss
+    params = FlatParams.from_tree(params) if flat else params
+    state = tx.init(params)
+    for _ in range(steps):
+        value, grads = jax.value_and_grad(loss)(params)
+        extra = {"value": value, "grad": grads, "value_fn": loss} if entry.extra_args else {}
+        updates, state = tx.update(grads, state, params, **extra)
+        params = gradtx.apply_updates(params, updates)
+    return params.to_tree() if flat else params
+
+
+@pytest.mark.parametrize("entry", NAMED, ids=[e.name for e in NAMED])
+def test_every_named_optimizer_gives_the_tree_numbers(entry):
+    # float32 through different fusions (one buffer or per leaf): a few ulps.
+    assert _max_difference(_steps(entry, flat=True), _steps(entry, flat=False)) <= 1e-5
