@@ -79,9 +79,6 @@ nb_execution_mode = os.environ.get("GRADTX_DOCS_EXECUTE", "cache")
 nb_execution_timeout = 900  # seconds per cell
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
-os.environ.setdefault("GRADTX_NOTEBOOK_QUICK", "1")
-# The landscapes and saddles notebooks write their figures here instead of over docs/*.png.
-os.environ.setdefault("GRADTX_NOTEBOOK_OUT", str(DOCS / "_build" / "notebook_out"))
 
 autosummary_generate = True
 autosummary_imported_members = True
@@ -103,7 +100,11 @@ pygments_style = "default"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def _copy_notebooks() -> None:
+def _prepare_notebooks(app) -> None:
+    # The kernels inherit this environment (set here, not at import: tests import this file).
+    os.environ.setdefault("GRADTX_NOTEBOOK_QUICK", "1")
+    # The landscapes and saddles notebooks write their figures here instead of over docs/*.png.
+    os.environ.setdefault("GRADTX_NOTEBOOK_OUT", str(DOCS / "_build" / "notebook_out"))
     target = DOCS / "notebooks"
     target.mkdir(exist_ok=True)
     for stale in set(target.glob("*.ipynb")) - {target / p.name for p in NOTEBOOKS}:
@@ -113,8 +114,6 @@ def _copy_notebooks() -> None:
         if not copy.exists() or copy.read_bytes() != path.read_bytes():
             shutil.copy2(path, copy)
 
-
-_copy_notebooks()
 
 # -- API coverage -------------------------------------------------------------------------------
 # The modules whose every public name must have an entry in docs/api/*.rst.
@@ -177,9 +176,9 @@ def documented_names(api_dir: Path = DOCS / "api") -> set[str]:
     return names
 
 
-def undocumented_names() -> list[str]:
+def undocumented_names(api_dir: Path = DOCS / "api") -> list[str]:
     """Public names of API_MODULES without an entry in the API reference."""
-    documented = documented_names()
+    documented = documented_names(api_dir)
     missing = []
     for module_name in API_MODULES:
         module = importlib.import_module(module_name)
@@ -237,7 +236,23 @@ def _escape_bars(app, what, name, obj, options, lines) -> None:
             literal_indent = indent
 
 
+_RESULTS_LINK = re.compile(r"\[([^]]*)\]\(benchmarks/RESULTS\.md[^)]*\)")
+
+
+def _unlink_benchmark_results(app, relative_path, parent_docname, content) -> None:
+    """README's links to benchmarks/RESULTS.md, a file outside the site, become their text."""
+    if Path(relative_path).name == "README.md":
+        content[0] = _RESULTS_LINK.sub(_as_text, content[0])
+
+
+def _as_text(link: re.Match) -> str:
+    text = link.group(1)
+    return text if "RESULTS.md" in text else f"{text} (`benchmarks/RESULTS.md`)"
+
+
 def setup(app):
+    app.connect("include-read", _unlink_benchmark_results)
+    app.connect("builder-inited", _prepare_notebooks)
     app.connect("builder-inited", _check_api_coverage)
     # After napoleon (priority 500), on the reStructuredText it produced.
     app.connect("autodoc-process-docstring", _escape_bars, priority=600)

@@ -1,0 +1,232 @@
+"""The documentation site, checked as a reader would see it.
+
+The API coverage test always runs (it reads docs/api/*.rst and the package's sources). The
+others build the site with ``sphinx-build -W`` (incrementally into docs/_build/html; the first
+build executes the notebooks, a few minutes of CPU) and skip when Sphinx is not installed, as
+in the ``.[test]`` environment: ``pip install -e ".[docs]"`` or ``.ci/docs`` runs them. The
+browser checks open pages in headless Chromium (the Debian package ``chromium``) and skip
+without it; screenshots go to docs/_build/screenshots/.
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+import importlib.util
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+HTML = DOCS / "_build" / "html"
+SCREENSHOTS = DOCS / "_build" / "screenshots"
+# TeX that must never reach the reader: MathJax replaces it with mjx-container elements.
+RAW_TEX = ("\\frac", "\\sqrt", "\\beta", "\\eta", "\\begin{", "$$")
+
+
+def _conf():
+    spec = importlib.util.spec_from_file_location("gradtx_docs_conf", DOCS / "conf.py")
+    conf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conf)
+    return conf
+
+
+def test_every_public_name_has_an_api_entry():
+    assert _conf().undocumented_names() == []
+
+
+def test_a_name_missing_from_the_api_pages_is_reported(tmp_path):
+    conf = _conf()
+    for page in (DOCS / "api").glob("*.rst"):
+        text = page.read_text().replace("   adam\n", "")
+        (tmp_path / page.name).write_text(text)
+    assert conf.undocumented_names(tmp_path) == ["gradtx.adam"]
+
+
+# -- The built site -------------------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
+    """A page's ids, links, images and the text a reader sees outside code and rendered math."""
+
+    HIDDEN = {"script", "style", "pre", "code", "mjx-container", "textarea"}
+
+    def __init__(self):
+        super().__init__()
+        self.ids, self.links, self.images, self.text = set(), [], [], []
+        self.tags: dict[str, int] = {}
+        self._hidden = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.tags[tag] = self.tags.get(tag, 0) + 1
+        if "id" in attrs:
+            self.ids.add(attrs["id"])
+        if tag == "a" and "name" in attrs:
+            self.ids.add(attrs["name"])
+        if tag in ("a", "link") and attrs.get("href"):
+            self.links.append(attrs["href"])
+        if tag in ("img", "script") and attrs.get("src"):
+            (self.images if tag == "img" else self.links).append(attrs["src"])
+        if tag in self.HIDDEN:
+            self._hidden += 1
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data):
+        if not self._hidden:
+            self.text.append(data)
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    return page
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    pytest.importorskip(
+        "sphinx", reason='the docs extra is not installed: pip install -e ".[docs]"'
+    )
+    # Incremental: a second build with nothing changed takes seconds.
+    build = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, HTML],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert build.returncode == 0, build.stderr[-5000:]
+    return HTML
+
+
+def _local_target(page: Path, url: str) -> tuple[Path, str] | None:
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or url.startswith(("mailto:", "javascript:", "data:")):
+        return None
+    target = page if not parts.path else (page.parent / unquote(parts.path)).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    return target, unquote(parts.fragment)
+
+
+pytestmark = pytest.mark.xdist_group("docs")  # one build, on one worker
+
+
+def test_internal_links_resolve(site):
+    pages = {p.resolve(): p for p in site.rglob("*.html")}
+    parsed = {p: _parse(p.read_text(errors="replace")) for p in pages}
+    broken = []
+    for path, page in parsed.items():
+        for url in page.links + page.images:
+            resolved = _local_target(path, url)
+            if resolved is None:
+                continue
+            target, anchor = resolved
+            if not target.exists():
+                broken.append(f"{path.relative_to(site)}: {url} (no such file)")
+            elif anchor and target.suffix == ".html" and anchor not in parsed[target].ids:
+                broken.append(f"{path.relative_to(site)}: {url} (no anchor #{anchor})")
+    assert not broken, "\n".join(broken[:50])
+
+
+def test_every_api_entry_has_a_page(site):
+    conf = _conf()
+    missing = [
+        n
+        for n in sorted(conf.documented_names())
+        if not (site / "api" / "_autosummary" / f"{n}.html").exists()
+    ]
+    assert not missing
+
+
+# -- In a browser ---------------------------------------------------------------------------------
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    pytest.skip("no Chromium: apt-get install -y chromium")
+
+
+def _render(page: Path, screenshot: str) -> _Page:
+    """The page's DOM after its scripts ran (MathJax typesets asynchronously), and a screenshot."""
+    browser = _chromium()
+    flags = ["--headless", "--disable-gpu", "--no-sandbox", "--virtual-time-budget=30000"]
+    url = page.resolve().as_uri()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            "--window-size=1280,1600",
+            f"--screenshot={SCREENSHOTS / screenshot}",
+            url,
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
+    assert (SCREENSHOTS / screenshot).stat().st_size > 10_000  # a blank page is about 5 kB
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
+    return _parse(dom)
+
+
+def _assert_math_rendered(page: _Page):
+    assert page.tags.get("mjx-container", 0) > 0, "MathJax rendered no formula"
+    visible = "".join(page.text)
+    assert not [tex for tex in RAW_TEX if tex in visible], "raw TeX visible on the page"
+
+
+def test_index_in_a_browser(site):
+    page = _render(site / "index.html", "index.png")
+    _assert_math_rendered(page)
+    assert page.tags.get("pre", 0) >= 2  # the install line and the example
+    assert any(src.endswith("landscapes.png") for src in page.images)
+
+
+def test_api_page_of_adam_in_a_browser(site):
+    page = _render(site / "api" / "_autosummary" / "gradtx.adam.html", "api_adam.png")
+    visible = "".join(page.text)
+    assert "gradtx.adam" in visible and "Kingma" in visible
+    assert page.tags.get("pre", 0) >= 2  # the update rule and the doctest
+
+
+def test_notebook_page_in_a_browser(site):
+    page = _render(site / "notebooks" / "landscapes.html", "notebook_landscapes.png")
+    _assert_math_rendered(page)
+    assert page.tags.get("pre", 0) > 0
+    # The notebook's figures, executed at build time.
+    assert [src for src in page.images if "_images" in src]
+
+
+def test_optimizer_page_in_a_browser(site):
+    pages = sorted(p for p in (site / "optimizers").glob("*.html") if p.name != "index.html")
+    if not pages:
+        pytest.skip("no optimizer pages: docs/_ext/optimizer_pages.py is not there yet")
+    adam = site / "optimizers" / "adam.html"
+    page = _render(adam if adam.exists() else pages[0], "optimizer.png")
+    _assert_math_rendered(page)
+    assert page.tags.get("pre", 0) > 0  # the runnable example
+
+
+@pytest.mark.skipif(os.environ.get("GRADTX_DOCS_INTERSPHINX") == "1", reason="online build")
+def test_mathjax_is_served_by_the_site(site):
+    """Offline: the pages load the site's own copy of MathJax, not a CDN's."""
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()
+    index = (site / "index.html").read_text()
+    assert "cdn.jsdelivr.net" not in index and "mathjax/tex-chtml.js" in index
