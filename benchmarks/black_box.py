@@ -701,11 +701,13 @@ def parse_args(argv):
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--dtypes", nargs="+", help="gradtx's dtypes in the speed cases")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--speed-methods", nargs="+", choices=list(METHODS))
     args = parser.parse_args(argv)
     quick = {"dim": 2, "seeds": 2, "budget": 300, "speed_dims": [5], "full_dims": [5]}
-    quick |= {"repeats": 3, "dtypes": ["float64"]}
+    quick |= {"repeats": 3, "dtypes": ["float64"], "speed_methods": ["sep_cma_es", "es+adam"]}
     full = {"dim": 10, "seeds": 15, "budget": 30_000, "speed_dims": [100, 10_000]}
     full |= {"full_dims": [100, 1000], "repeats": 20, "dtypes": ["float64", "float32"]}
+    full["speed_methods"] = args.methods
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -730,7 +732,7 @@ def run(args) -> dict:
     results["config"] = {
         k: getattr(args, k)
         for k in ("dim", "seeds", "budget", "speed_dims", "full_dims", "repeats", "methods")
-        + ("dtypes",)
+        + ("dtypes", "speed_methods")
     }
     results["convergence"], results["gradtx_compile"] = [], {}
     for method in args.methods:
@@ -751,7 +753,7 @@ def run(args) -> dict:
                 record["ratio"] = m / m_ref if np.isfinite(m) and np.isfinite(m_ref) else None
             results["convergence"].append(record)
     results["speed"] = []
-    cases = speed_cases(args.speed_dims, args.full_dims, args.methods, args.dtypes)
+    cases = speed_cases(args.speed_dims, args.full_dims, args.speed_methods, args.dtypes)
     for method, impl, dim, measure in cases:
         print(f"speed: {method}, {impl}, {dim}", flush=True)
         repeats = args.repeats if dim < 1000 or impl != "cma" else max(3, args.repeats // 4)
