@@ -24,14 +24,16 @@ MODELS = ("mlp", "transformer", "cnn")
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("steps")
-    steps.main(["--quick", "--out", str(out)])
+    # Adam alone: the AdamW + clip + schedule chain is the same machinery (bench.py's smoke
+    # run covers it), and its twelve compiles doubled this test's minutes of CPU.
+    steps.main(["--quick", "--chains", "adam", "--out", str(out)])
     return json.loads((out / "results.json").read_text()), (out / "summary.md").read_text()
 
 
 def test_the_quick_run_has_every_case_with_finite_ratios(quick):
     results, summary = quick
     cases = [(r["model"], r["chain"], r["impl"]) for r in results["step"]]
-    assert sorted(cases) == sorted(itertools.product(MODELS, steps.CHAINS, steps.IMPLS))
+    assert sorted(cases) == sorted(itertools.product(MODELS, ["adam"], steps.IMPLS))
     for record in results["step"]:
         ratios = {k: v for k, v in record.items() if " / " in k}
         assert len(ratios) == 2 * len(steps.RATIOS | steps.MEMORY)
