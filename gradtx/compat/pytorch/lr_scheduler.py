@@ -105,7 +105,9 @@ class Momentum(Schedule):
 # -- lambda, multiplicative --------------------------------------------------------
 
 
-class LambdaLR(LRScheduler):
+class _LambdaScheduler(LRScheduler):
+    """The fields and checks :class:`LambdaLR` and :class:`MultiplicativeLR` share."""
+
     lr: Any
     lr_lambda: Callable = static()
     step_every: Any = 1
@@ -115,6 +117,8 @@ class LambdaLR(LRScheduler):
             fail(self, "lr_lambda", "lr_lambda must be a function of the epoch")
         _check_step_every(self)
 
+
+class LambdaLR(_LambdaScheduler):
     def at_epoch(self, e):
         return _f(self.lr) * _f(self.lr_lambda(e))
 
@@ -137,16 +141,7 @@ def lambda_lr(lr: Any, lr_lambda: Callable, step_every: int = 1) -> LambdaLR:
     return LambdaLR(lr=lr, lr_lambda=lr_lambda, step_every=step_every)
 
 
-class MultiplicativeLR(LRScheduler):
-    lr: Any
-    lr_lambda: Callable = static()
-    step_every: Any = 1
-
-    def __post_init__(self):
-        if not callable(self.lr_lambda):
-            fail(self, "lr_lambda", "lr_lambda must be a function of the epoch")
-        _check_step_every(self)
-
+class MultiplicativeLR(_LambdaScheduler):
     def at_epoch(self, e):
         body = lambda k, lr: lr * _f(self.lr_lambda(k))
         return jax.lax.fori_loop(1, jnp.asarray(e) + 1, body, _f(self.lr))
