@@ -34,7 +34,6 @@ extensions = [
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
     "sphinx-mathjax-offline",
-    "sphinx.ext.viewcode",
     "sphinx_copybutton",
 ]
 # The optimizer pages come from another extension; the site builds without it.

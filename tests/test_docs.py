@@ -43,8 +43,10 @@ def test_every_public_name_has_an_api_entry():
 def test_a_name_missing_from_the_api_pages_is_reported(tmp_path):
     conf = _conf()
     for page in (DOCS / "api").glob("*.rst"):
-        text = page.read_text().replace("   adam\n", "")
-        (tmp_path / page.name).write_text(text)
+        text = page.read_text()
+        (tmp_path / page.name).write_text(
+            text.replace("   adam\n", "") if page.name == "gradtx.rst" else text
+        )
     assert conf.undocumented_names(tmp_path) == ["gradtx.adam"]
 
 
@@ -121,7 +123,8 @@ pytestmark = pytest.mark.xdist_group("docs")  # one build, on one worker
 
 
 def test_internal_links_resolve(site):
-    pages = {p.resolve(): p for p in site.rglob("*.html")}
+    # _static holds the theme's templates, not pages.
+    pages = {p.resolve(): p for p in site.rglob("*.html") if "_static" not in p.parts}
     parsed = {p: _parse(p.read_text(errors="replace")) for p in pages}
     broken = []
     for path, page in parsed.items():
@@ -132,7 +135,7 @@ def test_internal_links_resolve(site):
             target, anchor = resolved
             if not target.exists():
                 broken.append(f"{path.relative_to(site)}: {url} (no such file)")
-            elif anchor and target.suffix == ".html" and anchor not in parsed[target].ids:
+            elif anchor and target in parsed and anchor not in parsed[target].ids:
                 broken.append(f"{path.relative_to(site)}: {url} (no anchor #{anchor})")
     assert not broken, "\n".join(broken[:50])
 
