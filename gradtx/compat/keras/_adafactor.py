@@ -8,7 +8,7 @@ from ..._clipping import clip_by_block_rms
 from ..._combine import Chain, recipe
 from ..._factored import relative_step_size, scale_by_factored_rms, scale_by_param_block_rms
 from ..._scale import scale_by_learning_rate
-from ._optimizers import _shell, _unsupported
+from ._optimizers import _apply
 
 
 @recipe
@@ -62,32 +62,15 @@ def adafactor(
             f"keras.adafactor(beta_2_decay={beta_2_decay!r}): beta_2_decay must be <= 0 "
             "(beta_t = 1 - t**beta_2_decay is negative otherwise)"
         )
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adafactor",
-        [
-            scale_by_factored_rms(
-                decay_rate=-beta_2_decay,
-                epsilon=epsilon_1,
-                min_dim_size_to_factor=1,
-                factor_axes="last",
-            ),
-            clip_by_block_rms(clip_threshold),
-            scale_by_param_block_rms(epsilon_2),
-            scale_by_learning_rate(relative_step_size(learning_rate)),
-        ],
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-        decay_first=True,
-    )
+    step = [
+        scale_by_factored_rms(
+            decay_rate=-beta_2_decay,
+            epsilon=epsilon_1,
+            min_dim_size_to_factor=1,
+            factor_axes="last",
+        ),
+        clip_by_block_rms(clip_threshold),
+        scale_by_param_block_rms(epsilon_2),
+        scale_by_learning_rate(relative_step_size(learning_rate)),
+    ]
+    return _apply("adafactor", step, locals(), decay="first")

@@ -8,7 +8,7 @@ from ..._adam import scale_by_adam
 from ..._combine import Chain, recipe
 from ..._layerwise import scale_by_trust_ratio
 from ..._scale import scale_by_learning_rate
-from ._optimizers import _shell, _unsupported
+from ._optimizers import _apply
 
 
 @recipe
@@ -68,25 +68,9 @@ def lamb(
                 "learning_rate * weight_decay must be below 1 (the decay would zero or flip "
                 "the weights at every step)"
             )
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "lamb",
-        [
-            scale_by_adam(beta_1, beta_2, epsilon),
-            scale_by_trust_ratio(trust_coefficient=coefficient),
-            scale_by_learning_rate(learning_rate),
-        ],
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    step = [
+        scale_by_adam(beta_1, beta_2, epsilon),
+        scale_by_trust_ratio(trust_coefficient=coefficient),
+        scale_by_learning_rate(learning_rate),
+    ]
+    return _apply("lamb", step, locals())

@@ -13,7 +13,7 @@ from ..._matrix import scale_by_muon, scale_by_shape
 from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate
 from ..._wrappers import partition
-from ._optimizers import _adam_scaling, _shell, _unsupported
+from ._optimizers import _adam_scaling, _apply
 from ._wrappers import weight_decay_mask
 
 # Keras normalises by ||X||_F + 1e-7 before Newton-Schulz, whatever its `epsilon` (Adam's).
@@ -136,25 +136,9 @@ def muon(
     labels = KerasMuonLabels(
         exclude_layers=exclude_layers, exclude_embeddings=bool(exclude_embeddings)
     )
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "muon",
-        # One rate after the groups (readable in the state); the decays sit before it.
-        [
-            partition({"muon": matrices, "adam": others}, labels),
-            scale_by_learning_rate(learning_rate),
-        ],
-        learning_rate,
-        None,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    # One rate after the groups (readable in the state); the decays sit before it.
+    step = [
+        partition({"muon": matrices, "adam": others}, labels),
+        scale_by_learning_rate(learning_rate),
+    ]
+    return _apply("muon", step, locals(), decay="inside")

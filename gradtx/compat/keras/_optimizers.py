@@ -14,37 +14,42 @@ from ..._momentum import trace
 from ..._regularize import add_decoupled_weight_decay
 from ..._scale import scale_by_learning_rate
 from ..._sign import scale_by_lion
-from ._wrappers import DecayParamsFirst, weight_decay_mask, with_base_options
+from ._wrappers import _BASE_OPTIONS, DecayParamsFirst, weight_decay_mask, with_base_options
 
 
-def _shell(
-    label: str,
-    step: list[Transform],
-    learning_rate: Any,
-    weight_decay: float | None,
-    clipnorm: float | None,
-    clipvalue: float | None,
-    global_clipnorm: float | None,
-    options: dict[str, Any],
-    *,
-    decay_first: bool = False,
-) -> Transform:
-    """Keras's ``BaseOptimizer.apply``: clip, then the step, plus decoupled weight decay,
-    inside the base options (``options``, from :func:`_unsupported`; see ``with_base_options``).
-
-    The decay skips the leaves ``exclude_from_weight_decay`` names (``weight_decay_mask``).
-    It is added after the step, or with ``decay_first`` applied to the params before a
-    step that reads them (:class:`DecayParamsFirst`), as Keras decays the variables first.
+def _base_options(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Keras's base options among a factory's arguments: clipping, weight decay and the
+    options of ``with_base_options`` (the names of ``_wrappers._BASE_OPTIONS``), plus
+    ``exclude_from_weight_decay``. Every one is ported: none is refused here.
     """
-    options = dict(options)
+    return {name: arguments[name] for name in (*_BASE_OPTIONS, "exclude_from_weight_decay")}
+
+
+def _apply(
+    label: str, step: list[Transform], arguments: dict[str, Any], *, decay: str = "after"
+) -> Transform:
+    """Keras's ``BaseOptimizer.apply`` around ``step``: clip, the step, decoupled weight decay,
+    inside the base options (``with_base_options``).
+
+    ``arguments`` is the factory's ``locals()``: ``learning_rate`` and the base options
+    (:func:`_base_options`) are read there under Keras's names. The decay skips the
+    leaves ``exclude_from_weight_decay`` names (``weight_decay_mask``). ``decay`` says
+    where it goes: ``"after"`` the step; ``"first"``, applied to the params before a step
+    that reads them (:class:`DecayParamsFirst`), as Keras decays the variables first;
+    ``"inside"``, nowhere here, for a step that decays on its own (Muon's two groups).
+    """
+    options = _base_options(arguments)
+    learning_rate = arguments["learning_rate"]
+    weight_decay = options.pop("weight_decay")
     mask = weight_decay_mask(label, options.pop("exclude_from_weight_decay"))
-    clip_args = {"clipnorm": clipnorm, "clipvalue": clipvalue, "global_clipnorm": global_clipnorm}
+    clip_args = {arg: options.pop(arg) for arg in ("clipnorm", "clipvalue", "global_clipnorm")}
     if sum(value is not None for value in clip_args.values()) > 1:  # Keras's rule, 0 counts
         given = ", ".join(f"{arg}={value!r}" for arg, value in clip_args.items())
         raise ValueError(
             f"keras.{label}({given}): only one of clipnorm, clipvalue and global_clipnorm "
             "can be set"
         )
+    clipnorm, clipvalue, global_clipnorm = clip_args.values()
     if clipnorm:
         clipping = clip_by_block_norm(clipnorm)
     elif global_clipnorm:
@@ -53,7 +58,8 @@ def _shell(
         clipping = clip(clipvalue)
     else:
         clipping = identity()
-    if weight_decay and decay_first:
+    decay_after = identity()
+    if weight_decay and decay == "first":
         step = [
             DecayParamsFirst(
                 inner=chain(*step),
@@ -62,32 +68,10 @@ def _shell(
                 mask=mask,
             )
         ]
-        decay = identity()
-    elif weight_decay:
-        decay = add_decoupled_weight_decay(weight_decay, learning_rate, mask)
-    else:
-        decay = identity()
-    recipe = named_recipe(f"keras.{label}", clipping, *step, decay)
+    elif weight_decay and decay == "after":
+        decay_after = add_decoupled_weight_decay(weight_decay, learning_rate, mask)
+    recipe = named_recipe(f"keras.{label}", clipping, *step, decay_after)
     return with_base_options(label, recipe, learning_rate, **options)
-
-
-def _unsupported(
-    use_ema,
-    ema_momentum,
-    ema_overwrite_frequency,
-    loss_scale_factor,
-    accumulation,
-    exclude_from_weight_decay=None,
-):
-    """The base options as :func:`_shell` takes them (the name is from before they were ported)."""
-    return {
-        "use_ema": use_ema,
-        "ema_momentum": ema_momentum,
-        "ema_overwrite_frequency": ema_overwrite_frequency,
-        "loss_scale_factor": loss_scale_factor,
-        "gradient_accumulation_steps": accumulation,
-        "exclude_from_weight_decay": exclude_from_weight_decay,
-    }
 
 
 @recipe
@@ -121,17 +105,7 @@ def sgd(
     step = [scale_by_learning_rate(learning_rate)]
     if momentum:
         step.append(trace(momentum, nesterov=nesterov))
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "sgd", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
-    )
+    return _apply("sgd", step, locals())
 
 
 @recipe
@@ -160,24 +134,7 @@ def adagrad(
     """
     del name
     step = [scale_by_rss(initial_accumulator_value, epsilon), scale_by_learning_rate(learning_rate)]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adagrad",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    return _apply("adagrad", step, locals())
 
 
 @recipe
@@ -214,24 +171,7 @@ def rmsprop(
     ]
     if momentum > 0:
         step.append(trace(momentum))
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "rmsprop",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    return _apply("rmsprop", step, locals())
 
 
 @recipe
@@ -258,24 +198,7 @@ def adadelta(
     """
     del name
     step = [scale_by_adadelta(rho, epsilon), scale_by_learning_rate(learning_rate)]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adadelta",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    return _apply("adadelta", step, locals())
 
 
 def _adam_scaling(beta_1: float, beta_2: float, epsilon: float, amsgrad: bool) -> Transform:
@@ -314,24 +237,8 @@ def adam(
         p <- p - alpha_t * m_t / (sqrt(v') + epsilon)
     """
     del name
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adam",
-        [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)],
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    step = [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)]
+    return _apply("adam", step, locals())
 
 
 @recipe
@@ -363,24 +270,8 @@ def adamw(
     del name
     if weight_decay is None:
         raise ValueError("keras.adamw(weight_decay=None): AdamW needs a weight decay")
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adamw",
-        [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)],
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    step = [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)]
+    return _apply("adamw", step, locals())
 
 
 @recipe
@@ -413,24 +304,7 @@ def adamax(
         scale_by_adamax(beta_1, beta_2, epsilon, eps_in_max=False),
         scale_by_learning_rate(learning_rate),
     ]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "adamax",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    return _apply("adamax", step, locals())
 
 
 @recipe
@@ -462,24 +336,7 @@ def nadam(
         scale_by_nadam(beta_1, beta_2, epsilon, momentum_decay=1.0),
         scale_by_learning_rate(learning_rate),
     ]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "nadam",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-    )
+    return _apply("nadam", step, locals())
 
 
 @recipe
@@ -515,17 +372,7 @@ def lion(
             "optimizer degenerates to SignSGD"
         )
     step = [scale_by_lion(beta_1, beta_2), scale_by_learning_rate(learning_rate)]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "lion", step, learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, unsupported
-    )
+    return _apply("lion", step, locals())
 
 
 @recipe
@@ -567,22 +414,4 @@ def ftrl(
             beta,
         )
     ]
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
-    return _shell(
-        "ftrl",
-        step,
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-        decay_first=True,
-    )
+    return _apply("ftrl", step, locals(), decay="first")

@@ -8,7 +8,7 @@ from ..._adaptive import scale_by_rms
 from ..._combine import Chain, recipe
 from ..._scale import scale_by_learning_rate
 from ..._schedule_free import schedule_free, ScheduleFreeWarmup
-from ._optimizers import _shell, _unsupported
+from ._optimizers import _apply
 from ._wrappers import DecayParamsFirst as DecayParamsFirst  # where it was first defined
 from ._wrappers import DecayParamsFirstState as DecayParamsFirstState
 
@@ -51,14 +51,6 @@ def schedule_free_adamw(
     (state, params)`` gives x.
     """
     del name
-    unsupported = _unsupported(
-        use_ema,
-        ema_momentum,
-        ema_overwrite_frequency,
-        loss_scale_factor,
-        gradient_accumulation_steps,
-        exclude_from_weight_decay,
-    )
     rate = ScheduleFreeWarmup(learning_rate=learning_rate, warmup_steps=warmup_steps)
     adam_step = Chain(
         transforms=(
@@ -66,15 +58,5 @@ def schedule_free_adamw(
             scale_by_learning_rate(rate),
         )
     )
-    step = schedule_free(adam_step, rate, beta_1, weight_lr_power=0.0, lr_one_step_ahead=False)
-    return _shell(
-        "schedule_free_adamw",
-        [step],
-        learning_rate,
-        weight_decay,
-        clipnorm,
-        clipvalue,
-        global_clipnorm,
-        unsupported,
-        decay_first=True,
-    )
+    step = [schedule_free(adam_step, rate, beta_1, weight_lr_power=0.0, lr_one_step_ahead=False)]
+    return _apply("schedule_free_adamw", step, locals(), decay="first")
