@@ -172,8 +172,8 @@ def run(steps: int, seeds: int) -> dict:
             "final_objective": curves[:, -1].tolist(),
             "val_accuracy": np.asarray(accuracy).tolist(),
             "curve_cost_per_step": evaluations + GRADIENT_COST * gradients,
-            "curves": curves[:, :: max(1, n_steps // 200)].tolist(),
-            "curve_stride": max(1, n_steps // 200),
+            "curves": np.round(curves[:, :: max(1, n_steps // 100)], 5).tolist(),
+            "curve_stride": max(1, n_steps // 100),
             "thresholds_seed0": np.asarray(thresholds[0]).tolist(),
             "seconds": time.perf_counter() - start,
         }
