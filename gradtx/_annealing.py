@@ -12,7 +12,7 @@ from ._base import _schedule_samples, check_range, fail, Schedule, static, Trans
 from ._combine import recipe
 from ._population import as_vector, score, step_to
 from ._scale import value_at
-from ._tree import default_float, safe_increment, zero_count
+from ._tree import default_float, prng_key, safe_increment, zero_count
 
 
 class LogarithmicCooling(Schedule):
@@ -89,9 +89,7 @@ class SimulatedAnnealing(Transform):
 
     def init(self, params):
         vector, _ = as_vector(params)
-        key = self.key
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            key = jax.random.key(key)
+        key = prng_key(self.key)
         inf = jnp.asarray(jnp.inf, vector.dtype)
         return SimulatedAnnealingState(
             count=zero_count(),

@@ -19,7 +19,7 @@ import numpy as np
 from ._base import check_range, static, Transform
 from ._combine import recipe
 from ._population import as_vector, score, step_to
-from ._tree import safe_increment, zero_count
+from ._tree import prng_key, safe_increment, zero_count
 
 
 class CmaEsState(NamedTuple):
@@ -121,12 +121,6 @@ def parameters(n: int, popsize: int | None, separable: bool, active: bool) -> Pa
     )
 
 
-def _as_key(key: Any) -> jax.Array:
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.key(key)
-
-
 def _sigma_factor(p: Parameters, p_sigma: jax.Array) -> jax.Array:
     """CSA: ``exp(clip(c_sigma / d_sigma (||p_sigma|| / E||N(0, I)|| - 1), -1, 1))``."""
     s = (jnp.linalg.norm(p_sigma) / p.chi_n - 1) * (p.c_sigma / p.d_sigma)
@@ -167,7 +161,7 @@ class _CMABase(Transform):
         mean, _ = as_vector(params)
         sigma = jnp.asarray(self.sigma0, mean.dtype)
         zeros = jnp.zeros_like(mean)
-        return mean, sigma, zeros, zero_count(), _as_key(self.key)
+        return mean, sigma, zeros, zero_count(), prng_key(self.key)
 
     def update(
         self, updates, state, params=None, *, value_fn=None, population_value_fn=None, **extra_args

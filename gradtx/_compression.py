@@ -56,6 +56,7 @@ from ._tree import (
     compute_dtype,
     default_float,
     hp,
+    prng_key,
     tree_full_like,
     tree_map_unzip,
     up,
@@ -334,9 +335,7 @@ class PowerSGD(Transform):
         return min(n, m, self.rank)
 
     def init(self, params):
-        key = self.key
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            key = jax.random.key(key)
+        key = prng_key(self.key)
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(key, max(len(leaves), 1))
 

@@ -28,6 +28,7 @@ from ._tree import (
     debias,
     ema,
     hp,
+    prng_key,
     safe_increment,
     tree_map_unzip,
     tree_squares_like,
@@ -90,18 +91,6 @@ def hessian_diag(fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any)
 # -- estimators of the diagonal ------------------------------------------------------
 
 
-def _initial_key(seed: Any) -> jax.Array:
-    """A fresh typed PRNG key from a seed: None (key 0, optax's), an int, or a key."""
-    if seed is None:
-        seed = 0
-    if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
-        seed = jax.random.key_data(seed)
-    if jnp.ndim(seed) == 0:
-        return jax.random.key(seed)
-    # A raw uint32 key (jax.random.PRNGKey), copied: the state's buffer may be donated.
-    return jax.random.wrap_key_data(jnp.array(seed, dtype=jnp.uint32, copy=True))
-
-
 def _rademacher_like(key: jax.Array, params: Any) -> Any:
     """Independent +-1 probes shaped like ``params``: one key per leaf, as optax draws them."""
     leaves, treedef = jax.tree.flatten(params)
@@ -122,7 +111,7 @@ class _RandomEstimator(Transform):
 
     def init(self, params):
         del params
-        return self.state_type(_initial_key(self.random_seed))
+        return self.state_type(prng_key(self.random_seed))
 
     def update(self, updates, state, params=None, **extra_args):
         del updates

@@ -16,10 +16,9 @@ import jax.numpy as jnp
 
 from ._base import check_choice, check_range, static, Transform
 from ._combine import recipe
-from ._curvature import _initial_key
 from ._population import as_vector, centred_ranks, score, step_to
 from ._regularize import _require_params
-from ._tree import tree_cast_like
+from ._tree import prng_key, tree_cast_like
 
 
 def _count_nonfinite(values: jax.Array) -> jax.Array:
@@ -49,7 +48,7 @@ class EvolutionStrategies(Transform):
     popsize: int = static(32)
     sigma: float = 0.02
     fitness_shaping: str = static("centred_ranks")
-    seed: Any = None
+    key: Any = None
 
     def __post_init__(self):
         check_range(self, "popsize", low=2, integer=True)
@@ -64,7 +63,7 @@ class EvolutionStrategies(Transform):
     def init(self, params):
         x, _ = as_vector(params)
         return EvolutionStrategiesState(
-            _initial_key(self.seed),
+            prng_key(self.key),
             jnp.full(self.popsize, jnp.inf, x.dtype),
             jnp.zeros([], jnp.int32),
         )
@@ -99,7 +98,7 @@ def evolution_strategies(
     popsize: int = 32,
     sigma: float = 0.02,
     fitness_shaping: str = "centred_ranks",
-    seed: Any = None,
+    key: Any = None,
 ) -> EvolutionStrategies:
     """OpenAI-ES (Salimans et al. 2017): a gradient estimate from mirrored Gaussian samples.
 
@@ -122,7 +121,7 @@ def evolution_strategies(
       sigma: the perturbations' standard deviation, > 0.
       fitness_shaping: ``"centred_ranks"`` (the paper's) or ``"none"`` (raw
         losses; a pair whose loss difference is not finite is left out).
-      seed: an integer, a JAX PRNG key (raw or typed), or None (key 0).
+      key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
 
     NaN or inf losses rank last and are counted in ``state.nonfinite``. With the
     same draw key, ``chain(evolution_strategies(n, s), sgd(lr))`` follows evosax's
@@ -133,7 +132,7 @@ def evolution_strategies(
     to Reinforcement Learning*, arXiv:1703.03864.
     """
     return EvolutionStrategies(
-        popsize=popsize, sigma=sigma, fitness_shaping=fitness_shaping, seed=seed
+        popsize=popsize, sigma=sigma, fitness_shaping=fitness_shaping, key=key
     )
 
 
@@ -162,7 +161,7 @@ class PerturbationGradient(Transform):
     sigma: float = 0.1
     antithetic: bool = static(False)
     use_baseline: bool = static(True)
-    seed: Any = None
+    key: Any = None
 
     def __post_init__(self):
         check_range(self, "num_samples", low=1, integer=True)
@@ -170,7 +169,7 @@ class PerturbationGradient(Transform):
 
     def init(self, params):
         del params
-        return PerturbationGradientState(_initial_key(self.seed), jnp.zeros([], jnp.int32))
+        return PerturbationGradientState(prng_key(self.key), jnp.zeros([], jnp.int32))
 
     def update(
         self, updates, state, params=None, *, value_fn=None, population_value_fn=None, **extra
@@ -214,7 +213,7 @@ def perturbation_gradient(
     sigma: float = 0.1,
     antithetic: bool = False,
     use_baseline: bool = True,
-    seed: Any = None,
+    key: Any = None,
 ) -> PerturbationGradient:
     """The gradient of ``E loss(x + sigma z)``, z ~ N(0, I), estimated from loss values.
 
@@ -236,7 +235,7 @@ def perturbation_gradient(
       antithetic: also evaluate ``x - sigma z_i`` (lower variance; the baseline
         cancels); static.
       use_baseline: subtract ``loss(x)`` (one more evaluation); static.
-      seed: an integer, a JAX PRNG key (raw or typed), or None (key 0).
+      key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
 
     Given the update's draw key ``k``, the estimate equals
     ``jax.grad(optax.perturbations.make_perturbed_fun(loss, n, sigma,
@@ -253,7 +252,7 @@ def perturbation_gradient(
         sigma=sigma,
         antithetic=antithetic,
         use_baseline=use_baseline,
-        seed=seed,
+        key=key,
     )
 
 
@@ -304,7 +303,7 @@ class GeneticAlgorithm(Transform):
     mutation_rate: float = 0.1
     mutation_scale: float = 0.1
     elites: int = static(1)
-    seed: Any = None
+    key: Any = None
 
     def __post_init__(self):
         check_range(self, "popsize", low=2, integer=True)
@@ -318,7 +317,7 @@ class GeneticAlgorithm(Transform):
 
     def init(self, params):
         x, _ = as_vector(params)
-        key, draw = jax.random.split(_initial_key(self.seed))
+        key, draw = jax.random.split(prng_key(self.key))
         spread = jnp.asarray(self.mutation_scale, x.dtype)
         population = x + spread * jax.random.normal(draw, (self.popsize, x.size), x.dtype)
         population = population.at[0].set(x)  # the start is a member: the best never gets worse
@@ -393,7 +392,7 @@ def genetic_algorithm(
     mutation_scale: float = 0.1,
     elites: int = 1,
     blend_alpha: float = 0.5,
-    seed: Any = None,
+    key: Any = None,
 ) -> GeneticAlgorithm:
     """A real-valued genetic algorithm: DEAP's ``eaSimple`` with elitism, as a transform.
 
@@ -427,7 +426,7 @@ def genetic_algorithm(
       mutation_scale: the mutations' (and first population's) std, > 0.
       elites: members kept unchanged, in [0, popsize - 1]; static.
       blend_alpha: BLX's alpha, >= 0 (``crossover="blend"`` only).
-      seed: an integer, a JAX PRNG key (raw or typed), or None (key 0).
+      key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
 
     NaN or inf losses rank last and are counted in ``state.nonfinite``.
     Reference: Holland (1975); Goldberg, *Genetic Algorithms in Search,
@@ -443,5 +442,5 @@ def genetic_algorithm(
         mutation_rate=mutation_rate,
         mutation_scale=mutation_scale,
         elites=elites,
-        seed=seed,
+        key=key,
     )

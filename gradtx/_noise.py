@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from ._base import check_range, Transform
 from ._combine import Chain, named_recipe, recipe
 from ._scale import scale_by_learning_rate
-from ._tree import default_float, safe_increment, up, zero_count
+from ._tree import default_float, prng_key, safe_increment, up, zero_count
 
 
 class AddNoiseState(NamedTuple):
@@ -31,9 +31,7 @@ class AddNoise(Transform):
 
     def init(self, params):
         del params
-        key = self.key
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            key = jax.random.key(key)
+        key = prng_key(self.key)
         return AddNoiseState(zero_count(), key)
 
     def update(self, updates, state, params=None, **extra_args):

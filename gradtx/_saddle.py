@@ -18,7 +18,7 @@ from ._curvature import hvp
 from ._linesearch import _kwargs_for
 from ._momentum import sgd
 from ._scale import scale_by_learning_rate
-from ._tree import default_float, tree_cast_like, tree_global_norm, up
+from ._tree import default_float, prng_key, tree_cast_like, tree_global_norm, up
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -336,9 +336,7 @@ class EscapeSaddlePoints(Transform):
         check_range(self, "curvature_tol", low=0.0)
 
     def init(self, params):
-        key = self.key
-        if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
-            key = jax.random.key(key)
+        key = prng_key(self.key)
         return EscapeSaddlePointsState(
             key=key,
             escaped=jnp.zeros([], bool),

@@ -12,6 +12,7 @@ import numpy as np
 from ._base import check_range, fail, static, Transform
 from ._combine import recipe
 from ._population import as_vector, score, step_to
+from ._tree import prng_key
 
 
 class ParticleSwarmState(NamedTuple):
@@ -27,12 +28,6 @@ class ParticleSwarmState(NamedTuple):
 def default_particles(dim: int) -> int:
     """SPSO 2006's swarm size, ``10 + floor(2 sqrt(dim))`` (pyswarms has no default)."""
     return 10 + int(2 * math.sqrt(dim))
-
-
-def _as_key(key: Any) -> jax.Array:
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    return jax.random.key(key)
 
 
 def coefficients(key: jax.Array, shape: tuple[int, int], dtype: Any) -> tuple[jax.Array, jax.Array]:
@@ -89,7 +84,7 @@ class ParticleSwarm(Transform):
         vector, _ = as_vector(params)
         dim, dtype = vector.shape[0], vector.dtype
         n = self.n_particles or default_particles(dim)
-        key, k_x, k_v = jax.random.split(_as_key(self.key), 3)
+        key, k_x, k_v = jax.random.split(prng_key(self.key), 3)
         scale = jnp.asarray(self.init_scale, dtype)
         # A box of half-width init_scale around params (pyswarms: U[0, 1) or U[bounds)).
         x = vector + scale * jax.random.uniform(k_x, (n, dim), dtype, -1.0, 1.0)

@@ -278,3 +278,18 @@ def debias(moment: jax.Array, correction: jax.Array) -> jax.Array:
 def bias_correction(decay: Any, count: Any) -> jax.Array:
     """``1 - decay**count`` in float32 or float64."""
     return 1 - decay_power(decay, count)
+
+
+def prng_key(key: Any) -> jax.Array:
+    """A fresh typed PRNG key from what a transform's ``key=`` accepts: an int seed, None
+    (key 0, as optax), a typed key or a raw uint32 key (``jax.random.PRNGKey``).
+
+    Raw keys are copied: the state's buffer may be donated.
+    """
+    if key is None:
+        key = 0
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        key = jax.random.key_data(key)
+    if jnp.ndim(key) == 0:
+        return jax.random.key(key)
+    return jax.random.wrap_key_data(jnp.array(key, dtype=jnp.uint32, copy=True))

@@ -65,7 +65,7 @@ def _update(tx, params, state, value_fn=loss):
 @pytest.mark.parametrize("shaping", ["centred_ranks", "none"])
 def test_es_estimate_equals_the_papers(x64, shaping):
     params = make_params(jnp.float64)
-    tx = evolution_strategies(popsize=8, sigma=0.1, fitness_shaping=shaping, seed=3)
+    tx = evolution_strategies(popsize=8, sigma=0.1, fitness_shaping=shaping, key=3)
     state = tx.init(params)
     for _ in range(2):  # the second update draws with the key the first left
         updates, new_state = _update(tx, params, state)
@@ -83,7 +83,7 @@ def test_es_with_sgd_follows_evosax_open_es(x64):
     from evosax.algorithms import Open_ES
 
     params = make_params(jnp.float64)
-    ours = gradtx.chain(evolution_strategies(popsize=8, sigma=0.1, seed=5), gradtx.sgd(0.05))
+    ours = gradtx.chain(evolution_strategies(popsize=8, sigma=0.1, key=5), gradtx.sgd(0.05))
     theirs = Open_ES(
         population_size=8,
         solution=params,
@@ -105,7 +105,7 @@ def test_es_with_sgd_follows_evosax_open_es(x64):
 
 def test_es_population_value_fn_gives_the_same_estimate(x64):
     params = make_params(jnp.float64)
-    tx = evolution_strategies(popsize=8, sigma=0.3, seed=1)  # compiled for the oracle test
+    tx = evolution_strategies(popsize=8, sigma=0.3, key=1)  # compiled for the oracle test
     state = tx.init(params)
     by_member, _ = _update(tx, params, state)
     batched, _ = jax.jit(functools.partial(tx.update, population_value_fn=jax.vmap(loss)))(
@@ -125,7 +125,7 @@ def test_es_nan_losses_rank_last_and_are_counted(x64):
     def np_nan_above(v):
         return np.nan if v[0] > x0[0] else np_loss(v)
 
-    tx = evolution_strategies(popsize=8, sigma=0.1, seed=2)
+    tx = evolution_strategies(popsize=8, sigma=0.1, key=2)
     state = tx.init(params)
     updates, new_state = _update(tx, params, state, value_fn=nan_above)
     half = jax.random.normal(_draw_key(state), (4, DIM), jnp.float64)
@@ -134,7 +134,7 @@ def test_es_nan_losses_rank_last_and_are_counted(x64):
     np.testing.assert_allclose(_vector(updates), expected, rtol=1e-10, atol=1e-12)
     assert int(new_state.nonfinite) == 4  # one member of each antithetic pair
     # Raw losses: every pair holds a NaN, so every pair is left out.
-    raw = evolution_strategies(popsize=8, sigma=0.1, fitness_shaping="none", seed=2)
+    raw = evolution_strategies(popsize=8, sigma=0.1, fitness_shaping="none", key=2)
     updates, raw_state = _update(raw, params, raw.init(params), value_fn=nan_above)
     np.testing.assert_array_equal(_vector(updates), 0.0)
     assert int(raw_state.nonfinite) == 4
@@ -155,7 +155,7 @@ def _optax_samples(key, params, n):
 def test_perturbation_gradient_equals_optax_perturbed_fun(x64):
     use_baseline = True  # optax's default; the oracle checks the other
     params = make_params(jnp.float64)
-    tx = perturbation_gradient(num_samples=16, sigma=0.2, use_baseline=use_baseline, seed=7)
+    tx = perturbation_gradient(num_samples=16, sigma=0.2, use_baseline=use_baseline, key=7)
     state = tx.init(params)
     updates, _ = _update(tx, params, state)
     smoothed = optax.perturbations.make_perturbed_fun(
@@ -170,7 +170,7 @@ def test_perturbation_gradient_equals_optax_perturbed_fun(x64):
 )
 def test_perturbation_gradient_equals_gaussian_smoothing(x64, options):
     params = make_params(jnp.float64)
-    tx = perturbation_gradient(num_samples=16, sigma=0.2, seed=8, **options)
+    tx = perturbation_gradient(num_samples=16, sigma=0.2, key=8, **options)
     state = tx.init(params)
     updates, new_state = _update(tx, params, state)
     z = _optax_samples(_draw_key(state), params, 16)
@@ -189,7 +189,7 @@ def test_perturbation_gradient_leaves_nonfinite_terms_out(x64):
         v = ravel_pytree(p)[0]
         return jnp.where(v[0] > x0[0], jnp.nan, _wavy(v, jnp))
 
-    tx = perturbation_gradient(num_samples=8, sigma=0.2, seed=8)
+    tx = perturbation_gradient(num_samples=8, sigma=0.2, key=8)
     state = tx.init(params)
     updates, new_state = _update(tx, params, state, value_fn=nan_above)
     z = np.asarray(_optax_samples(_draw_key(state), params, 8))
@@ -214,7 +214,7 @@ def test_ga_generations_equal_deaps(x64, crossover):
         elites=2,
     )
     # An odd population: the last parent has no mate and passes to mutation as it is.
-    tx = genetic_algorithm(popsize=7, tournament_size=3, seed=4, **hyper)
+    tx = genetic_algorithm(popsize=7, tournament_size=3, key=4, **hyper)
     state = tx.init(params)
     np.testing.assert_array_equal(state.population[0], _vector(params))
     best_value = np.inf
@@ -243,7 +243,7 @@ def test_ga_never_takes_a_nan_member(x64):
         v = ravel_pytree(p)[0]
         return jnp.where(jnp.all(v == ravel_pytree(params)[0]), 1.0, jnp.nan)
 
-    tx = genetic_algorithm(popsize=6, seed=1)
+    tx = genetic_algorithm(popsize=6, key=1)
     updates, state = _update(tx, params, tx.init(params), value_fn=nan_loss)
     np.testing.assert_array_equal(_vector(updates), 0.0)  # the start stays the best
     assert float(state.best_value) == 1.0 and int(state.nonfinite) == 5
