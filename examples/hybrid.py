@@ -21,13 +21,10 @@ step costs popsize (16) + 3; Adam gets the hybrid's total budget in gradient ste
 six times as many steps), sep-CMA-ES in generations of its own population. The loss
 recorded for the curves is monitoring and is not counted.
 
-``partition`` and a gradient-free member: ``partition`` hands each member its group's leaves
-only (the other leaves are ``gradtx.MaskedNode()`` placeholders), and the ``value_fn=`` it
-passes on is the caller's, a function of the whole tree. CMA-ES would call the objective on
-a tree with placeholders where the weights are and fail. :func:`with_rest` closes over the
-step's full params and fills the placeholders, so ``value_fn=with_rest(objective, params)``
-makes the partition correct (see the module's report for the change gradtx would need to
-do this itself).
+``partition`` and a gradient-free member: each member sees its group's leaves only, and the
+``value_fn=`` it receives is the caller's loss of the whole tree with the other groups' leaves
+filled in from the step's params, so the CMA-ES member searches over the thresholds with the
+weights as they are.
 """
 
 from __future__ import annotations
@@ -77,21 +74,6 @@ def cross_entropy(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
     return -jnp.mean(jnp.take_along_axis(log_p, y[:, None], axis=1))
 
 
-def with_rest(value_fn, params):
-    """``value_fn`` for a partition member: its ``MaskedNode`` leaves are taken from ``params``."""
-
-    def member_value_fn(group_params):
-        full = jax.tree.map(
-            lambda mine, theirs: theirs if isinstance(mine, gradtx.MaskedNode) else mine,
-            group_params,
-            params,
-            is_leaf=lambda x: isinstance(x, gradtx.MaskedNode),
-        )
-        return value_fn(full)
-
-    return member_value_fn
-
-
 def methods(steps: int, n_all: int, n_rough: int) -> dict:
     """name -> (transform for a key, steps, evaluations per step, gradient calls per step).
 
@@ -136,7 +118,7 @@ def train(name: str, tx: gradtx.Transform, steps: int, params: dict, data) -> tu
             updates, state = tx.update(None, state, p, value_fn=objective)
         else:  # the thresholds' gradient is zero: sep-CMA-ES, not Adam, moves them
             grads = jax.grad(objective)(p)
-            updates, state = tx.update(grads, state, p, value_fn=with_rest(objective, p))
+            updates, state = tx.update(grads, state, p, value_fn=objective)
         p = gradtx.apply_updates(p, updates)
         return (p, state), objective(p)
 

@@ -302,6 +302,37 @@ def _mask_tree(tree: Any, mask_tree: Any) -> Any:
     return jax.tree.map(lambda m, x: x if m else MaskedNode(), mask_tree, tree)
 
 
+def _fill(part: Any, whole: Any, members: int | None = None) -> Any:
+    """``part`` (masked-out leaves as MaskedNode) completed with ``whole``'s leaves, broadcast
+    along a leading population axis of size ``members`` when given."""
+
+    def pick(mine, theirs):
+        if not isinstance(mine, MaskedNode):
+            return mine
+        return theirs if members is None else jnp.broadcast_to(theirs, (members, *theirs.shape))
+
+    return jax.tree.map(pick, part, whole, is_leaf=lambda x: isinstance(x, MaskedNode))
+
+
+def _loss_of_whole_params(extra_args: dict, params: Any) -> dict:
+    """The loss functions of the whole params (value_fn=, population_value_fn=), called by a
+    masked transform (a gradient-free member of a partition) on its own leaves: the other
+    leaves are filled in from ``params``."""
+    extra = dict(extra_args)
+    if extra.get("value_fn") is not None:
+        value_fn = extra["value_fn"]
+        extra["value_fn"] = lambda part, *a, **k: value_fn(_fill(part, params), *a, **k)
+    if extra.get("population_value_fn") is not None:
+        population_fn = extra["population_value_fn"]
+
+        def population_value_fn(part):
+            members = jax.tree.leaves(part)[0].shape[0]
+            return population_fn(_fill(part, params, members))
+
+        extra["population_value_fn"] = population_value_fn
+    return extra
+
+
 class Masked(Transform):
     """Applies ``inner`` only where ``mask`` is true; other updates pass unchanged.
 
@@ -327,6 +358,8 @@ class Masked(Transform):
     def update(self, updates, state, params=None, **extra_args):
         mask_tree = resolve_tree(self.mask, updates)
         masked_params = None if params is None else _mask_tree(params, mask_tree)
+        if params is not None:
+            extra_args = _loss_of_whole_params(extra_args, params)
         new, inner_state = self.inner.update(
             _mask_tree(updates, mask_tree), state.inner_state, masked_params, **extra_args
         )

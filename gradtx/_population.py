@@ -31,7 +31,9 @@ def as_vector(params: Any) -> tuple[jax.Array, Callable[[jax.Array], Any]]:
     params: the search's statistics need it) and the function that gives the tree back,
     in the leaves' own dtypes (jax's ravel_pytree)."""
     vector, unravel = ravel_pytree(params)
-    return up(vector), lambda v: unravel(v.astype(vector.dtype))
+    # A copy: raveling one 1-D array returns its own buffer, which a state built from it
+    # would share with the params (donating both fails). Free under jit.
+    return jnp.array(up(vector), copy=True), lambda v: unravel(v.astype(vector.dtype))
 
 
 def score(

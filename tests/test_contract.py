@@ -174,6 +174,27 @@ def test_state_buffers_can_be_donated(entry):
     assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
 
 
+GRADIENT_FREE = [e for e in ENTRIES if e.build().gradient_free]
+
+
+@pytest.mark.parametrize("entry", GRADIENT_FREE, ids=[e.name for e in GRADIENT_FREE])
+def test_a_single_array_and_the_state_can_be_donated_together(entry):
+    # Raveling one 1-D array returns its own buffer: a state built from it would share it.
+    params = jnp.linspace(-1.0, 1.0, 4)
+    tx = entry.build()
+    state = tx.init(params)
+    pointers = [x.unsafe_buffer_pointer() for x in jax.tree.leaves(state) if jnp.ndim(x) > 0]
+    assert params.unsafe_buffer_pointer() not in pointers
+
+    def step(params, state):
+        loss = lambda p: jnp.sum(p**2)
+        updates, state = tx.update(None, state, params, value_fn=loss)
+        return gradtx.apply_updates(params, updates), state
+
+    params, state = jax.jit(step, donate_argnums=(0, 1))(params, state)
+    assert bool(jnp.all(jnp.isfinite(params)))
+
+
 def _with_counter(tree, dtype):
     """The test params plus an integer (or boolean) leaf named 'count' of a shape of its own."""
     return {**tree, "count": jnp.arange(5).astype(dtype)}

@@ -30,9 +30,9 @@ def small_problem():
     return params, value_fn
 
 
-def test_partition_hands_a_gradient_free_member_placeholders_for_the_other_group():
-    # Why with_rest exists: value_fn is a function of the whole tree, the member sees its
-    # group. If partition ever fills the placeholders itself, this fails: drop with_rest then.
+def test_a_gradient_free_partition_member_scores_the_whole_params():
+    # value_fn is the caller's loss of the whole tree: the member's population is completed
+    # with the other group's leaves (never MaskedNode placeholders).
     params, value_fn = small_problem()
     seen = []
 
@@ -43,11 +43,12 @@ def test_partition_hands_a_gradient_free_member_placeholders_for_the_other_group
     labels = {"w": "smooth", "t": "rough"}
     tx = gradtx.partition({"smooth": gradtx.adam(0.1), "rough": gradtx.sep_cma_es(0.1)}, labels)
     tx.update(jax.grad(value_fn)(params), tx.init(params), params, value_fn=recording_value_fn)
-    assert seen and all(isinstance(w, gradtx.MaskedNode) for w in seen)
+    assert seen and all(not isinstance(w, gradtx.MaskedNode) for w in seen)
+    np.testing.assert_array_equal(seen[0], params["w"])
 
 
-def test_with_rest_makes_the_partition_member_the_search_over_its_group_alone():
-    # partition + with_rest == sep-CMA-ES on the thresholds with the weights closed over.
+def test_the_partition_member_is_the_search_over_its_group_alone():
+    # partition == sep-CMA-ES on the thresholds with the weights closed over.
     params, value_fn = small_problem()
     labels = {"w": "smooth", "t": "rough"}
     tx = gradtx.partition(
@@ -56,9 +57,7 @@ def test_with_rest_makes_the_partition_member_the_search_over_its_group_alone():
     alone = gradtx.sep_cma_es(0.1, key=3)
     state, alone_state, p, t = tx.init(params), alone.init(params["t"]), params, params["t"]
     for _ in range(3):
-        updates, state = tx.update(
-            jax.grad(value_fn)(p), state, p, value_fn=example.with_rest(value_fn, p)
-        )
+        updates, state = tx.update(jax.grad(value_fn)(p), state, p, value_fn=value_fn)
         step, alone_state = alone.update(
             None, alone_state, t, value_fn=lambda t, w=p["w"]: value_fn({"w": w, "t": t})
         )
