@@ -55,7 +55,14 @@ def score(
         values = jax.vmap(lambda member: value_fn(unravel(member)))(population)
     else:
         fail_missing(transform, "value_fn= (the loss to minimise)", SCORE_CALL)
-    values = jnp.reshape(jnp.asarray(values), (population.shape[0],))
+    values = jnp.asarray(values)
+    if values.shape != (population.shape[0],):
+        given = "population_value_fn" if population_value_fn is not None else "value_fn"
+        raise ValueError(
+            f"{transform.name}.update({given}=...): the loss must be one number per member "
+            f"(a scalar from value_fn, a vector of {population.shape[0]} from "
+            f"population_value_fn); got shape {values.shape} for the population"
+        )
     # A member whose loss is NaN is the worst, never the best (NaN compares false).
     return jnp.where(jnp.isnan(values), jnp.inf, values)
 

@@ -195,6 +195,14 @@ def test_a_single_array_and_the_state_can_be_donated_together(entry):
     assert bool(jnp.all(jnp.isfinite(params)))
 
 
+@pytest.mark.parametrize("entry", GRADIENT_FREE, ids=[e.name for e in GRADIENT_FREE])
+def test_a_loss_that_is_not_one_number_per_member_is_named(entry):
+    params = jnp.linspace(-1.0, 1.0, 4)
+    tx = entry.build()
+    with pytest.raises(ValueError, match=r"\.update\(value_fn=\.\.\.\): the loss must be one"):
+        tx.update(None, tx.init(params), params, value_fn=lambda p: p**2)
+
+
 def _with_counter(tree, dtype):
     """The test params plus an integer (or boolean) leaf named 'count' of a shape of its own."""
     return {**tree, "count": jnp.arange(5).astype(dtype)}
