@@ -935,16 +935,22 @@ def run(args) -> dict:
     return results
 
 
+def write_outputs(results: dict, out: pathlib.Path, summary, plot) -> None:
+    """``results.json``, ``summary.md`` (``summary(results)``, also printed) and ``plot``'s
+    figures in ``out``: what every benchmark script leaves behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = summary(results)
+    (out / "summary.md").write_text(text)
+    plot(results, out)
+    print(text)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     results = json.loads(args.report.read_text()) if args.report else run(args)
     analyse(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = summary(results)
-    (args.out / "summary.md").write_text(text)
-    plot(results, args.out)
-    print(text)
+    write_outputs(results, args.out, summary, plot)
     return results
 
 

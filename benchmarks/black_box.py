@@ -785,12 +785,7 @@ def main(argv=None) -> dict:
         with jax.enable_x64(True):  # the run's, not the importer's (an in-process test)
             results = run(args)
     results["goals"] = goals(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    text = summary(results)
-    (args.out / "summary.md").write_text(text)
-    plot(results, args.out)
-    print(text)
+    bench.write_outputs(results, args.out, summary, plot)
     return results
 
 

@@ -100,29 +100,6 @@ def sphere(params):
 PARAMS = {"a": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5, jnp.float32)}
 
 
-def test_compiles_once_and_chain_gives_the_same_steps():
-    tx = simulated_annealing(logarithmic_cooling(0.5), n_chains=2)
-    traces = []
-
-    @jax.jit
-    def step(tx, state, params):
-        traces.append(None)
-        updates, state = tx.update(None, state, params, value_fn=sphere)
-        return gradtx.apply_updates(params, updates), state
-
-    chained = gradtx.chain(tx)
-    params, state = PARAMS, tx.init(PARAMS)
-    chain_params, chain_state = PARAMS, chained.init(PARAMS)
-    for _ in range(3):
-        params, state = step(tx, state, params)
-        chain_params, chain_state = step(chained, chain_state, chain_params)
-    assert len(traces) == 2  # the bare transform, the chain
-    jax.tree.map(np.testing.assert_allclose, chain_params, params)
-    assert sphere(params) < sphere(PARAMS) and state.best_loss == sphere(params)
-    step(tx.replace(step_size=0.3, temperature=logarithmic_cooling(2.0)), state, params)
-    assert len(traces) == 2  # the numbers are leaves
-
-
 def test_the_start_counts_and_nan_is_never_accepted():
     params = jnp.zeros(2)
 

@@ -196,6 +196,28 @@ def test_a_single_array_and_the_state_can_be_donated_together(entry):
 
 
 @pytest.mark.parametrize("entry", GRADIENT_FREE, ids=[e.name for e in GRADIENT_FREE])
+def test_a_gradient_free_method_compiles_once_and_steps_alike_inside_a_chain(entry):
+    params = {"a": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5, jnp.float32)}  # not weak
+    loss = lambda p: jnp.sum(p["a"] ** 2) + p["b"] ** 2
+    traces = []
+
+    @jax.jit
+    def step(tx, state, params):
+        traces.append(None)
+        updates, state = tx.update(None, state, params, value_fn=loss)
+        return gradtx.apply_updates(params, updates), state
+
+    tx = entry.build()
+    chained = gradtx.chain(tx)
+    alone, in_chain = (params, tx.init(params)), (params, chained.init(params))
+    for _ in range(3):
+        alone = step(tx, alone[1], alone[0])
+        in_chain = step(chained, in_chain[1], in_chain[0])
+    assert len(traces) == 2  # the bare transform, the chain
+    chex.assert_trees_all_close(in_chain[0], alone[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("entry", GRADIENT_FREE, ids=[e.name for e in GRADIENT_FREE])
 def test_a_loss_that_is_not_one_number_per_member_is_named(entry):
     params = jnp.linspace(-1.0, 1.0, 4)
     tx = entry.build()

@@ -94,29 +94,6 @@ def sphere(params):
 PARAMS = {"a": jnp.asarray([1.0, -2.0]), "b": jnp.asarray(0.5, jnp.float32)}
 
 
-def test_compiles_once_and_chain_gives_the_same_steps():
-    tx = particle_swarm(n_particles=6)
-    traces = []
-
-    @jax.jit
-    def step(tx, state, params):
-        traces.append(None)
-        updates, state = tx.update(None, state, params, value_fn=sphere)
-        return gradtx.apply_updates(params, updates), state
-
-    chained = gradtx.chain(tx)
-    params, state = PARAMS, tx.init(PARAMS)
-    chain_params, chain_state = PARAMS, chained.init(PARAMS)
-    for _ in range(3):
-        params, state = step(tx, state, params)
-        chain_params, chain_state = step(chained, chain_state, chain_params)
-    assert len(traces) == 2  # the bare transform, the chain
-    jax.tree.map(np.testing.assert_allclose, chain_params, params)
-    assert sphere(params) < sphere(PARAMS)
-    step(tx.replace(w=0.5, c1=1.0), state, params)
-    assert len(traces) == 2  # the coefficients are leaves
-
-
 def test_initial_swarm_surrounds_params():
     vector = jnp.asarray([1.0, -2.0, 0.5])
     state = particle_swarm(init_scale=0.25).init(PARAMS)
