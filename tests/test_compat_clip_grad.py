@@ -172,7 +172,7 @@ def test_nonfinite_norm_without_the_error_scales_as_torch():
         (lambda: clip_grad_norm(-1.0), r"clip_grad_norm\(max_norm=-1.0\): max_norm must be in"),
         (lambda: clip_grad_norm(math.nan), r"clip_grad_norm\(max_norm=nan\): max_norm must be"),
         (lambda: clip_grad_norm(1.0, 0.0), r"clip_grad_norm\(norm_type=0.0\): norm_type must be"),
-        (lambda: clip_grad_norm(1.0, -2), r"clip_grad_norm\(norm_type=-2.0\): norm_type must be"),
+        (lambda: clip_grad_norm(1.0, -2), r"clip_grad_norm\(norm_type=-2\): norm_type must be"),
         (lambda: clip_grad_norm(1.0, "-inf"), r"clip_grad_norm\(norm_type=-inf\): norm_type"),
         (lambda: clip_grad_norm(1.0, "nan"), r"clip_grad_norm\(norm_type=nan\): norm_type"),
         # torch's float(norm_type) error, named

@@ -149,9 +149,15 @@ def _torch_raises(kwargs: dict, params=None):
     [
         (dict(lr=0.0), r"pytorch.sparse_adam\(lr=0.0\): lr must be > 0"),
         (dict(lr=-1e-3), r"pytorch.sparse_adam\(lr=-0.001\): lr must be > 0"),
-        (dict(eps=0.0), r"scale_by_sparse_adam\(eps=0.0\): eps must be in \(0, inf"),
-        (dict(betas=(1.0, 0.999)), r"scale_by_sparse_adam\(b1=1.0\): b1 must be in \[0, 1\)"),
-        (dict(betas=(0.9, -0.1)), r"scale_by_sparse_adam\(b2=-0.1\): b2 must be in \[0, 1\)"),
+        (dict(eps=0.0), r"^pytorch\.sparse_adam\(eps=0\.0\): eps must be in \(0, inf"),
+        (
+            dict(betas=(1.0, 0.999)),
+            r"^pytorch\.sparse_adam\(betas=\(1\.0, 0\.999\)\): betas\[0\] must be in \[0, 1\)",
+        ),
+        (
+            dict(betas=(0.9, -0.1)),
+            r"^pytorch\.sparse_adam\(betas=\(0\.9, -0\.1\)\): betas\[1\] must be in \[0, 1\)",
+        ),
     ],
 )
 def test_torchs_argument_errors(kwargs, match):

@@ -226,10 +226,18 @@ def test_mars_keeps_the_previous_gradient_and_the_learning_rate():
 BAD = [
     (gradtx.mars, {"learning_rate": 0.1, "optimizer": "shampoo"}, r"mars\(optimizer='shampoo'\)"),
     (gradtx.scale_by_mars, {"clip_by": "tensor"}, r"scale_by_mars\(clip_by='tensor'\)"),
-    (gradtx.mars, {"learning_rate": 0.1, "gamma": -0.1}, r"add_mars_correction\(gamma=-0.1\)"),
-    (gradtx.mars, {"learning_rate": 0.1, "b1": 1.0}, r"add_mars_correction\(b1=1.0\)"),
-    (gradtx.mars, {"learning_rate": 0.1, "b2": 1.0}, r"scale_by_adam\(b2=1.0\)"),
-    (gradtx.mars, {"learning_rate": 0.1, "max_norm": -1.0}, r"clip_by_block_norm\(max_norm=-1.0\)"),
+    (
+        gradtx.mars,
+        {"learning_rate": 0.1, "gamma": -0.1},
+        r"^mars\(gamma=-0\.1\): gamma must be in \[0, inf\)",
+    ),
+    (gradtx.mars, {"learning_rate": 0.1, "b1": 1.0}, r"^mars\(b1=1\.0\): b1 must be in \[0, 1\)"),
+    (gradtx.mars, {"learning_rate": 0.1, "b2": 1.0}, r"^mars\(b2=1\.0\): b2 must be in \[0, 1\)"),
+    (
+        gradtx.mars,
+        {"learning_rate": 0.1, "max_norm": -1.0},
+        r"^mars\(max_norm=-1\.0\): max_norm must be in \[0, inf\]",
+    ),
     (gradtx.mars, {"learning_rate": -0.1}, r"learning_rate=-0.1"),
 ]
 
