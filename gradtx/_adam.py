@@ -145,7 +145,26 @@ def scale_by_adam(
     ``nu_dtype`` set the moments' storage dtypes; the arithmetic runs in
     float32 at least, so bfloat16 moments keep b2=0.999.
 
+    Args:
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: use the Nesterov form of the first moment. Default False.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+        eps_mode: ``"corrected"`` (default) or ``"raw"`` (eps before bias correction).
+
     Reference: Kingma & Ba, *Adam*, arXiv:1412.6980; Nesterov form: Dozat (2016).
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_adam()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.9322
     """
     return ScaleByAdam(
         b1=b1,
@@ -243,7 +262,28 @@ def scale_by_amsgrad(
     ``eps_mode="raw"`` eps is added before that correction (Keras). ``b1`` may
     be a schedule, as in :func:`scale_by_adam`.
 
+    Args:
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        bias_correction_mu: divide m_t by ``1 - b1**t``. Default True.
+        bias_correction_nu: divide v_t by ``1 - b2**t``. Default True.
+        max_of: ``"corrected"`` (default, optax) or ``"raw"`` (PyTorch, Keras).
+        eps_mode: ``"corrected"`` (default) or ``"raw"`` (eps before bias correction).
+        nu_dtype: storage dtype of v_t and its maximum;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_amsgrad()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 0.1}, state)
+    >>> round(float(u["w"]), 4)
+    0.5
     """
     return ScaleByAmsgrad(
         b1=b1,
@@ -324,7 +364,24 @@ def scale_by_adamax(
 
     ``b1`` may be a schedule, as in :func:`scale_by_adam`.
 
+    Args:
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the infinity norm, in [0, 1). Default 0.999.
+        eps: stability term, > 0. Default 1e-8.
+        eps_in_max: put eps inside the max (PyTorch, optax; default True) or
+            add it after (Keras).
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the norm;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_adamax()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.7376
     """
     return ScaleByAdamax(
         b1=b1, b2=b2, eps=eps, eps_in_max=eps_in_max, mu_dtype=mu_dtype, nu_dtype=nu_dtype
@@ -424,7 +481,27 @@ def scale_by_nadam(
     ``b1`` may be a schedule read at the 0-based step ``t - 1``: mu_t and
     mu_{t+1} both take that b1, as torch's NAdam does under a cycled ``betas[0]``.
 
+    Args:
+        b1: base momentum, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        momentum_decay: psi in the momentum schedule, >= 0. Default 4e-3.
+        simplified: use the constant mu_t = b1. Default False.
+        eps_mode: ``"corrected"`` (default) or ``"raw"`` (eps before bias correction).
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_nadam()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.5239
     """
     return ScaleByNadam(
         b1=b1,
@@ -564,8 +641,31 @@ def scale_by_radam(
     PyTorch adds eps before bias correction (``eps_mode="raw"``). ``b1`` may
     be a schedule, as in :func:`scale_by_adam`.
 
+    Args:
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        threshold: the rho_t from which the rectified adaptive step is taken
+            (not checked). Default 5.
+        nesterov: use the Nesterov form of the first moment. Default False.
+        eps_mode: ``"corrected"`` (default) or ``"raw"`` (eps before bias correction).
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Liu et al., *On the Variance of the Adaptive Learning Rate and
     Beyond*, arXiv:1908.03265.
+
+    Early steps are momentum alone (rho_t < 5 until step 6 with b2 = 0.999):
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_radam()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    1.4737
     """
     return ScaleByRadam(
         b1=b1,
@@ -606,6 +706,18 @@ def adam(
     uses eps 1e-7 *before* bias correction (``gradtx.compat.keras.adam``).
     ``b1`` may be a schedule, as torch's cycled ``betas[0]`` (:func:`scale_by_adam`).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: use the Nesterov form of the first moment (NAdam). Default False.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Kingma & Ba, arXiv:1412.6980.
 
     >>> import gradtx
@@ -644,7 +756,27 @@ def adamw(
     (PyTorch's default weight_decay is 1e-2, Keras's 4e-3, optax's 1e-4).
     ``b1`` may be a schedule (:func:`scale_by_adam`).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 1e-4.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        nesterov: use the Nesterov form of the first moment. Default False.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, arXiv:1711.05101.
+
+    >>> import gradtx
+    >>> tx = gradtx.adamw(0.1, weight_decay=0.5)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 2.0}), {"w": 2.0})[0]["w"]), 4)
+    -0.2
     """
     return named_recipe(
         "adamw",
@@ -676,7 +808,26 @@ def nadam(
     PyTorch and Keras use Dozat's momentum schedule instead
     (:func:`scale_by_nadam`, ``gradtx.compat``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: the Nesterov first moment; False gives Adam. Default True.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Dozat, ICLR workshop 2016.
+
+    >>> import gradtx
+    >>> tx = gradtx.nadam(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.0921
     """
     return named_recipe(
         "nadam",
@@ -705,7 +856,27 @@ def nadamw(
 
         p_t = p_{t-1} - lr_t * (nadam_step_t + weight_decay * p_{t-1})
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 1e-4.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        nesterov: the Nesterov first moment; False gives AdamW. Default True.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Dozat (2016); Loshchilov & Hutter, arXiv:1711.05101.
+
+    >>> import gradtx
+    >>> tx = gradtx.nadamw(0.1, weight_decay=0.5)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 2.0}), {"w": 2.0})[0]["w"]), 4)
+    -0.2474
     """
     return named_recipe(
         "nadamw",
@@ -738,7 +909,29 @@ def amsgrad(
     PyTorch's and Keras's ``amsgrad=True`` take the max of the raw v_t and
     correct it afterwards (``scale_by_amsgrad(max_of="raw")``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        bias_correction_mu: divide m_t by ``1 - b1**t``. Default True.
+        bias_correction_nu: divide v_t by ``1 - b2**t``. Default True.
+        nu_dtype: storage dtype of v_t and its maximum;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Reddi, Kale, Kumar, ICLR 2018.
+
+    A large first gradient keeps the denominator large afterwards:
+
+    >>> import gradtx
+    >>> tx = gradtx.amsgrad(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 0.1}, state)
+    >>> round(float(u["w"]), 4)
+    -0.05
     """
     return named_recipe(
         "amsgrad",
@@ -775,7 +968,23 @@ def adamax(
 
     Keras puts eps outside the max (``scale_by_adamax(eps_in_max=False)``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the infinity norm, in [0, 1). Default 0.999.
+        eps: stability term, > 0. Default 1e-8.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the norm;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Kingma & Ba, arXiv:1412.6980, section 7.
+
+    >>> import gradtx
+    >>> tx = gradtx.adamax(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.0738
     """
     return named_recipe(
         "adamax",
@@ -802,7 +1011,24 @@ def adamaxw(
 
         p_t = p_{t-1} - lr_t * (adamax_step_t + weight_decay * p_{t-1})
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the infinity norm, in [0, 1). Default 0.999.
+        eps: stability term, > 0. Default 1e-8.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 1e-4.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the norm;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Kingma & Ba (2014); Loshchilov & Hutter, arXiv:1711.05101.
+
+    >>> import gradtx
+    >>> tx = gradtx.adamaxw(0.1, weight_decay=0.5)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 2.0}), {"w": 2.0})[0]["w"]), 4)
+    -0.2
     """
     return named_recipe(
         "adamaxw",
@@ -831,7 +1057,28 @@ def radam(
     PyTorch adds eps before bias correction and tests ``rho_t > 5``
     (``gradtx.compat.pytorch.radam``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        threshold: the rho_t from which the rectified adaptive step is taken
+            (not checked). Default 5.
+        nesterov: use the Nesterov form of the first moment. Default False.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Liu et al., arXiv:1908.03265.
+
+    The first steps are plain bias-corrected momentum:
+
+    >>> import gradtx
+    >>> tx = gradtx.radam(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    -0.3
     """
     return named_recipe(
         "radam",

@@ -116,8 +116,23 @@ def scale_by_belief(
     The paper's defaults are eps=1e-8 and no eps_root; its authors' package
     (``adabelief-pytorch`` >= 0.1) and optax use 1e-16 for both.
 
+    Args:
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of the belief s_t, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-16.
+        eps_root: added to s_t each step, >= 0; eps and eps_root may not both
+            be 0. Default 1e-16.
+        nesterov: use the Nesterov form of the first moment. Default False.
+
     Reference: Zhuang et al., *AdaBelief Optimizer: Adapting Stepsizes by the
     Belief in Observed Gradients*, NeurIPS 2020, arXiv:2010.07468.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_belief()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    1.0752
     """
     return ScaleByBelief(b1=b1, b2=b2, eps=eps, eps_root=eps_root, nesterov=nesterov)
 
@@ -187,7 +202,22 @@ def scale_by_yogi(
     bias-corrected; the paper's Algorithm 2 starts m at 0 and writes no bias
     correction.
 
+    Args:
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: rate of the second moment's additive change, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-3.
+        eps_root: added inside the square root, >= 0. Default 0.
+        initial_accumulator_value: both moments' starting value, >= 0; eps,
+            eps_root and it may not all be 0. Default 1e-6.
+
     Reference: Zaheer et al., *Adaptive Methods for Nonconvex Optimization*, NeurIPS 2018.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_yogi()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.9311
     """
     return ScaleByYogi(
         b1=b1,
@@ -274,8 +304,23 @@ def scale_by_adan(
     The b's are decays (the paper's 1 - beta). The state holds ``count`` and
     ``prev_grad`` where optax's holds ``t`` and ``g``.
 
+    Args:
+        b1: decay of the gradient's average, in [0, 1). Default 0.98.
+        b2: decay of the average of gradient differences, in [0, 1). Default 0.92.
+        b3: decay of the second moment, in [0, 1). Default 0.99.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+
     Reference: Xie et al., *Adan: Adaptive Nesterov Momentum Algorithm for Faster
     Optimizing Deep Models*, arXiv:2208.06677 (Algorithm 1, with bias correction).
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_adan()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.9351
     """
     return ScaleByAdan(b1=b1, b2=b2, b3=b3, eps=eps, eps_root=eps_root)
 
@@ -355,8 +400,27 @@ def scale_by_adopt(
     from the numbers given; optax rounds b1 and b2 to float32 first, so in
     float32 its 1 - b2 for b2 = 0.9999 is 1.00017e-4, 1.7e-4 too large.
 
+    Args:
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.9999.
+        eps: floor of sqrt(v_{t-1}), > 0. Default 1e-6.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: use the Nesterov form. Default False.
+        use_clipping: clip the normalised gradient. Default True.
+        clip_value_fn: the clipping bound as a function of the 0-based step.
+            Default ``fourth_root_of_count`` (``t ** 0.25``).
+
     Reference: Taniguchi et al., *ADOPT: Modified Adam Can Converge with Any beta_2
     with the Optimal Rate*, NeurIPS 2024, arXiv:2411.02853.
+
+    The first step is zero; the second is the clipped normalised gradient times 1 - b1:
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_adopt()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.05
     """
     return ScaleByAdopt(
         b1=b1,
@@ -450,8 +514,25 @@ def scale_by_ademamix(
     and, after the first step, all three in the gradients' dtype); the state
     has no second counter (optax's ``count_m2`` always equals ``count``).
 
+    Args:
+        b1: decay of the fast first moment, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        b3: decay of the slow moment, in [0, 1); a number or a schedule. Default 0.9999.
+        alpha: weight of the slow moment, >= 0; a number or a schedule. Default 6.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of m1 and m2; None keeps the params' dtype.
+        nu_dtype: storage dtype of v;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Pagliardini, Ablin, Grangier, *The AdEMAMix Optimizer: Better,
     Faster, Older*, arXiv:2409.03137.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_ademamix()
+    >>> round(float(tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    1.0006
     """
     return ScaleByAdemamix(
         b1=b1,
@@ -527,8 +608,23 @@ def scale_by_simplified_ademamix(
     The momentum sum is about 1 / (1 - b1) times a gradient: scale the learning
     rate down accordingly. The state holds ``count`` where optax's holds ``t``.
 
+    Args:
+        b1: decay of the momentum sum, in [0, 1). Default 0.99.
+        b2: decay of the second moment, in [0, 1). Default 0.95.
+        alpha: weight of the current gradient, >= 0; a number or a schedule. Default 0.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+
     Reference: Morwani et al., *Connections between Schedule-Free Optimizers,
     AdEMAMix, and Accelerated SGD Variants*, arXiv:2502.02431.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_simplified_ademamix(alpha=1.0)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    2.5368
     """
     return ScaleBySimplifiedAdemamix(b1=b1, b2=b2, alpha=alpha, eps=eps, eps_root=eps_root)
 
@@ -582,8 +678,19 @@ def scale_by_optimistic_gradient(
     With ``scale_by_learning_rate(lr)`` after it and alpha = beta = 1 this is
     optimistic gradient descent, ``p_t = p_{t-1} - 2 lr g_t + lr g_{t-1}``.
 
+    Args:
+        alpha: weight of the current gradient, >= 0. Default 1.
+        beta: weight of the gradient's change, >= 0. Default 1.
+
     Reference: Mokhtari, Ozdaglar, Pattathil, *A Unified Analysis of Extra-gradient
     and Optimistic Gradient Methods for Saddle Point Problems*, AISTATS 2020.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_optimistic_gradient()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 3.0}, state)
+    >>> round(float(u["w"]), 4)
+    4.0
     """
     return ScaleByOptimisticGradient(alpha=alpha, beta=beta)
 
@@ -604,6 +711,15 @@ def adabelief(
     """AdaBelief, as ``optax.adabelief``.
 
     Update rule: :func:`scale_by_belief`, then ``p_t = p_{t-1} - lr_t * u_t``.
+
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of the belief s_t, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-16.
+        eps_root: added to s_t each step, >= 0; eps and eps_root may not both
+            be 0. Default 1e-16.
+        nesterov: use the Nesterov form of the first moment. Default False.
 
     Reference: Zhuang et al., arXiv:2010.07468.
 
@@ -627,7 +743,18 @@ def yogi(learning_rate: Any, b1: float = 0.9, b2: float = 0.999, eps: float = 1e
 
     Update rule: :func:`scale_by_yogi`, then ``p_t = p_{t-1} - lr_t * u_t``.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: rate of the second moment's additive change, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-3.
+
     Reference: Zaheer et al., NeurIPS 2018.
+
+    >>> import gradtx
+    >>> tx = gradtx.yogi(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    -0.1
     """
     return named_recipe("yogi", scale_by_yogi(b1, b2, eps), scale_by_learning_rate(learning_rate))
 
@@ -653,7 +780,24 @@ def adan(
     ``no_prox=True``. The paper (and the code's default) divides by
     ``1 + lr * weight_decay`` after the step instead (the same to first order).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the gradient's average, in [0, 1). Default 0.98.
+        b2: decay of the average of gradient differences, in [0, 1). Default 0.92.
+        b3: decay of the second moment, in [0, 1). Default 0.99.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 1e-8.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+
     Reference: Xie et al., arXiv:2208.06677.
+
+    >>> import gradtx
+    >>> tx = gradtx.adan(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}), {"w": 0.0})[0]["w"]), 4)
+    -0.1
     """
     return named_recipe(
         "adan",
@@ -679,7 +823,25 @@ def adopt(
 
     Update rule: :func:`scale_by_adopt`, then ``p_t = p_{t-1} - lr_t * u_t``.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.9999.
+        eps: floor of sqrt(v_{t-1}), > 0. Default 1e-6.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: use the Nesterov form. Default False.
+        use_clipping: clip the normalised gradient. Default True.
+        clip_value_fn: the clipping bound as a function of the 0-based step.
+            Default ``fourth_root_of_count`` (``t ** 0.25``).
+
     Reference: Taniguchi et al., arXiv:2411.02853.
+
+    >>> import gradtx
+    >>> tx = gradtx.adopt(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.005
     """
     return named_recipe(
         "adopt",
@@ -719,7 +881,28 @@ def ademamix(
 
     As in optax, alpha defaults to 5 here and to 6 in :func:`scale_by_ademamix`.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the fast first moment, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        b3: decay of the slow moment, in [0, 1); a number or a schedule. Default 0.9999.
+        alpha: weight of the slow moment, >= 0; a number or a schedule. Default 5.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of m1 and m2; None keeps the params' dtype.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        nu_dtype: storage dtype of v;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Pagliardini, Ablin, Grangier, arXiv:2409.03137.
+
+    >>> import gradtx
+    >>> tx = gradtx.ademamix(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}), {"w": 0.0})[0]["w"]), 4)
+    -0.1
     """
     return named_recipe(
         "ademamix",
@@ -746,7 +929,26 @@ def simplified_ademamix(
 
         p_t = p_{t-1} - lr_t * (simplified_ademamix_step_t + weight_decay * p_{t-1})
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the momentum sum, in [0, 1). Default 0.99.
+        b2: decay of the second moment, in [0, 1). Default 0.95.
+        alpha: weight of the current gradient, >= 0; a number or a schedule. Default 0.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+
     Reference: Morwani et al., arXiv:2502.02431.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.simplified_ademamix(0.1), {"w": 0.0}
+    >>> u, state = tx.update({"w": 2.0}, tx.init(params), params)
+    >>> u, _ = tx.update({"w": 1.0}, state, params)
+    >>> round(float(u["w"]), 4)
+    -0.1899
     """
     return named_recipe(
         "simplified_ademamix",
@@ -764,7 +966,19 @@ def optimistic_gradient_descent(learning_rate: Any, alpha: float = 1.0, beta: fl
 
         p_t = p_{t-1} - lr_t * ((alpha + beta) * g_t - beta * g_{t-1})     (g_0 = g_1)
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        alpha: weight of the current gradient, >= 0. Default 1.
+        beta: weight of the gradient's change, >= 0. Default 1.
+
     Reference: Mokhtari, Ozdaglar, Pattathil, AISTATS 2020.
+
+    >>> import gradtx
+    >>> tx = gradtx.optimistic_gradient_descent(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 3.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.4
     """
     return named_recipe(
         "optimistic_gradient_descent",
@@ -794,7 +1008,28 @@ def optimistic_adam_v2(
         a_t = adam_step_t   (:func:`scale_by_adam`, Nesterov by default)
         p_t = p_{t-1} - lr_t * ((alpha + beta) * a_t - beta * a_{t-1})     (a_0 = a_1)
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        alpha: weight of the current Adam step, >= 0. Default 1.
+        beta: weight of the Adam step's change, >= 0. Default 1.
+        b1: decay of the first moment, in [0, 1); a number or a schedule. Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nesterov: use the Nesterov form of Adam's first moment. Default True.
+        nu_dtype: storage dtype of the second moment;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Daskalakis et al., *Training GANs with Optimism*, ICLR 2018.
+
+    >>> import gradtx
+    >>> tx = gradtx.optimistic_adam_v2(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.0369
     """
     return named_recipe(
         "optimistic_adam_v2",
@@ -869,8 +1104,22 @@ def scale_by_acprop(
     overflows). Otherwise the numbers are optax's. A coordinate whose gradients
     were all zero while others' were not still gets that large first step.
 
+    Args:
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of s_t, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-16.
+        eps_root: added to s_t each step, >= 0; eps and eps_root may not both
+            be 0. Default 1e-16.
+
     Reference: Zhuang et al., *Momentum Centering and Asynchronous Update for
     Adaptive Gradient Methods*, NeurIPS 2021, arXiv:2110.05454.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_acprop()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.5
     """
     return ScaleByAcprop(b1=b1, b2=b2, eps=eps, eps_root=eps_root)
 
@@ -893,7 +1142,25 @@ def acprop(
     Zero gradients before the first nonzero one are not counted (optax's next
     step after a zero first gradient is 3e6 g): see :func:`scale_by_acprop`.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of s_t, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-16.
+        eps_root: added to s_t each step, >= 0; eps and eps_root may not both
+            be 0. Default 1e-16.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+
     Reference: Zhuang et al., arXiv:2110.05454.
+
+    The first step is the gradient itself (s^_0 = 1):
+
+    >>> import gradtx
+    >>> tx, params = gradtx.acprop(0.1), {"w": 0.0}
+    >>> round(float(tx.update({"w": 3.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.3
     """
     return named_recipe(
         "acprop",
@@ -1023,8 +1290,26 @@ def scale_by_laprop(
     averages the gradients and divides the average; LaProp divides each gradient
     and averages, so b1 and b2 need not satisfy Adam's b1 < sqrt(b2).
 
+    Args:
+        b1: decay of the momentum, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-15.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        centered: use the centred second moment. Default False.
+        steps_before_centered: steps before centring starts, an integer >= 0. Default 10.
+        amsgrad: use the running maximum of the second moment. Default False.
+        eps_mode: ``"corrected"`` (default) or ``"raw"`` (eps before bias correction).
+
     Reference: Ziyin, Wang, Ueda, *LaProp: Separating Momentum and Adaptivity in
     Adam*, arXiv:2002.04839.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_laprop()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.8066
     """
     return ScaleByLaprop(
         b1=b1,
@@ -1063,14 +1348,28 @@ def laprop(
     keeps its own rate; the same at a constant rate), eps and 1e-15 are added before the
     bias correction, and the decay follows the step, ``p <- p (1 - lr weight_decay)``.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the momentum, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-15.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        centered: use the centred second moment. Default False.
+        steps_before_centered: steps before centring starts, an integer >= 0. Default 10.
+        amsgrad: use the running maximum of the second moment. Default False.
+
+    Reference: Ziyin, Wang, Ueda, arXiv:2002.04839.
+
     At the first step ``m / (1 - b1) = g / |g|``: the step is ``lr``.
 
     >>> import gradtx
     >>> tx, params = gradtx.laprop(0.1), {"w": 0.0}
     >>> round(float(tx.update({"w": 3.0}, tx.init(params), params)[0]["w"]), 4)
     -0.1
-
-    Reference: Ziyin, Wang, Ueda, arXiv:2002.04839.
     """
     return named_recipe(
         "laprop",
@@ -1159,8 +1458,18 @@ def scale_by_madgrad(
 
     It needs the params; ``x_0`` (the params at init) is kept in the state.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        momentum: weight of the current iterate, in [0, 1]. Default 0.9.
+        eps: added to the cube root, >= 0. Default 1e-6.
+
     Reference: Defazio & Jelassi, *Adaptivity without Compromise: A Momentumized,
     Adaptive, Dual Averaged Gradient Method for Stochastic Optimization*, arXiv:2101.11075.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.scale_by_madgrad(0.1), {"w": 1.0}
+    >>> round(float(tx.update({"w": 2.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.0271
     """
     return ScaleByMadgrad(learning_rate=learning_rate, momentum=momentum, eps=eps)
 
@@ -1175,7 +1484,18 @@ def madgrad(
 
         g_k <- g_k + weight_decay * x_k;   p_{k+1} = p_k + scale_by_madgrad(g_k)
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        momentum: weight of the current iterate, in [0, 1]. Default 0.9.
+        weight_decay: coupled L2 coefficient, >= 0; a number or a schedule. Default 0.
+        eps: added to the cube root, >= 0. Default 1e-6.
+
     Reference: Defazio & Jelassi, arXiv:2101.11075.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.madgrad(0.1), {"w": 1.0}
+    >>> round(float(tx.update({"w": 2.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.0271
     """
     return named_recipe(
         "madgrad",

@@ -105,7 +105,23 @@ def scale_by_rms(
     ``bias_correction`` both averages are divided by ``1 - decay**t``.
     ``nu_dtype`` and ``mu_dtype`` set the averages' storage dtypes.
 
+    Args:
+        decay: decay of the average of squares, in [0, 1]. Default 0.9.
+        eps: stability term, >= 0. Default 1e-8.
+        initial_scale: v_0, >= 0; eps and initial_scale may not both be 0. Default 0.
+        eps_in_sqrt: put eps inside the root (default True) or add it after.
+        bias_correction: divide the averages by ``1 - decay**t``. Default False.
+        centered: subtract the squared mean. Default False.
+        nu_dtype: storage dtype of v;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+        mu_dtype: storage dtype of the mean (centered only); None keeps the params' dtype.
+
     Reference: Hinton, *Neural Networks for Machine Learning*, lecture 6e (2012).
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_rms()
+    >>> round(float(tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    3.1623
     """
     return ScaleByRms(
         decay=decay,
@@ -126,7 +142,24 @@ def scale_by_stddev(
     eps_in_sqrt: bool = True,
     bias_correction: bool = False,
 ) -> ScaleByRms:
-    """The centered :func:`scale_by_rms`, under optax's name ``scale_by_stddev``."""
+    """The centered :func:`scale_by_rms`, under optax's name ``scale_by_stddev``.
+
+    Update rule: ``u_t <- u_t / sqrt(v_t - m_t**2 + eps)`` (see :func:`scale_by_rms`).
+
+    Args:
+        decay: decay of both averages, in [0, 1]. Default 0.9.
+        eps: stability term, >= 0. Default 1e-8.
+        initial_scale: v_0, >= 0; eps and initial_scale may not both be 0. Default 0.
+        eps_in_sqrt: put eps inside the root (default True) or add it after.
+        bias_correction: divide the averages by ``1 - decay**t``. Default False.
+
+    Reference: Graves, *Generating Sequences with Recurrent Neural Networks*, arXiv:1308.0850.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_stddev(initial_scale=1.0)
+    >>> round(float(tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    1.7817
+    """
     return scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction, centered=True)
 
 
@@ -186,7 +219,22 @@ def scale_by_rss(
         u_t <- u_t / sqrt(s_t + eps)            eps_in_sqrt (Keras, optax; 0 where s_t = 0)
         u_t <- u_t / (sqrt(s_t) + eps)          not eps_in_sqrt (PyTorch)
 
+    Args:
+        initial_accumulator_value: s_0, >= 0. Default 0.1.
+        eps: stability term, >= 0; eps and initial_accumulator_value may not
+            both be 0. Default 1e-7.
+        eps_in_sqrt: put eps inside the root (default True) or add it after.
+        nu_dtype: storage dtype of the sum;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Duchi, Hazan, Singer, *Adaptive Subgradient Methods*, JMLR 2011.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_rss(initial_accumulator_value=0.0)
+    >>> u, state = tx.update({"w": 3.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 4.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.8
     """
     return ScaleByRss(
         initial_accumulator_value=initial_accumulator_value,
@@ -248,7 +296,18 @@ def scale_by_adadelta(
         E[dx2]_t = rho * E[dx2]_{t-1} + (1 - rho) * d_t**2
         u_t <- d_t
 
+    Args:
+        rho: decay of both averages, in [0, 1]. Default 0.9.
+        eps: stability term, > 0. Default 1e-6.
+        nu_dtype: storage dtype of the averages;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012 (arXiv:1212.5701).
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_adadelta()
+    >>> round(float(tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    0.0032
     """
     return ScaleByAdadelta(rho=rho, eps=eps, nu_dtype=nu_dtype)
 
@@ -272,7 +331,22 @@ def adagrad(
     ``Adagrad`` puts eps=1e-10 outside the root, starts at 0 and has lr_decay
     (``gradtx.compat.pytorch.adagrad``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        initial_accumulator_value: s_0, >= 0. Default 0.1.
+        eps: stability term, >= 0; eps and initial_accumulator_value may not
+            both be 0. Default 1e-7.
+        nu_dtype: storage dtype of the sum;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Duchi, Hazan, Singer, JMLR 2011.
+
+    >>> import gradtx
+    >>> tx = gradtx.adagrad(0.1, initial_accumulator_value=0.0)
+    >>> u, state = tx.update({"w": 3.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 4.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.08
     """
     return named_recipe(
         "adagrad",
@@ -309,7 +383,26 @@ def rmsprop(
     keeps it outside and puts eps outside the root with decay 0.99
     (``gradtx.compat.pytorch.rmsprop``).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        decay: decay of the average of squares, in [0, 1]. Default 0.9.
+        eps: stability term, >= 0. Default 1e-8.
+        initial_scale: v_0, >= 0; eps and initial_scale may not both be 0. Default 0.
+        eps_in_sqrt: put eps inside the root (default True) or add it after.
+        centered: subtract the squared mean. Default False.
+        momentum: momentum decay, in [0, 1], or a schedule; None (default) for none.
+        nesterov: Nesterov momentum; needs ``momentum``. Default False.
+        bias_correction: divide the averages by ``1 - decay**t``. Default False.
+        nu_dtype: storage dtype of v;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+        mu_dtype: storage dtype of the mean (centered only); None keeps the params' dtype.
+
     Reference: Hinton, lecture 6e (2012); centered: Graves, arXiv:1308.0850.
+
+    >>> import gradtx
+    >>> tx = gradtx.rmsprop(0.1)
+    >>> round(float(tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    -0.3162
     """
     if nesterov and momentum is None:
         raise ValueError("rmsprop(nesterov=True): Nesterov momentum requires a momentum value")
@@ -356,7 +449,22 @@ def adadelta(
     paper's 1.0, and the step descends. PyTorch's defaults are the same
     (lr 1.0, rho 0.9, eps 1e-6); Keras's are lr 0.001, rho 0.95, eps 1e-7.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule. Default (and None) 1.
+        rho: decay of both averages, in [0, 1]. Default 0.9.
+        eps: stability term, > 0. Default 1e-6.
+        weight_decay: coupled L2 coefficient, >= 0; a number or a schedule. Default 0.
+        weight_decay_mask: a tree of booleans, or a function of the params giving
+            one, that selects the parameters to decay; None decays all.
+        nu_dtype: storage dtype of the averages;
+            None keeps the params' dtype (float32 for float16 params, whose squares underflow).
+
     Reference: Zeiler, arXiv:1212.5701 (2012).
+
+    >>> import gradtx
+    >>> tx, params = gradtx.adadelta(), {"w": 0.0}
+    >>> round(float(tx.update({"w": 2.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.0032
     """
     if learning_rate is None:
         learning_rate = 1.0

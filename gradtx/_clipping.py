@@ -38,6 +38,17 @@ def clip(max_delta: float) -> Clip:
     Update rule::
 
         u_t <- clip(u_t, -max_delta, max_delta)
+
+    Args:
+        max_delta: the bound, >= 0 (inf: no clipping).
+
+    Reference: optax ``optax.clip``; Keras's ``clipvalue``.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx = gradtx.clip(1.0)
+    >>> tx.update({"w": jnp.array([-3.0, 0.5, 2.0])}, tx.init(None))[0]["w"].tolist()
+    [-1.0, 0.5, 1.0]
     """
     return Clip(max_delta=max_delta)
 
@@ -73,8 +84,19 @@ def clip_by_global_norm(max_norm: float) -> ClipByGlobalNorm:
 
     Zero gradients give zero updates, never NaN (also with ``max_norm=0``).
 
+    Args:
+        max_norm: the largest global norm, >= 0 (inf: no clipping).
+
     Reference: Pascanu, Mikolov, Bengio, *On the difficulty of training
     recurrent neural networks*, ICML 2013.
+
+    The norm of (3, 4) is 5; clipped to 1:
+
+    >>> import gradtx
+    >>> tx = gradtx.clip_by_global_norm(1.0)
+    >>> u, _ = tx.update({"a": 3.0, "b": 4.0}, tx.init(None))
+    >>> round(float(u["a"]), 4), round(float(u["b"]), 4)
+    (0.6, 0.8)
     """
     return ClipByGlobalNorm(max_norm=max_norm)
 
@@ -106,6 +128,18 @@ def clip_by_block_rms(threshold: float) -> ClipByBlockRms:
     Update rule, for each leaf ``u`` separately::
 
         u <- u / max(1, rms(u) / threshold)
+
+    Args:
+        threshold: the largest RMS of a leaf, >= 0 (inf: no clipping).
+
+    Reference: optax ``optax.clip_by_block_rms``.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx = gradtx.clip_by_block_rms(1.0)
+    >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0]), "b": 0.5}, tx.init(None))
+    >>> [round(x, 4) for x in u["w"].tolist()], float(u["b"])
+    ([0.8485, 1.1314], 0.5)
     """
     return ClipByBlockRms(threshold=threshold)
 
@@ -139,5 +173,17 @@ def clip_by_block_norm(max_norm: float) -> ClipByBlockNorm:
     Update rule, for each leaf ``u`` separately::
 
         u <- u * max_norm / max(|u|_2, max_norm)
+
+    Args:
+        max_norm: the largest L2 norm of a leaf, >= 0 (inf: no clipping).
+
+    Reference: Keras ``keras.optimizers.Optimizer(clipnorm=...)``.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx = gradtx.clip_by_block_norm(1.0)
+    >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0]), "b": 0.5}, tx.init(None))
+    >>> [round(x, 4) for x in u["w"].tolist()], float(u["b"])
+    ([0.6, 0.8], 0.5)
     """
     return ClipByBlockNorm(max_norm=max_norm)

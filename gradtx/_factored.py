@@ -186,6 +186,17 @@ def scale_by_factored_rms(
     schedule is at its start (beta = 0) where optax's statistics are NaN; beta_t is
     computed in float64 for float64 leaves (optax: float32).
 
+    Args:
+        factored: factor the statistics of leaves of rank >= 2. Default True.
+        decay_rate: exponent of the decay schedule, >= 0. Default 0.8.
+        step_offset: steps subtracted from t, finite. Default 0.
+        min_dim_size_to_factor: smallest dimension that is factored, an integer
+            >= 1. Default 128.
+        epsilon: > 0, or None for the leaf dtype's machine epsilon. Default 1e-30.
+        decay_rate_fn: ``fn(step, decay_rate) -> beta``; None for the schedule above.
+        factor_axes: ``"largest"`` (default) or ``"last"``.
+        eps_mode: ``"added"`` (default) or ``"clamped"`` (PyTorch).
+
     Reference: Shazeer & Stern, *Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost*, ICML 2018.
 
@@ -194,6 +205,13 @@ def scale_by_factored_rms(
     >>> state = tx.init({"w": jnp.zeros((3, 4))})
     >>> state.v_row["w"].shape, state.v_col["w"].shape, state.v["w"]
     ((3,), (4,), None)
+
+    An unfactored leaf's first step is g / sqrt(g**2 + eps), its sign:
+
+    >>> g = {"w": jnp.ones((3, 4)), "b": jnp.array([-2.0])}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> float(u["b"][0]), round(float(u["w"][0, 0]), 4)
+    (-1.0, 1.0)
     """
     return ScaleByFactoredRms(
         factored=factored,
@@ -290,6 +308,14 @@ def scale_by_param_block_rms(
     step, as Keras does (``gradtx.compat.keras.adafactor``); the decay itself is
     not added here (``add_decoupled_weight_decay`` does that).
 
+    Args:
+        min_scale: floor of the RMS, >= 0. Default 1e-3.
+        weight_decay: >= 0, a number or a schedule; None (default) for no decay.
+        learning_rate: the rate multiplying the decay, >= 0; a number or a
+            schedule. Default 1.
+
+    Reference: Shazeer & Stern, ICML 2018, section 8 (relative step size).
+
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.scale_by_param_block_rms()
     >>> p = {"w": jnp.asarray([3.0, 4.0])}
@@ -309,6 +335,17 @@ def scale_by_param_block_norm(min_scale: float = 1e-3) -> ScaleByParamBlockNorm:
     Update rule, for each leaf (block) separately::
 
         u <- u * max(|p|_2, min_scale)
+
+    Args:
+        min_scale: floor of the norm, >= 0. Default 1e-3.
+
+    Reference: optax ``optax.scale_by_param_block_norm``.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, p = gradtx.scale_by_param_block_norm(), {"w": jnp.array([3.0, 4.0])}
+    >>> tx.update({"w": jnp.ones(2)}, tx.init(p), p)[0]["w"].tolist()
+    [5.0, 5.0]
     """
     return ScaleByParamBlockNorm(min_scale=min_scale)
 
@@ -371,8 +408,34 @@ def adafactor(
     multiplied by the rate. Momentum is kept in ``dtype_momentum`` (float32 by
     default, also for float64 params).
 
+    Args:
+        learning_rate: >= 0; a number or a schedule; None (default) for 1.
+        min_dim_size_to_factor: smallest dimension that is factored, an integer
+            >= 1. Default 128.
+        decay_rate: exponent of the second moment's decay schedule, >= 0. Default 0.8.
+        decay_offset: steps subtracted from t in that schedule, finite. Default 0.
+        multiply_by_parameter_scale: scale by max(rms(p), 1e-3). Default True.
+        clipping_threshold: largest RMS of a leaf's update, >= 0 (inf or None: no
+            clipping). Default 1.
+        momentum: in [0, 1], or None (default) for no momentum.
+        dtype_momentum: storage dtype of the momentum. Default float32.
+        weight_decay_rate: >= 0, a number or a schedule; None (default) for no decay.
+        eps: > 0. Default 1e-30.
+        factored: factor the statistics of leaves of rank >= 2. Default True.
+        weight_decay_mask: a tree of booleans, or a function of the params giving
+            one, that selects the parameters to decay; None decays all.
+
     Reference: Shazeer & Stern, *Adafactor: Adaptive Learning Rates with Sublinear
     Memory Cost*, ICML 2018. PyTorch's variant: ``gradtx.compat.pytorch.adafactor``.
+
+    The first step of an unfactored leaf is ``-lr * max(rms(p), 1e-3) * sign(g)``:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.adafactor(0.1), {"w": jnp.array([3.0, 4.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, -2.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in u["w"].tolist()]
+    [-0.3536, 0.3536]
     """
     _check_adafactor(
         min_dim_size_to_factor=min_dim_size_to_factor,

@@ -65,14 +65,23 @@ def matrix_inverse_pth_root(
     ``lam_max`` by power iteration; here the eigendecomposition is exact to rounding,
     so ``num_iters`` and ``error_tolerance`` are accepted (optax's signature) and unused.
 
+    Args:
+        matrix: a symmetric positive semi-definite square matrix.
+        p: the root, a positive number.
+        num_iters: accepted for optax's signature; unused. Default 100.
+        ridge_epsilon: the ridge, >= 0 (relative to lam_max by default). Default 1e-6.
+        error_tolerance: accepted for optax's signature; unused. Default 1e-6.
+        precision: ``jax.lax.Precision`` of the matrix products. Default HIGHEST.
+        relative_matrix_epsilon: scale the ridge by the largest eigenvalue. Default True.
+
+    Reference: Gupta, Koren, Singer, *Shampoo*, arXiv:1802.09568, section 3.
+
     >>> import jax.numpy as jnp, gradtx
     >>> matrix = jnp.diag(jnp.array([4.0, 16.0]))
     >>> root, error = gradtx.matrix_inverse_pth_root(matrix, 2, ridge_epsilon=0.0)
     >>> root
     Array([[0.5 , 0.  ],
            [0.  , 0.25]], dtype=float32)
-
-    Reference: Gupta, Koren, Singer, *Shampoo*, arXiv:1802.09568, section 3.
     """
     del num_iters, error_tolerance
     matrix = jnp.asarray(matrix)
@@ -111,6 +120,17 @@ def power_iteration(
     ``matrix`` is a square array or a function computing ``A v`` (then ``v0``, a
     pytree, is required). Without ``v0`` the start is uniform in [-1, 1] drawn
     from ``key`` (``PRNGKey(0)`` when None), as in optax.
+
+    Args:
+        matrix: a square array, or a function computing ``A v`` on a pytree.
+        v0: the starting vector (pytree); required when ``matrix`` is a function.
+        num_iters: the most iterations. Default 100.
+        error_tolerance: relative residual at which to stop. Default 1e-6.
+        precision: ``jax.lax.Precision`` of the products. Default HIGHEST.
+        key: PRNG key for the random start; None for ``PRNGKey(0)``.
+
+    Reference: optax ``optax.power_iteration``; Golub & Van Loan, *Matrix
+    Computations*, section 7.3.
 
     >>> import jax.numpy as jnp, gradtx
     >>> lam, v = gradtx.power_iteration(jnp.diag(jnp.array([1.0, 3.0])))
@@ -517,8 +537,49 @@ def scale_by_shampoo(
     1e-6; no quantisation, sharding, LOBPCG, ``precondtioner_type``,
     ``clip_by_scaled_gradient_norm`` or ``decoupled_learning_rate=False``.
 
+    Args:
+        block_size: largest block dimension, an integer >= 1. Default 128.
+        beta1: momentum, in [0, 1]. Default 0.9.
+        beta2: decay of the statistics, in [0, 1] (1: sums). Default 0.999.
+        diagonal_epsilon: the diagonal graft's stabiliser, >= 0 (> 0 for the
+            diagonal grafts). Default 1e-10.
+        matrix_epsilon: ridge of the inverse roots, >= 0. Default 1e-6.
+        weight_decay: coupled decay, >= 0 (needs the params). Default 0.
+        start_preconditioning_step: steps of graft alone, an integer >= 0. Default 5.
+        preconditioning_compute_steps: steps between root refreshes, an integer
+            >= 1. Default 1.
+        statistics_compute_steps: steps between statistics updates, an integer
+            >= 1. Default 1.
+        best_effort_shape_interpretation: merge small dims first. Default True.
+        graft_type: one of ``"sgd"`` (default), ``"adagrad"``, ``"rmsprop"``,
+            ``"rmsprop_normalized"``, ``"sqrt_n"``, ``"adagrad_normalized"``,
+            ``"adam"``, ``"none"``.
+        nesterov: Nesterov momentum. Default True.
+        exponent_override: the root p, an integer >= 0 (0: twice the rank). Default 0.
+        moving_average_for_momentum: weight new steps by 1 - beta1. Default False.
+        skip_preconditioning_dim_size_gt: leaves with a larger dim are only
+            grafted, an integer >= 1. Default 4096.
+        relative_matrix_epsilon: scale the ridge by the largest eigenvalue. Default True.
+        merge_small_dims_block_size: largest merged dim, an integer >= 1. Default 4096.
+        skip_preconditioning_rank_lt: leaves of lower rank are only grafted, an
+            integer >= 0. Default 1.
+
     References: Gupta, Koren, Singer, *Shampoo*, arXiv:1802.09568, Algorithm 2;
     Anil et al., *Scalable Second Order Optimization for Deep Learning*, arXiv:2002.09018.
+
+    For G = diag(2, 1), ``(G G^T)^(-1/4) G (G^T G)^(-1/4)`` is I, rescaled to the
+    norm of G (the sgd graft), sqrt(5 / 2) = 1.581 (shape interpretation off: it would
+    merge the 2 x 2 leaf into one vector):
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx = gradtx.scale_by_shampoo(
+    ...     beta1=0.0, start_preconditioning_step=0, best_effort_shape_interpretation=False
+    ... )
+    >>> g = {"w": jnp.array([[2.0, 0.0], [0.0, 1.0]])}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> [round(x, 3) for x in u["w"].ravel().tolist()]
+    [1.581, 0.0, 0.0, 1.581]
     """
     return ScaleByShampoo(
         block_size=block_size,
@@ -579,14 +640,43 @@ def shampoo(
     distributed_shampoo: its decoupled decay is multiplied by the rate twice
     (``-lr (m + lr wd p)``), here once; see :func:`scale_by_shampoo` for the rest.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        block_size: largest block dimension, an integer >= 1. Default 128.
+        beta1: momentum, in [0, 1]. Default 0.9.
+        beta2: decay of the statistics, in [0, 1] (1: sums). Default 0.999.
+        diagonal_epsilon: the diagonal graft's stabiliser, >= 0 (> 0 for the
+            diagonal grafts). Default 1e-10.
+        matrix_epsilon: ridge of the inverse roots, >= 0. Default 1e-6.
+        weight_decay: >= 0. Default 0.
+        start_preconditioning_step: steps of graft alone, an integer >= 0. Default 5.
+        preconditioning_compute_steps: steps between root refreshes, an integer
+            >= 1. Default 1.
+        statistics_compute_steps: steps between statistics updates, an integer
+            >= 1. Default 1.
+        best_effort_shape_interpretation: merge small dims first. Default True.
+        graft_type: see :func:`scale_by_shampoo`. Default ``"sgd"``.
+        nesterov: Nesterov momentum. Default True.
+        exponent_override: the root p, an integer >= 0 (0: twice the rank). Default 0.
+        moving_average_for_momentum: weight new steps by 1 - beta1. Default False.
+        skip_preconditioning_dim_size_gt: leaves with a larger dim are only
+            grafted, an integer >= 1. Default 4096.
+        relative_matrix_epsilon: scale the ridge by the largest eigenvalue. Default True.
+        merge_small_dims_block_size: largest merged dim, an integer >= 1. Default 4096.
+        skip_preconditioning_rank_lt: leaves of lower rank are only grafted, an
+            integer >= 0. Default 1.
+        decoupled_weight_decay: apply the decay after the step. Default False.
+
+    References: Gupta et al., arXiv:1802.09568; Anil et al., arXiv:2002.09018.
+
     >>> import jax.numpy as jnp, gradtx
     >>> tx = gradtx.shampoo(0.1, start_preconditioning_step=0)
     >>> params = {"w": jnp.ones((2, 3))}
     >>> updates, state = tx.update({"w": jnp.ones((2, 3))}, tx.init(params), params)
     >>> updates["w"].shape
     (2, 3)
-
-    References: Gupta et al., arXiv:1802.09568; Anil et al., arXiv:2002.09018.
+    >>> round(float(updates["w"][0, 0]), 4)
+    -0.19
     """
     decay = (add_decayed_weights(weight_decay),) if decoupled_weight_decay else ()
     return named_recipe(
@@ -812,8 +902,31 @@ def scale_by_soap(
     optimizer's collapses any leaf of at most max_precond_dim elements to one dim and
     fails to reshape it).
 
+    Args:
+        b1: decay of the first moment, in [0, 1). Default 0.95.
+        b2: decay of the second moment, in [0, 1). Default 0.95.
+        shampoo_beta: decay of the statistics, in [0, 1); None for b2.
+        eps: added to the denominator, > 0. Default 1e-8.
+        precondition_frequency: steps between eigenbasis refreshes, an integer
+            >= 1. Default 10.
+        max_precond_dim: largest preconditioned dim, an integer >= 1. Default 10000.
+        merge_dims: merge small dims first. Default False.
+        precondition_1d: precondition vectors too. Default False.
+        normalize_grads: divide each step by its RMS. Default False.
+        correct_bias: bias-correct the moments. Default True.
+
     Reference: Vyas et al., *SOAP: Improving and Stabilizing Shampoo using Adam*,
     arXiv:2409.11321, Algorithms 3 and 4.
+
+    The first call only builds the eigenbasis; the second is Adam's first step in it:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, g = gradtx.scale_by_soap(), {"w": jnp.array([[2.0, 0.0], [0.0, 1.0]])}
+    >>> u, state = tx.update(g, tx.init(g))
+    >>> u, _ = tx.update(g, state)
+    >>> [round(x, 4) for x in u["w"].ravel().tolist()]
+    [1.0, 0.0, 0.0, 1.0]
     """
     return ScaleBySoap(
         b1=b1,
@@ -853,14 +966,28 @@ def soap(
     from this AdamW form by ``lr**2 wd N`` per step, and skip the decay on the first
     step, whose update is 0 here apart from the decay.
 
+    Args:
+        lr: step size, >= 0; a number or a schedule. Default 3e-3.
+        betas: ``(b1, b2)``, each in [0, 1). Default (0.95, 0.95).
+        shampoo_beta: decay of the statistics, in [0, 1); None for b2.
+        eps: added to the denominator, > 0. Default 1e-8.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.01.
+        precondition_frequency: steps between eigenbasis refreshes, an integer
+            >= 1. Default 10.
+        max_precond_dim: largest preconditioned dim, an integer >= 1. Default 10000.
+        merge_dims: merge small dims first. Default False.
+        precondition_1d: precondition vectors too. Default False.
+        normalize_grads: divide each step by its RMS. Default False.
+        correct_bias: bias-correct the moments. Default True.
+
+    Reference: Vyas et al., arXiv:2409.11321.
+
     >>> import jax.numpy as jnp, gradtx
     >>> tx = gradtx.soap(weight_decay=0.0)
     >>> params = {"w": jnp.ones((2, 3))}
     >>> updates, state = tx.update({"w": jnp.ones((2, 3))}, tx.init(params), params)
     >>> float(updates["w"].sum())   # the first step only builds the eigenbasis
     0.0
-
-    Reference: Vyas et al., arXiv:2409.11321.
     """
     b1, b2 = betas
     return named_recipe(

@@ -100,6 +100,13 @@ def scale_by_trust_ratio(
 
     Used by :func:`lamb`, :func:`lars`, :func:`fromage`.
 
+    Args:
+        min_norm: floor of both norms, >= 0. Default 0.
+        trust_coefficient: > 0. Default 1.
+        eps: added to the update's norm, >= 0. Default 0.
+
+    Reference: optax ``optax.scale_by_trust_ratio``; You et al., arXiv:1904.00962.
+
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.scale_by_trust_ratio()
     >>> params = {"w": jnp.asarray([0.0, 10.0]), "b": jnp.zeros(2)}
@@ -157,8 +164,16 @@ def scale_by_fromage_learning_rate(learning_rate: Any = 1e-2) -> ScaleByFromageL
     loses 3 of its 7 digits at lr = 1e-2 and 5% of it at 1e-3. Here it is
     ``-lr**2 / (s (1 + s))``, without the cancellation.
 
+    Args:
+        learning_rate: >= 0; a number or a schedule. Default 1e-2.
+
     Reference: Bernstein et al., *On the distance between two neural
     networks and the stability of learning*, arXiv:2002.03432, Algorithm 1.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.scale_by_fromage_learning_rate(0.1), {"w": 2.0}
+    >>> round(float(tx.update({"w": 1.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.1094
     """
     return ScaleByFromageLearningRate(learning_rate=learning_rate)
 
@@ -257,8 +272,20 @@ def scale_by_sm3(b1: Any = 0.9, b2: float = 1.0, eps: float = 1e-8) -> ScaleBySm
     Unlike optax: scalar leaves work (optax raises IndexError), complex
     gradients accumulate |g|**2, and ``b1=None`` drops the momentum buffer.
 
+    Args:
+        b1: momentum, in [0, 1]; None keeps no momentum. Default 0.9.
+        b2: decay of the statistics, in [0, 1] (1: sums). Default 1.
+        eps: added inside the root, >= 0. Default 1e-8.
+
     Reference: Anil, Gupta, Koren, Singer, *Memory-Efficient Adaptive
     Optimization*, NeurIPS 2019 (arXiv:1901.11150), SM3-II.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, g = gradtx.scale_by_sm3(b1=None), {"w": jnp.array([[3.0, 0.0], [0.0, 4.0]])}
+    >>> u, state = tx.update(g, tx.init(g))
+    >>> [len(v) for v in state.mu["w"]], [round(x, 4) for x in u["w"].ravel().tolist()]
+    ([2, 2], [1.0, 0.0, 0.0, 1.0])
     """
     return ScaleBySm3(b1=b1, b2=b2, eps=eps)
 
@@ -342,8 +369,26 @@ def scale_by_novograd(
     float32 at least (a float16 |g|**2 overflows above 65504) and the
     updates have the gradients' dtype whatever ``mu_dtype`` is.
 
+    Args:
+        b1: decay of the momentum, in [0, 1]. Default 0.9.
+        b2: decay of the per-layer second moment, in [0, 1]. Default 0.25.
+        eps: added to the denominator, >= 0. Default 1e-8.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        weight_decay: >= 0; a number or a schedule. Default 0.
+        mu_dtype: storage dtype of the momentum; None keeps the params' dtype.
+
     Reference: Ginsburg et al., *Stochastic Gradient Methods with Layer-wise
     Adaptive Moments for Training of Deep Networks*, arXiv:1905.11286.
+
+    The first step is the gradient over the layer's norm, |(3, 4)| = 5:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.scale_by_novograd(), {"w": jnp.zeros(2)}
+    >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in u["w"].tolist()]
+    [0.6, 0.8]
     """
     return ScaleByNovograd(
         b1=b1, b2=b2, eps=eps, eps_root=eps_root, weight_decay=weight_decay, mu_dtype=mu_dtype
@@ -372,6 +417,17 @@ def lamb(
 
     Keras's ``Lamb`` has eps 1e-7, no decay in the ratio and takes the
     ratio of the Adam step alone (``gradtx.compat.keras.lamb``).
+
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment, in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to the denominator, >= 0. Default 1e-6.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
 
     Reference: You et al., *Large Batch Optimization for Deep Learning:
     Training BERT in 76 minutes*, ICLR 2020 (arXiv:1904.00962).
@@ -417,8 +473,29 @@ def lars(
     (``gradtx.masks.weight_decay()``). The learning rate is inside the
     momentum, as in optax and the paper.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        weight_decay: >= 0; a number or a schedule. Default 0.
+        weight_decay_mask: a tree of booleans, or a function of the params giving
+            one, that selects the parameters to decay. Default True (all).
+        trust_coefficient: > 0. Default 0.001.
+        eps: added to the update's norm, >= 0. Default 0.
+        trust_ratio_mask: which parameters get the trust ratio, as above.
+            Default True (all).
+        momentum: in [0, 1]; a number or a schedule. Default 0.9.
+        nesterov: Nesterov momentum. Default False.
+
     Reference: You, Gitman, Ginsburg, *Large Batch Training of Convolutional
     Networks*, arXiv:1708.03888.
+
+    The step of ``w`` is 0.001 * |p| / |g| * lr * g = 0.001 * 5 / 1 * 0.1:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.lars(0.1), {"w": jnp.array([3.0, 4.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, 0.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in u["w"].tolist()]
+    [-0.0005, -0.0]
     """
     return named_recipe(
         "lars",
@@ -445,8 +522,19 @@ def fromage(learning_rate: Any, min_norm: float = 1e-6) -> Chain:
     :func:`scale_by_fromage_learning_rate`, so that ``lr`` (not ``lr / s``)
     is the rate kept in the state.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        min_norm: floor of both norms, >= 0. Default 1e-6.
+
     Reference: Bernstein et al., *On the distance between two neural
     networks and the stability of learning*, NeurIPS 2020 (arXiv:2002.03432).
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.fromage(0.1), {"w": jnp.array([3.0, 4.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, 0.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in u["w"].tolist()]
+    [-0.5124, -0.0199]
     """
     return named_recipe(
         "fromage",
@@ -467,8 +555,19 @@ def sm3(learning_rate: Any, momentum: Any = 0.9) -> Chain:
     rate may be a schedule, is kept in the state, and ``None`` drops the
     momentum.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        momentum: in [0, 1]; None keeps no momentum. Default 0.9.
+
     Reference: Anil, Gupta, Koren, Singer, *Memory-Efficient Adaptive
     Optimization*, NeurIPS 2019 (arXiv:1901.11150).
+
+    >>> import gradtx
+    >>> tx = gradtx.sm3(0.1, momentum=None)
+    >>> u, state = tx.update({"w": 3.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 4.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.08
     """
     return named_recipe("sm3", scale_by_sm3(momentum), scale_by_learning_rate(learning_rate))
 
@@ -487,8 +586,24 @@ def novograd(
     Update rule: :func:`scale_by_novograd`, then ``p_t = p_{t-1} - lr_t * m_t``.
     Note the defaults: eps 1e-6 here, 1e-8 in the primitive (as in optax).
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the momentum, in [0, 1]. Default 0.9.
+        b2: decay of the per-layer second moment, in [0, 1]. Default 0.25.
+        eps: added to the denominator, >= 0. Default 1e-6.
+        eps_root: added inside the square root, >= 0; eps and eps_root may not
+            both be 0. Default 0.
+        weight_decay: >= 0; a number or a schedule. Default 0.
+
     Reference: Ginsburg et al., arXiv:1905.11286; Li et al., *Jasper*,
     arXiv:1904.03288.
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.novograd(0.1), {"w": jnp.zeros(2)}
+    >>> u, _ = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in u["w"].tolist()]
+    [-0.06, -0.08]
     """
     return named_recipe(
         "novograd",

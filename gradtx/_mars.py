@@ -70,8 +70,19 @@ def add_mars_correction(gamma: Any = 0.025, b1: float = 0.95) -> AddMarsCorrecti
     passes the gradient unchanged. ``b1`` is the momentum that follows it.
     As in the authors' code, ``g_0 = 0``: the first step is ``(1 + gamma b1 / (1 - b1)) g_1``.
 
+    Args:
+        gamma: strength of the correction, >= 0; a number or a schedule. Default 0.025.
+        b1: the following momentum's decay, in [0, 1). Default 0.95.
+
     Reference: Yuan, Liu, Wu, Zhou, Gu, *MARS: Unleashing the Power of Variance
     Reduction for Training Large Models*, arXiv:2411.10438, eq. (2.4).
+
+    >>> import gradtx
+    >>> tx = gradtx.add_mars_correction(gamma=0.1, b1=0.5)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.9
     """
     return AddMarsCorrection(gamma=gamma, b1=b1)
 
@@ -124,7 +135,27 @@ def scale_by_mars(
     all leaves together, as the paper writes it for one vector (the authors' code
     and pytorch-optimizer clip each tensor: ``"leaf"``).
 
+    Args:
+        b1: decay of the first moment (and of the correction's factor), in
+            [0, 1). Default 0.95.
+        b2: decay of the second moment, in [0, 1) (Adam only). Default 0.99.
+        eps: added to Adam's denominator, > 0 (Adam only). Default 1e-8.
+        gamma: strength of the correction, >= 0; a number or a schedule. Default 0.025.
+        optimizer: ``"adamw"`` (default) or ``"lion"``.
+        max_norm: largest norm of the corrected gradient, >= 0 (inf or None: no
+            clipping). Default 1.
+        clip_by: ``"leaf"`` (default) or ``"global"``.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the second moment; None keeps the params'.
+
     Reference: Yuan et al., arXiv:2411.10438, Algorithms 1-3.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_mars(optimizer="lion")
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": -1.0}, state)
+    >>> float(u["w"])
+    -1.0
     """
     _check("scale_by_mars", optimizer, clip_by)
     steps = _mars_steps(b1, b2, eps, gamma, optimizer, max_norm, clip_by, mu_dtype, nu_dtype)
@@ -165,14 +196,31 @@ def mars(
     ``scale_by_adam``'s eps after it, as the authors' code); its
     ``cautious=True`` is ``gradtx.cautious(mars(...))`` with the decay outside.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: decay of the first moment (and of the correction's factor), in
+            [0, 1). Default 0.95.
+        b2: decay of the second moment, in [0, 1) (Adam only). Default 0.99.
+        eps: added to Adam's denominator, > 0 (Adam only). Default 1e-8.
+        gamma: strength of the correction, >= 0; a number or a schedule. Default 0.025.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        optimizer: ``"adamw"`` (default) or ``"lion"``.
+        max_norm: largest norm of the corrected gradient, >= 0 (inf or None: no
+            clipping). Default 1.
+        clip_by: ``"leaf"`` (default) or ``"global"``.
+        mu_dtype: storage dtype of the first moment; None keeps the params' dtype.
+        nu_dtype: storage dtype of the second moment; None keeps the params'.
+
+    Reference: Yuan, Liu, Wu, Zhou, Gu, *MARS: Unleashing the Power of Variance
+    Reduction for Training Large Models*, ICML 2025, arXiv:2411.10438.
+
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.mars(1e-3)
     >>> params = {"w": jnp.ones(3)}
     >>> tx.update({"w": jnp.full(3, 0.1)}, tx.init(params), params)[0]["w"]
     Array([-0.001, -0.001, -0.001], dtype=float32)
-
-    Reference: Yuan, Liu, Wu, Zhou, Gu, *MARS: Unleashing the Power of Variance
-    Reduction for Training Large Models*, ICML 2025, arXiv:2411.10438.
     """
     _check("mars", optimizer, clip_by)
     return named_recipe(

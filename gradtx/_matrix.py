@@ -272,6 +272,18 @@ def orthogonalize_via_newton_schulz(
     ``ns_dtype=jnp.bfloat16`` keeps every step's result in bfloat16, products
     accumulated in float32, as torch.optim.Muon does. Returns x's dtype.
 
+    Args:
+        x: the matrix (or, with ``dimension_numbers``, a batch of them).
+        ns_coeffs: (a, b, c), or one row per step. Default (3.4445, -4.775, 2.0315).
+        ns_steps: the number of iterations, at least the number of rows of
+            ``ns_coeffs``. Default 5.
+        preconditioning: ``"frobenius"`` (default), ``"spectral"``, ``"aol"`` or
+            ``"schatten"``.
+        eps: added to (or the floor of) the norm. Default 1e-8.
+        dimension_numbers: a :class:`MuonDimensionNumbers`; None for a rank-2 x.
+        ns_dtype: dtype each step's result is rounded to; None for float32 at least.
+        eps_mode: ``"add"`` (default) or ``"clamp"``.
+
     Reference: Jordan et al., *Muon* (kellerjordan.github.io/posts/muon, 2024).
 
     >>> import gradtx, jax.numpy as jnp
@@ -461,8 +473,34 @@ def scale_by_muon(
     Nesterov ``beta m_t + (1 - beta) u_t``), ``eps_mode`` and ``ns_dtype`` are
     gradtx's, for the framework ports.
 
+    Args:
+        ns_coeffs: (a, b, c), or one row per step, of shape (3,) or (n, 3) with
+            n <= ns_steps. Default (3.4445, -4.775, 2.0315).
+        ns_steps: Newton-Schulz iterations, an integer >= 0. Default 5.
+        beta: momentum, in [0, 1) ([0, 1] with ``debias=False``). Default 0.95.
+        eps: added to the norm, > 0. Default 1e-8.
+        mu_dtype: storage dtype of the momentum; None keeps the params' dtype.
+        nesterov: Nesterov momentum. Default True.
+        adaptive: scale by <M_t, NS(M_t)>. Default False.
+        preconditioning: ``"frobenius"`` (default), ``"spectral"``, ``"aol"`` or
+            ``"schatten"``.
+        weight_dimension_numbers: how leaves are matrices (see above); None for
+            rank-2 leaves.
+        debias: bias-correct the momentum. Default True.
+        eps_mode: ``"add"`` (default) or ``"clamp"``.
+        ns_dtype: dtype each step's result is rounded to; None for float32 at least.
+
     Reference: Jordan et al., *Muon* (2024); Bernstein & Newhouse, *Old
     Optimizer, New Norm*, arXiv:2409.20325 (adaptive).
+
+    The first step orthogonalises the gradient itself: diag(3, 0.5) goes to near I:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, g = gradtx.scale_by_muon(), {"w": jnp.array([[3.0, 0.0], [0.0, 0.5]])}
+    >>> u, _ = tx.update(g, tx.init(g))
+    >>> [round(x, 2) for x in u["w"].ravel().tolist()]
+    [0.71, 0.0, 0.0, 1.04]
     """
     return ScaleByMuon(
         ns_coeffs=ns_coeffs,
@@ -528,6 +566,21 @@ def scale_by_shape(
     gives updates the RMS of AdamW's, 0.2 recommended (Liu et al., *Muon is
     Scalable for LLM Training*, arXiv:2502.16982). ``weight_dimension_numbers``
     as in :func:`scale_by_muon`.
+
+    Args:
+        weight_dimension_numbers: how leaves are matrices, as in
+            :func:`scale_by_muon`; None for (fan_in, fan_out) rank-2 leaves.
+        consistent_rms: >= 0, or None (default) for the width-transfer factor.
+
+    Reference: optax ``optax.contrib.muon``; Liu et al., arXiv:2502.16982.
+
+    A (2, 8) matrix is scaled by sqrt(8 / 2) = 2:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, g = gradtx.scale_by_shape(), {"w": jnp.ones((2, 8))}
+    >>> float(tx.update(g, tx.init(g))[0]["w"][0, 0])
+    2.0
     """
     return ScaleByShape(
         weight_dimension_numbers=weight_dimension_numbers, consistent_rms=consistent_rms
@@ -594,6 +647,29 @@ def muon(
     ``tree_get(state, "learning_rate")``; with ``adam_learning_rate`` there are
     two, one per group.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        ns_coeffs: (a, b, c), one row per step, or a preset ``"standard"`` or
+            ``"dion"``. Default (3.4445, -4.775, 2.0315).
+        ns_steps: Newton-Schulz iterations, an integer >= 0. Default 5.
+        beta: momentum, in [0, 1). Default 0.95.
+        eps: added to the norm (and Adam's denominator), > 0. Default 1e-8.
+        weight_decay: decoupled decay of the matrices, >= 0. Default 0.
+        weight_decay_mask: a tree of booleans, or a function of the params giving
+            one, that selects the matrices to decay; None decays all.
+        mu_dtype: storage dtype of the momenta; None keeps the params' dtype.
+        nesterov: Nesterov momentum (Muon and Adam). Default True.
+        adaptive: scale by <M_t, NS(M_t)>. Default False.
+        preconditioning: ``"frobenius"`` (default), ``"spectral"``, ``"aol"`` or
+            ``"schatten"``.
+        adam_b1: Adam's first-moment decay, in [0, 1). Default 0.9.
+        adam_b2: Adam's second-moment decay, in [0, 1). Default 0.999.
+        adam_eps_root: Adam's eps_root, >= 0. Default 0.
+        adam_weight_decay: decoupled decay of the Adam leaves, >= 0. Default 0.
+        adam_learning_rate: the Adam leaves' rate; None (default) for ``learning_rate``.
+        muon_weight_dimension_numbers: how leaves are matrices; None for rank-2 leaves.
+        consistent_rms: see :func:`scale_by_shape`; >= 0 or None (default).
+
     References: Jordan et al., *Muon* (2024); Liu et al., arXiv:2502.16982.
 
     >>> import gradtx, jax.numpy as jnp
@@ -602,6 +678,8 @@ def muon(
     >>> updates, state = tx.update(params, tx.init(params), params)
     >>> round(float(gradtx.tree_get(state, "learning_rate")), 6)
     0.1
+    >>> [round(x, 2) for x in updates["w"].ravel().tolist()]
+    [-0.11, -0.0, -0.0, -0.11]
     """
     if isinstance(ns_coeffs, str):
         if ns_coeffs not in NS_COEFFS_PRESETS:

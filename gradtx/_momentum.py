@@ -81,6 +81,14 @@ def trace(decay: Any, nesterov: bool = False, accumulator_dtype: Any = None) -> 
     ``decay`` is a number in [0, 1] or a schedule, read at the 0-based step
     (optax's ``trace`` takes a number only).
 
+    Args:
+        decay: momentum, in [0, 1]; a number or a schedule.
+        nesterov: Nesterov momentum. Default False.
+        accumulator_dtype: storage dtype of the buffer; None keeps the params'.
+
+    Reference: Polyak, *Some methods of speeding up the convergence of iteration
+    methods*, 1964; Nesterov form: Sutskever et al., ICML 2013.
+
     >>> import gradtx
     >>> tx = gradtx.trace(0.9)
     >>> s = tx.init({"w": 0.0})
@@ -110,6 +118,23 @@ def scale_by_momentum(
     (``cycle_momentum``; pass ``schedule.momentum`` of
     ``gradtx.compat.pytorch.lr_scheduler``). With ``dampening=0`` this is
     :func:`trace`. Nesterov requires dampening=0.
+
+    Args:
+        momentum: in [0, 1]; a number or a schedule. Default 0.9.
+        dampening: in [0, 1]; must be 0 with Nesterov. Default 0.
+        nesterov: Nesterov momentum. Default False.
+        accumulator_dtype: storage dtype of the buffer; None keeps the params'.
+
+    Reference: PyTorch ``torch.optim.SGD``; Sutskever et al., ICML 2013.
+
+    With dampening the first step is undamped, as in PyTorch:
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_momentum(0.9, dampening=0.5)
+    >>> u, state = tx.update({"w": 1.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    1.4
     """
     return ScaleByMomentum(
         decay=momentum, dampening=dampening, nesterov=nesterov, accumulator_dtype=accumulator_dtype
@@ -157,6 +182,20 @@ def ema(decay: float, debias: bool = True, accumulator_dtype: Any = None) -> Ema
 
         m_t = decay * m_{t-1} + (1 - decay) * u_t
         u_t <- m_t / (1 - decay**t)          (m_t when debias=False)
+
+    Args:
+        decay: in [0, 1].
+        debias: divide by ``1 - decay**t``. Default True.
+        accumulator_dtype: storage dtype of the average; None keeps the params'.
+
+    Reference: optax ``optax.ema``.
+
+    >>> import gradtx
+    >>> tx = gradtx.ema(0.9, debias=False)
+    >>> u, state = tx.update({"w": 1.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 1.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.19
     """
     return Ema(decay=decay, debias=debias, accumulator_dtype=accumulator_dtype)
 
@@ -195,6 +234,16 @@ def bias_correction(decay: float) -> BiasCorrection:
         u_t <- u_t / (1 - decay**t)          t = 1, 2, ...
 
     ``chain(ema(d, debias=False), bias_correction(d))`` equals ``ema(d)``.
+
+    Args:
+        decay: the moving average's decay, in [0, 1).
+
+    Reference: Kingma & Ba, arXiv:1412.6980, section 3.
+
+    >>> import gradtx
+    >>> tx = gradtx.bias_correction(0.9)
+    >>> round(float(tx.update({"w": 0.1}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    1.0
     """
     return BiasCorrection(decay=decay)
 
@@ -218,6 +267,12 @@ def sgd(
     PyTorch's ``SGD`` is the same with dampening 0 and constant lr; its weight
     decay is coupled (see ``gradtx.compat.pytorch.sgd``). Keras multiplies by
     lr *inside* the velocity, which differs under a schedule.
+
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        momentum: in [0, 1], or a schedule; None (default) for none.
+        nesterov: Nesterov momentum; needs a nonzero ``momentum``. Default False.
+        accumulator_dtype: storage dtype of the buffer; None keeps the params'.
 
     Reference: Polyak (1964); Nesterov (1983); Sutskever et al. (2013).
 

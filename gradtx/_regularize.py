@@ -63,6 +63,18 @@ def add_decayed_weights(weight_decay: Any = 0.0, mask: Any = None) -> Transform:
     (Loshchilov & Hutter, arXiv:1711.05101). ``weight_decay`` may be a
     schedule; ``mask`` (a tree of booleans or a function of the params)
     limits it to some parameters.
+
+    Args:
+        weight_decay: >= 0; a number or a schedule. Default 0.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+
+    Reference: optax ``optax.add_decayed_weights``; Loshchilov & Hutter, arXiv:1711.05101.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.add_decayed_weights(0.1), {"w": 2.0}
+    >>> round(float(tx.update({"w": 1.0}, tx.init(params), params)[0]["w"]), 4)
+    1.2
     """
     transform = AddDecayedWeights(weight_decay=weight_decay)
     return transform if mask is None else masked(transform, mask)
@@ -104,6 +116,18 @@ def add_l1_penalty(l1: Any, mask: Any = None) -> Transform:
     Like :func:`add_decayed_weights`, its place in the chain decides whether
     the penalty is scaled by an adaptive method. The subgradient never makes a
     weight exactly zero; :func:`soft_threshold` does.
+
+    Args:
+        l1: the penalty's coefficient, >= 0; a number or a schedule.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to penalise; None penalises all.
+
+    Reference: Tibshirani, *Regression Shrinkage and Selection via the Lasso*, 1996.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.add_l1_penalty(0.1), {"w": -2.0}
+    >>> round(float(tx.update({"w": 1.0}, tx.init(params), params)[0]["w"]), 4)
+    0.9
     """
     transform = AddL1Penalty(l1=l1)
     return transform if mask is None else masked(transform, mask)
@@ -147,8 +171,22 @@ def soft_threshold(threshold: Any, mask: Any = None) -> Transform:
     Place it last in the chain, after ``scale_by_learning_rate``. Weights whose
     stepped value lies within the threshold become exactly zero.
 
+    Args:
+        threshold: >= 0; a number or a schedule.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to shrink; None shrinks all.
+
     Reference: Beck & Teboulle, *A Fast Iterative Shrinkage-Thresholding
     Algorithm*, SIAM J. Imaging Sciences 2009.
+
+    The stepped weights 0.05 and 2.0 become 0 and 1.9:
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx, params = gradtx.soft_threshold(0.1), {"w": jnp.array([0.0, 2.0])}
+    >>> u, _ = tx.update({"w": jnp.array([0.05, 0.0])}, tx.init(params), params)
+    >>> [round(x, 4) for x in (params["w"] + u["w"]).tolist()]
+    [0.0, 1.9]
     """
     transform = SoftThreshold(threshold=threshold)
     return transform if mask is None else masked(transform, mask)
@@ -204,7 +242,19 @@ def add_decoupled_weight_decay(
     buffer. Place it last. With a learning rate that is already applied,
     ``add_decayed_weights`` before ``scale_by_learning_rate`` is the same.
 
+    Args:
+        weight_decay: >= 0; a number or a schedule.
+        learning_rate: >= 0; a number or a schedule.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+        of: ``"params"`` (default) or ``"step"``.
+
     Reference: Loshchilov & Hutter, arXiv:1711.05101.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.add_decoupled_weight_decay(0.5, 0.1), {"w": 2.0}
+    >>> round(float(tx.update({"w": -0.3}, tx.init(params), params)[0]["w"]), 4)
+    -0.4
     """
     transform = AddDecoupledWeightDecay(
         weight_decay=weight_decay, learning_rate=learning_rate, of=of

@@ -44,6 +44,14 @@ def scale_by_sign() -> ScaleBySign:
     Update rule::
 
         u_t <- sign(u_t)
+
+    Reference: Bernstein et al., *signSGD*, ICML 2018 (arXiv:1802.04434).
+
+    >>> import gradtx
+    >>> import jax.numpy as jnp
+    >>> tx = gradtx.scale_by_sign()
+    >>> tx.update({"w": jnp.array([-3.0, 0.0, 0.2])}, tx.init(None))[0]["w"].tolist()
+    [-1.0, 0.0, 1.0]
     """
     return ScaleBySign()
 
@@ -90,7 +98,21 @@ def scale_by_lion(b1: float = 0.9, b2: float = 0.99, mu_dtype: Any = None) -> Sc
         u_t <- sign((1 - b1) * u_t + b1 * m_{t-1})
         m_t = b2 * m_{t-1} + (1 - b2) * g_t
 
+    Args:
+        b1: weight of the momentum in the interpolation, in [0, 1]. Default 0.9.
+        b2: decay of the momentum, in [0, 1]. Default 0.99.
+        mu_dtype: storage dtype of the momentum; None keeps the params' dtype.
+
     Reference: Chen et al., *Symbolic Discovery of Optimization Algorithms*, arXiv:2302.06675.
+
+    The second update takes the sign of 0.1 * (-1) + 0.9 * 0.02:
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_lion()
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": -1.0}, state)
+    >>> float(u["w"])
+    -1.0
     """
     return ScaleByLion(b1=b1, b2=b2, mu_dtype=mu_dtype)
 
@@ -170,8 +192,22 @@ def scale_by_rprop(
     Fix: optax 0.2.x returns the *previous* step's update (its first update is
     zero and every one lags a step); here the current step is applied.
 
+    Args:
+        learning_rate: the initial step size d_0, >= 0.
+        eta_minus: shrink factor on a sign change, in (0, 1). Default 0.5.
+        eta_plus: growth factor on agreement, > 1. Default 1.2.
+        min_step_size: >= 0, at most max_step_size. Default 1e-6.
+        max_step_size: >= 0 (inf: no limit). Default 50.
+
     Reference: Riedmiller & Braun, *A Direct Adaptive Method for Faster
     Backpropagation Learning: The RPROP Algorithm*, ICNN 1993.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_rprop(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 3.0}, state)
+    >>> round(float(u["w"]), 4)
+    0.12
     """
     return ScaleByRprop(
         learning_rate=learning_rate,
@@ -195,7 +231,21 @@ def rprop(
     Update rule: :func:`scale_by_rprop`, then ``p_t = p_{t-1} - u_t``.
     ``learning_rate`` is the initial step size. Equals PyTorch's ``Rprop``.
 
+    Args:
+        learning_rate: the initial step size d_0, >= 0.
+        eta_minus: shrink factor on a sign change, in (0, 1). Default 0.5.
+        eta_plus: growth factor on agreement, > 1. Default 1.2.
+        min_step_size: >= 0, at most max_step_size. Default 1e-6.
+        max_step_size: >= 0 (inf: no limit). Default 50.
+
     Reference: Riedmiller & Braun, ICNN 1993.
+
+    >>> import gradtx
+    >>> tx = gradtx.rprop(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": 3.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.12
     """
     return named_recipe(
         "rprop",
@@ -212,7 +262,15 @@ def sign_sgd(learning_rate: Any) -> Chain:
 
         p_t = p_{t-1} - lr_t * sign(g_t)
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+
     Reference: Bernstein et al., *signSGD*, ICML 2018 (arXiv:1802.04434).
+
+    >>> import gradtx
+    >>> tx = gradtx.sign_sgd(0.1)
+    >>> round(float(tx.update({"w": 3.0}, tx.init({"w": 0.0}))[0]["w"]), 4)
+    -0.1
     """
     return named_recipe("sign_sgd", scale_by_sign(), scale_by_learning_rate(learning_rate))
 
@@ -226,7 +284,21 @@ def signum(learning_rate: Any, beta: float = 0.9, accumulator_dtype: Any = None)
         m_t = beta * m_{t-1} + (1 - beta) * g_t
         p_t = p_{t-1} - lr_t * sign(m_t)
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        beta: decay of the momentum, in [0, 1]. Default 0.9.
+        accumulator_dtype: storage dtype of the momentum; None keeps the params'.
+
     Reference: Bernstein et al., ICML 2018 (arXiv:1802.04434).
+
+    The momentum still points along the first gradient:
+
+    >>> import gradtx
+    >>> tx = gradtx.signum(0.1)
+    >>> u, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))
+    >>> u, _ = tx.update({"w": -1.0}, state)
+    >>> round(float(u["w"]), 4)
+    -0.1
     """
     return named_recipe(
         "signum",
@@ -254,7 +326,21 @@ def lion(
 
     Keras 3's ``Lion`` is the same with no weight decay by default.
 
+    Args:
+        learning_rate: step size, >= 0; a number or a schedule.
+        b1: weight of the momentum in the interpolation, in [0, 1]. Default 0.9.
+        b2: decay of the momentum, in [0, 1]. Default 0.99.
+        mu_dtype: storage dtype of the momentum; None keeps the params' dtype.
+        weight_decay: decoupled decay rate, >= 0; a number or a schedule. Default 1e-3.
+        mask: a tree of booleans, or a function of the params giving one, that
+            selects the parameters to decay; None decays all.
+
     Reference: Chen et al., arXiv:2302.06675.
+
+    >>> import gradtx
+    >>> tx, params = gradtx.lion(0.1, weight_decay=0.1), {"w": 2.0}
+    >>> round(float(tx.update({"w": -3.0}, tx.init(params), params)[0]["w"]), 4)
+    0.08
     """
     return named_recipe(
         "lion",
