@@ -2,7 +2,7 @@
 
 Each notebook runs in a fresh kernel, from its own folder (as Jupyter runs it), with
 GRADTX_NOTEBOOK_QUICK=1 (the comparison trains briefly) and GRADTX_NOTEBOOK_OUT pointing at a
-temporary folder (so the landscapes figure does not overwrite docs/landscapes.png).
+temporary folder (so the figures do not overwrite docs/*.png).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ WRITES = {
         "learning_rate_free_estimates.png",
         "learning_rate_free_schedule_free.png",
     ],
+    "gradient_free": ["gradient_free_digits.png", "gradient_free_landscapes.png"],
 }
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -32,7 +33,7 @@ def by_name(paths: list[Path]):
     return pytest.mark.parametrize("path", paths, ids=[p.stem for p in paths])
 
 
-def test_the_six_notebooks_are_there():
+def test_the_seven_notebooks_are_there():
     assert {p.stem for p in NOTEBOOKS} == {
         "learning_rate_free",
         "landscapes",
@@ -40,6 +41,7 @@ def test_the_six_notebooks_are_there():
         "schedules",
         "comparison",
         "saddles",
+        "gradient_free",
     }
 
 
