@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from ._base import check_denominator, check_range, fail, fail_missing, static, Transform
 from ._combine import as_transform, Chain, named_recipe, recipe
+from ._flat import as_trees, like_flat
 from ._regularize import _require_params, add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
@@ -48,8 +49,18 @@ def hvp(fn: Callable[..., Any], params: Any, v: Any, *args: Any, **kwargs: Any) 
     passed to ``fn``, which must return a scalar. Integer leaves are refused
     (TypeError naming the leaf).
 
+    Args:
+        fn: a scalar function of ``params`` (and of ``*args``, ``**kwargs``).
+        params: the point, a pytree of float arrays.
+        v: the direction, a pytree like ``params``.
+
     Reference: Pearlmutter, *Fast exact multiplication by the Hessian*, Neural
     Computation, 1994.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> f = lambda p: jnp.sum(p["x"] ** 3)  # H = diag(6 x)
+    >>> gradtx.hvp(f, {"x": jnp.array([1.0, 2.0])}, {"x": jnp.array([1.0, 1.0])})
+    {'x': Array([ 6., 12.], dtype=float32)}
     """
     check_float_leaves(params, "params")
     grad = jax.grad(lambda p: fn(p, *args, **kwargs))
@@ -67,6 +78,13 @@ def hessian_diag(fn: Callable[..., Any], params: Any, *args: Any, **kwargs: Any)
     128 (``jax.lax.map``), so memory is O(128 n), never the n x n Hessian. For
     small models, tests and oracles; a large model wants
     :func:`hutchinson_estimator_diag_hessian`. Extra arguments are passed to ``fn``.
+
+    Args:
+        fn: a scalar function of ``params`` (and of ``*args``, ``**kwargs``).
+        params: the point, a pytree of float arrays.
+
+    Reference: Pearlmutter, *Fast exact multiplication by the Hessian*, Neural
+    Computation, 1994 (the products it is made of).
 
     >>> import gradtx, jax.numpy as jnp
     >>> gradtx.hessian_diag(lambda p: jnp.sum(p["x"] ** 3), {"x": jnp.asarray([1.0, 2.0])})
@@ -168,9 +186,20 @@ def hutchinson_estimator_diag_hessian(random_seed: Any = None) -> HutchinsonEsti
     each leaf's own dtype, so params of mixed dtypes work (optax casts every
     probe to the lowest dtype, which jax.jvp refuses for the other leaves).
 
+    Args:
+        random_seed: a PRNG key, an integer seed, or None (key 0). Default None.
+
     Reference: Hutchinson, *A stochastic estimator of the trace of the influence
     matrix for Laplacian smoothing splines*, 1989; Bekas, Kokiopoulou & Saad,
     *An estimator for the diagonal of a matrix*, 2007.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> loss = lambda p: jnp.sum(p["x"] ** 2 * jnp.array([1.0, 3.0]))  # H = diag(2, 6)
+    >>> tx = gradtx.hutchinson_estimator_diag_hessian(random_seed=0)
+    >>> params = {"x": jnp.array([1.0, 1.0])}
+    >>> d, _ = tx.update(params, tx.init(params), params, obj_fn=loss)
+    >>> [round(float(v), 4) for v in d["x"]]  # exact for a diagonal Hessian
+    [2.0, 6.0]
     """
     return HutchinsonEstimatorDiagHessian(random_seed=random_seed)
 
@@ -234,9 +263,21 @@ def gauss_newton_bartlett_estimator_diag_hessian(
     be unknown). The key lives in the state (``random_seed`` as in
     :func:`hutchinson_estimator_diag_hessian`). optax has no such estimator.
 
+    Args:
+        random_seed: a PRNG key, an integer seed, or None (key 0). Default None.
+
     Reference: Liu, Li, Hall, Liang & Ma, *Sophia: A Scalable Stochastic
     Second-order Optimizer for Language Model Pre-training*, ICLR 2024,
     arXiv:2305.14342.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> def sampled_loss_fn(params, key):  # two examples; a real one samples labels with key
+    ...     return (params["x"] * jnp.array([1.0, 2.0])) ** 2 / 2
+    >>> tx = gradtx.gauss_newton_bartlett_estimator_diag_hessian(random_seed=0)
+    >>> params = {"x": jnp.array([1.0, 1.0])}
+    >>> d, _ = tx.update(params, tx.init(params), params, sampled_loss_fn=sampled_loss_fn)
+    >>> [round(float(v), 4) for v in d["x"]]  # 2 * (grad of the mean)**2
+    [0.5, 8.0]
     """
     return GaussNewtonBartlettEstimatorDiagHessian(random_seed=random_seed)
 
@@ -390,7 +431,29 @@ def scale_by_sophia(
     is m / 0); ``verbose`` needs ``print_win_rate_every_n_steps`` >= 1 (optax
     takes a modulo by 0).
 
+    Args:
+        b1: decay of the momentum, in [0, 1). Default 0.965.
+        b2: decay of h, in [0, 1). Default 0.99.
+        eps: floor of the denominator, > 0. Default 1e-8.
+        gamma: scale of h, > 0. Default 0.01.
+        clip_threshold: c, > 0, or None for no clipping. Default 1.0.
+        update_interval: steps between refreshes of h, an integer >= 1. Default 10.
+        hessian_diagonal_fn: the estimator. Default
+            :func:`hutchinson_estimator_diag_hessian`.
+        mu_dtype: the momentum's dtype, None for the params'. Default None.
+        verbose: print the share of unclipped coordinates. Default False.
+        print_win_rate_every_n_steps: an integer >= 0 (>= 1 with verbose). Default 0.
+
     Reference: Liu et al., *Sophia*, ICLR 2024, arXiv:2305.14342.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> loss = lambda p: jnp.sum(p["x"] ** 2 * jnp.array([1.0, 3.0]))  # H = diag(2, 6)
+    >>> tx = gradtx.scale_by_sophia(b2=0.0, gamma=1.0, clip_threshold=10.0)
+    >>> params, grads = {"x": jnp.array([1.0, 1.0])}, {"x": jnp.array([1.0, 1.0])}
+    >>> u, state = tx.update(grads, tx.init(params), params, obj_fn=loss)  # clipped: 10
+    >>> u, state = tx.update(grads, state, params, obj_fn=loss)
+    >>> [round(float(v), 4) for v in u["x"]]  # m / h
+    [0.5, 0.1667]
     """
     return ScaleBySophia(
         b1=b1,
@@ -435,6 +498,15 @@ def sophia(
     ``hessian_diagonal_fn=gauss_newton_bartlett_estimator_diag_hessian()`` and
     ``sampled_loss_fn=`` instead. ``b2`` acts every ``update_interval`` steps, so
     its effective decay per step is 1 - (1 - b2) / update_interval.
+
+    Args:
+        learning_rate: a number or a schedule, >= 0.
+        b1, b2, eps, gamma, clip_threshold, update_interval, hessian_diagonal_fn,
+            mu_dtype, verbose, print_win_rate_every_n_steps: as
+            :func:`scale_by_sophia`, with its defaults (0.965, 0.99, 1e-8, 0.01,
+            1.0, 10, Hutchinson, None, False, 0).
+        weight_decay: decoupled decay, >= 0. Default 1e-4.
+        weight_decay_mask: the leaves decayed, None for all. Default None.
 
     >>> import gradtx, jax.numpy as jnp
     >>> loss = lambda p: jnp.sum(p["x"] ** 2)
@@ -539,9 +611,12 @@ class ScaleByAdahessian(Transform):
         bc1, bc2 = bias_correction(self.b1, count), bias_correction(self.b2, count)
 
         def moment(diagonal, nu):
-            return jax.tree.map(
-                lambda d, n: ema(_block_average(d, self.block_size), n, self.b2, 2), diagonal, nu
+            # Blocks lie within a leaf: on FlatParams, averaged on the leaves the buffers pack.
+            averaged = like_flat(
+                jax.tree.map(lambda d: _block_average(d, self.block_size), as_trees(diagonal)),
+                diagonal,
             )
+            return jax.tree.map(lambda d, n: ema(d, n, self.b2, 2), averaged, nu)
 
         hessian_state, nu = _refresh(self, state.count, updates, state, params, extra_args, moment)
 
@@ -582,9 +657,27 @@ def scale_by_adahessian(
     ``init`` refuses a rank >= 2 leaf whose size b does not divide, naming it.
     Extra arguments of ``update`` go to ``hessian_diagonal_fn`` (``obj_fn=``).
 
+    Args:
+        b1: decay of m, in [0, 1). Default 0.9.
+        b2: decay of v, in [0, 1). Default 0.999.
+        eps: > 0. Default 1e-4.
+        hessian_power: k, in (0, 1]. Default 1.0.
+        block_size: b, an integer >= 1. Default 1.
+        update_interval: steps between refreshes of D, an integer >= 1. Default 1.
+        hessian_diagonal_fn: the estimator. Default
+            :func:`hutchinson_estimator_diag_hessian`.
+
     Reference: Yao, Gholami, Shen, Mustafa, Keutzer & Mahoney, *ADAHESSIAN: An
     Adaptive Second Order Optimizer for Machine Learning*, AAAI 2021,
     arXiv:2006.00719.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> loss = lambda p: jnp.sum(p["x"] ** 2 * jnp.array([1.0, 3.0]))  # H = diag(2, 6)
+    >>> tx = gradtx.scale_by_adahessian()
+    >>> params = {"x": jnp.array([1.0, 1.0])}
+    >>> u, _ = tx.update({"x": jnp.array([1.0, 1.0])}, tx.init(params), params, obj_fn=loss)
+    >>> [round(float(v), 4) for v in u["x"]]  # g / |D|
+    [0.5, 0.1667]
     """
     return ScaleByAdahessian(
         b1=b1,
@@ -621,6 +714,18 @@ def adahessian(
     code; the defaults are the paper's and its code's (lr 0.15, eps 1e-4). The
     objective goes to ``update`` as ``obj_fn=``, one Hessian-vector product
     (about two gradients) every ``update_interval`` steps.
+
+    Args:
+        learning_rate: a number or a schedule, >= 0. Default 0.15.
+        b1: in [0, 1). Default 0.9.
+        b2: in [0, 1). Default 0.999.
+        eps: > 0. Default 1e-4.
+        weight_decay: decoupled decay, >= 0. Default 0.0.
+        hessian_power: in (0, 1]. Default 1.0.
+        block_size: an integer >= 1. Default 1.
+        update_interval: an integer >= 1. Default 1.
+        hessian_diagonal_fn: the estimator. Default Hutchinson's.
+        weight_decay_mask: the leaves decayed, None for all. Default None.
 
     >>> import gradtx, jax, jax.numpy as jnp
     >>> loss = lambda p: jnp.sum(p["x"] ** 2)

@@ -63,6 +63,33 @@ class BufferLayout:
     def __repr__(self) -> str:
         return f"BufferLayout({len(self.paths)} leaves in {len(self.buffer_shapes)} buffers)"
 
+    def difference_from(
+        self, other: BufferLayout, names: tuple[str, str] = ("this layout", "the other")
+    ) -> str | None:
+        """The first leaf where ``other`` is laid out otherwise, as errors name it (``names``:
+        what this layout and ``other`` belong to)."""
+
+        def rows(layout):
+            return [
+                (
+                    path or "<root>",
+                    f"{np.dtype(dtype).name}{list(shape)} in buffer {key!r}"
+                    + ("" if start is None else f" at {start}"),
+                )
+                for path, shape, dtype, key, start in zip(
+                    layout.paths, layout.shapes, layout.dtypes, layout.keys, layout.starts
+                )
+            ]
+
+        for (path, here), (other_path, there) in zip(rows(self), rows(other)):
+            if (path, here) != (other_path, there):
+                return f"leaf {path} is {here} in {names[0]}, {other_path} {there} in {names[1]}"
+        if len(self.paths) != len(other.paths):
+            return (
+                f"{len(self.paths)} leaves in the updates' layout, {len(other.paths)} in the other"
+            )
+        return None
+
     def holds(self, x: Any) -> bool:
         """Whether ``x`` is a value in this layout: a dict of exactly these buffers."""
         return (
@@ -234,7 +261,17 @@ class FlatParams:
     Integer and boolean leaves get their own buffers (round trips are exact);
     like integer leaves in a tree, ``jax.grad`` and the optimizers refuse them:
     keep them out of the params. ``None`` is an empty subtree, as in JAX, and
-    comes back as ``None``. Sharded leaves are refused for now.
+    comes back as ``None``. Leaves that are themselves sharded are refused; the
+    buffers can be split instead, ``jax.device_put(fp, NamedSharding(mesh,
+    P("data")))`` where the axis divides each buffer, and a jitted step keeps
+    them (and the state made from them) split.
+
+    The state holds values shaped like the params (Adam's moments,
+    ``ema_params``' average, ``MultiSteps``' accumulated gradient) as
+    FlatParams in the same layout: ``gradtx.tree_get(state,
+    "average").to_tree()`` is what the per-leaf run holds; counters and flags
+    (``apply_if_finite``'s, ``MultiSteps.has_updated``) are the same scalars;
+    ``gradtx.tree_set`` packs a tree given for such a value.
 
     Checkpoints (:class:`gradtx.checkpoint.Checkpointer`) store the params and
     the state as the ordinary tree: a flat run and a per-leaf run resume each

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import Struct
+from ._flat import FlatParams
 from ._tree import check_float_leaves, check_same_shapes, check_same_structure
 
 
@@ -73,6 +74,10 @@ def tree_get(tree: Any, key: str, default: Any = None) -> Any:
         gradtx.tree_get(tx, "b2")                 # a hyperparameter
 
     Returns ``default`` when absent; raises KeyError when ``key`` is ambiguous.
+    In a state made over a :class:`gradtx.FlatParams`, a value shaped like the
+    params (``mu``, ``ema_params``' ``average``, ``MultiSteps``' ``acc_grads``)
+    is a FlatParams in the params' layout: its ``to_tree()`` is what the
+    per-leaf run holds there. Counters and flags are the same scalars.
     """
     found = tree_get_all_with_path(tree, key)
     if not found:
@@ -90,7 +95,8 @@ def tree_set(tree: Any, **values: Any) -> Any:
 
         tx = gradtx.tree_set(gradtx.adam(1e-3), learning_rate=3e-4, b2=0.99)
 
-    Keys that do not occur anywhere raise KeyError.
+    Keys that do not occur anywhere raise KeyError. A tree given for a value
+    that is a :class:`gradtx.FlatParams` is packed into its layout.
     """
     missing = [k for k in values if not tree_get_all_with_path(tree, k)]
     if missing:
@@ -100,7 +106,10 @@ def tree_set(tree: Any, **values: Any) -> Any:
         children = _children(node)
         if not children:
             return node
-        new = {name: values[name] if name in values else rebuild(child) for name, child in children}
+        new = {
+            name: _in_layout(values[name], child) if name in values else rebuild(child)
+            for name, child in children
+        }
         if hasattr(node, "_replace_named_children"):
             return node._replace_named_children(new)
         if isinstance(node, Struct):
@@ -112,3 +121,10 @@ def tree_set(tree: Any, **values: Any) -> Any:
         return type(node)(new) if isinstance(node, dict) else node
 
     return rebuild(tree)
+
+
+def _in_layout(value: Any, old: Any) -> Any:
+    """``value`` packed into ``old``'s layout when ``old`` is a FlatParams and it is a tree."""
+    if isinstance(old, FlatParams) and not isinstance(value, FlatParams):
+        return FlatParams.from_tree_like(value, old)
+    return value

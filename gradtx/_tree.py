@@ -88,13 +88,14 @@ def _paths(tree: Any) -> list[str]:
 
 
 def _first_container_difference(a: Any, b: Any, path: tuple = ()) -> tuple | None:
-    """The first node where two trees with the same leaf paths differ in container type."""
+    """The first node where two trees with the same leaf paths differ in container type or
+    static fields: its path and the two nodes."""
     if type(a) is not type(b):
-        return path, type(a), type(b)
+        return path, a, b
     children_a, node_a = jax.tree_util.tree_flatten_with_path(a, is_leaf=lambda x: x is not a)
     children_b, node_b = jax.tree_util.tree_flatten_with_path(b, is_leaf=lambda x: x is not b)
     if node_a != node_b:  # one type, other static fields (a dataclass's aux data)
-        return path, type(a), type(b)
+        return path, a, b
     for (key, x), (_, y) in zip(children_a, children_b):
         if x is a or y is b:  # a leaf flattens to itself
             return None
@@ -121,14 +122,23 @@ def check_same_structure(updates: Any, reference: Any, what: str = "optimizer st
     ours, theirs = _paths(updates), _paths(reference)
     first = next((a for a, b in zip(ours, theirs) if a != b), None)
     if first is None and len(ours) == len(theirs):
-        found = _first_container_difference(updates, reference)
-        path, mine, other = found if found else ((), type(updates), type(reference))
+        path, a, b = _first_container_difference(updates, reference) or ((), updates, reference)
+        mine, other = type(a), type(b)
         where = jax.tree_util.keystr(path) or "<root>"
         if mine is other:
+            # A node that can say where (a FlatParams' layout: the first leaf) says it.
+            explain = getattr(getattr(a, "layout", None), "difference_from", None)
+            detail = (
+                explain(b.layout, ("the updates", f"the {what}")) if callable(explain) else None
+            )
             raise ValueError(
                 f"the updates do not match the {what} at {where}: the same leaves, both in a "
                 f"{mine.__module__}.{mine.__qualname__}, but with other static (non-array) "
-                "fields: build both from the same configuration."
+                + (
+                    f"fields: {detail}."
+                    if detail
+                    else "fields: build both from the same configuration."
+                )
             )
         raise ValueError(
             f"the updates do not match the {what} at {where}: the same leaves, but held in a "

@@ -19,6 +19,7 @@ from ._combine import (
     masked,
     resolve_tree,
 )
+from ._flat import as_trees, like_flat
 from ._scale import value_at
 from ._schedules import _as_schedule
 from ._state import tree_get_all_with_path
@@ -616,7 +617,10 @@ class Cautious(Transform):
                 scale = 1 / (jnp.mean(keep, dtype=real) + eps)
             return jnp.where(keep, u32 * scale, 0).astype(jnp.result_type(u))
 
-        return jax.tree.map(leaf, new, updates), CautiousState(inner)
+        # Its count is per leaf: on FlatParams the inner transform runs on the buffers and
+        # the mask and its count on the leaves they pack.
+        kept = jax.tree.map(leaf, as_trees(new), as_trees(updates))
+        return like_flat(kept, new), CautiousState(inner)
 
 
 def cautious(inner: Any, eps: float = 1.0, *, normalize: str = "count") -> Cautious:

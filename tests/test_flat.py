@@ -201,19 +201,24 @@ def test_compiled_step_has_no_copy_and_no_gradient_buffer():
 # -- optimizers on buffers ---------------------------------------------------------------
 
 
-def _run(tx, flat=False, groups=None):
-    """Two steps from _params() with _grads(step), in a tree or a FlatParams (eager: jit
-    compiles each case for seconds, eager ops are compiled once for all of them)."""
+def _run_with_state(tx, flat=False, groups=None, grads=_grads, steps=2):
+    """Params and state after ``steps`` steps from _params() with grads(step), in a tree or a
+    FlatParams (eager: jit compiles each case for seconds, eager ops are compiled once for
+    all of them); the params as a tree, the state as it is."""
 
     def pack(tree):
         return FlatParams.from_tree(tree, groups=groups) if flat else tree
 
     params = pack(_params())
     state = tx.init(params)
-    for step in range(2):
-        updates, state = tx.update(pack(_grads(step)), state, params)
+    for step in range(steps):
+        updates, state = tx.update(pack(grads(step)), state, params)
         params = gradtx.apply_updates(params, updates)
-    return params.to_tree() if flat else params
+    return (params.to_tree() if flat else params), state
+
+
+def _run(tx, flat=False, groups=None):
+    return _run_with_state(tx, flat, groups)[0]
 
 
 def _max_difference(a, b):
@@ -277,6 +282,113 @@ def test_leaf_structured_transforms_give_the_tree_numbers(name):
     assert _flat_against_tree(LEAF_STRUCTURED[name]()) <= 1e-6
 
 
+# -- a state in one layout, gradients in another: refused, naming where ---------------------
+
+
+@pytest.mark.parametrize(
+    ("state_on", "grads", "match"),
+    [
+        # A FlatParams state, tree gradients: the first leaf and both structures, the
+        # FlatParams' with its layout.
+        (
+            "flat",
+            lambda: _grads(0),
+            r"(?s)state at \['dense'\]\['bias'\].*has \[\"\['float32'\]\"\]",
+        ),
+        # A tree state, FlatParams gradients.
+        (
+            "tree",
+            lambda: FlatParams.from_tree(_grads(0)),
+            r"(?s)state at \['float32'\].*FlatLayout",
+        ),
+        # Another FlatParams layout whose buffers differ (grouped).
+        (
+            "flat",
+            lambda: FlatParams.from_tree(_grads(0), groups=gradtx.masks.weight_decay()),
+            r"(?s)state at \['float32\[False\]'\].*float32\[True\]\[18\]",
+        ),
+    ],
+    ids=["flat_state_tree_grads", "tree_state_flat_grads", "another_flat_layout"],
+)
+def test_a_state_in_another_layout_is_refused_naming_the_leaf(state_on, grads, match):
+    tx = gradtx.adam(0.1)
+    params = FlatParams.from_tree(_params()) if state_on == "flat" else _params()
+    with pytest.raises(ValueError, match=match):
+        tx.update(grads(), tx.init(params), None)
+
+
+_TRANSPOSED = (
+    r"at <root>: .*FlatParams.*: leaf \['out'\] is float32\[2, 3\] in buffer 'float32' at 18 in "
+    r"the updates, \['out'\] float32\[3, 2\] in buffer 'float32' at 18 in the optimizer state\.$"
+)
+
+
+def test_layouts_with_the_same_buffers_are_refused_naming_the_first_differing_leaf():
+    tx = gradtx.adam(0.1)
+    transposed = {**_params(), "out": _params()["out"].T}  # the same 24 floats in one buffer
+    with pytest.raises(ValueError, match=_TRANSPOSED):
+        tx.update(FlatParams.from_tree(transposed), tx.init(FlatParams.from_tree(_params())))
+
+
+# -- what users read from the state: params-shaped values as FlatParams of the tree's ------
+
+
+def _nan_at_step_1(step):
+    grads = _grads(step)
+    if step == 1:
+        grads["ln"]["scale"] = grads["ln"]["scale"].at[1].set(jnp.nan)
+    return grads
+
+
+def _read_alike(tx, keys, grads=_grads, steps=2):
+    """tree_get(state, key) for each key after the same steps on a tree and on FlatParams:
+    the flat value is a FlatParams in the params' layout (given back as its tree) or the
+    same scalar, with the tree run's numbers. Returns the flat state and the values."""
+    tree_params, tree_state = _run_with_state(tx, grads=grads, steps=steps)
+    flat_params, flat_state = _run_with_state(tx, flat=True, grads=grads, steps=steps)
+    assert _max_difference(flat_params, tree_params) <= 1e-6
+    values = []
+    for key in keys:
+        tree_value, flat_value = gradtx.tree_get(tree_state, key), gradtx.tree_get(flat_state, key)
+        if isinstance(tree_value, dict):
+            assert isinstance(flat_value, FlatParams)
+            assert flat_value.layout == FlatParams.from_tree(_params()).layout
+            flat_value = flat_value.to_tree()
+            assert _max_difference(flat_value, tree_value) <= 1e-6
+        else:  # a counter or a flag
+            np.testing.assert_array_equal(flat_value, tree_value)
+        values.append(flat_value)
+    return flat_state, values
+
+
+def test_ema_params_average_reads_as_flat_params_of_the_tree_average():
+    tx = gradtx.chain(gradtx.adam(0.1), gradtx.ema_params(0.5))
+    state, (average,) = _read_alike(tx, ["average"])
+    assert _max_difference(average, _params()) > 1e-2  # it moved
+    # tree_set takes the tree and packs it into the layout (resetting the average).
+    reset = gradtx.tree_set(state, average=_params())
+    assert isinstance(reset[1].average, FlatParams)
+    assert _max_difference(reset[1].average.to_tree(), _params()) == 0.0
+
+
+def test_multi_steps_accumulator_and_has_updated_read_like_the_tree():
+    tx = gradtx.MultiSteps(gradtx.adam(0.1), every_k_schedule=3)
+    zeros = jax.tree.map(jnp.zeros_like, _params())
+    state, (acc,) = _read_alike(tx, ["acc_grads"], steps=2)  # two micro-steps summed
+    assert not tx.has_updated(state) and _max_difference(acc, zeros) > 1.0
+    state, (acc, _) = _read_alike(tx, ["acc_grads", "updated"], steps=3)  # applied, emptied
+    assert tx.has_updated(state) and _max_difference(acc, zeros) == 0.0
+
+
+def test_apply_if_finite_counts_a_nan_in_one_leaf_like_the_tree():
+    tx = gradtx.apply_if_finite(gradtx.adam(0.1), max_consecutive_errors=1)
+    keys = ["notfinite_count", "total_notfinite", "last_finite", "gave_up", "mu"]
+    state, _ = _read_alike(tx, keys, grads=_nan_at_step_1, steps=3)
+    assert int(state.total_notfinite) == 1 and bool(state.gave_up)
+    with pytest.raises(FloatingPointError, match="gave up after 1"):
+        gradtx.check_finite_steps(state)
+
+
 # -- checkpoints: stored as the ordinary tree ---------------------------------------------
 
 
@@ -318,14 +430,13 @@ def test_checkpoint_stores_the_tree_so_flat_and_tree_runs_resume_each_other(tmp_
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from problems import make_params, quadratic_loss  # noqa: E402
-from registry import OPTIMIZERS  # noqa: E402
+from registry import OPTIMIZERS, TRANSFORMS, WRAPPERS  # noqa: E402
 
 NAMED = OPTIMIZERS
 
 
 def _steps(entry, flat: bool, steps: int = 2):
-    """``steps`` steps of the entry's optimizer on the quadratic, eagerly (each case would
-    compile for seconds under jit; eager ops compile once for all of them)."""
+    """``steps`` steps of the entry's optimizer on the quadratic (see :func:`_flat_and_tree`)."""
     tx = entry.build()
     params = make_params()
     loss = (lambda fp: quadratic_loss(fp.to_tree())) if flat else quadratic_loss
@@ -339,7 +450,36 @@ def _steps(entry, flat: bool, steps: int = 2):
     return params.to_tree() if flat else params
 
 
+def _flat_and_tree(entry):
+    """The entry's steps on FlatParams and on the tree, eagerly (jit compiles each case for
+    seconds; eager ops compile once for all of them), except those taking value_fn= (line
+    searches, curvature, gradient-free): their loops compile at every eager call, so they
+    run under one jit for both runs."""
+
+    def both():
+        return _steps(entry, flat=True), _steps(entry, flat=False)
+
+    return jax.jit(both)() if entry.extra_args else both()
+
+
 @pytest.mark.parametrize("entry", NAMED, ids=[e.name for e in NAMED])
 def test_every_named_optimizer_gives_the_tree_numbers(entry):
     # float32 through different fusions (one buffer or per leaf): a few ulps.
-    assert _max_difference(_steps(entry, flat=True), _steps(entry, flat=False)) <= 1e-5
+    assert _max_difference(*_flat_and_tree(entry)) <= 1e-5
+
+
+# -- every public transform factory: the tree's numbers on FlatParams ------------------------
+
+# test_contract.py's ENTRIES (OPTIMIZERS + TRANSFORMS + WRAPPERS), which its
+# test_registry_is_complete holds to every public factory; the named optimizers are above.
+FACTORIES = TRANSFORMS + WRAPPERS
+
+# Factories that cannot take FlatParams: none. Those that reduce per leaf while wrapping
+# another transform (cautious, scale_by_adahessian's blocks) do it on the leaves the buffers pack.
+
+
+@pytest.mark.parametrize("entry", FACTORIES, ids=[e.name for e in FACTORIES])
+def test_every_public_transform_gives_the_tree_numbers(entry):
+    # Each transform alone, its updates added to the params (a scale_by_* too): the steps
+    # of _steps, as for the named optimizers.
+    assert _max_difference(*_flat_and_tree(entry)) <= 1e-5

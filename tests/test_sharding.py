@@ -100,6 +100,16 @@ def test_explicit_axes_work_per_leaf_and_refuse_mixed_concatenation(worker):
     assert worker["explicit_multi_tensor_whole_kernel"]["error"].startswith("ShardingTypeError")
 
 
+@pytest.mark.parametrize("name", ["flat_adam", "flat_adamw_clip"])
+def test_flat_params_split_over_the_axis_give_the_tree_numbers_and_stay_split(worker, name):
+    # FlatParams.from_tree, then jax.device_put over P("data"): a jitted step keeps it so.
+    result = _ran(worker, name)
+    assert result["close"], result["max_difference"]  # allclose at rtol = atol = 1e-6
+    assert result["moved"] > 1e-2
+    # The params' buffer and adam's mu and nu: all still split.
+    assert result["buffers"] == 3 and result["buffer_specs"] == ["P('data',)"]
+
+
 def test_layout_report_on_one_device():
     mesh = jax.make_mesh((1,), ("data",))
     params = {"w": jnp.ones((4, 2)), "b": jnp.ones(3)}
