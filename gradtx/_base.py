@@ -449,6 +449,7 @@ _calls = threading.local()  # how deep inside an update we are: only the outermo
 def _guarded_init(init):
     @functools.wraps(init)
     def checked_init(self, params):
+        params = _as_arrays(params)
         if self.refuses_integer_leaves():
             check_float_leaves(params, "params")
         if _needs_leaves(self, params):
@@ -468,6 +469,7 @@ def _guarded_update(update):
             check_float_leaves(updates)
         depth = getattr(_calls, "depth", 0)
         if depth == 0:
+            updates, params = _as_arrays(updates), _as_arrays(params)
             if params is not None and updates is not None:
                 check_same_structure(updates, params, "params")
                 check_same_shapes(updates, params, "params")
@@ -483,6 +485,15 @@ def _guarded_update(update):
 
     checked_update.guarded = True
     return checked_update
+
+
+def _as_arrays(tree: Any) -> Any:
+    """Python numbers among the leaves as arrays of the default dtypes, as jnp makes them
+    (``{"w": 2.0}`` is a tree of one float leaf); other trees are returned as they are."""
+    leaves, treedef = jax.tree.flatten(tree)
+    if not any(isinstance(x, (int, float, complex)) for x in leaves):
+        return tree
+    return treedef.unflatten([jax.numpy.asarray(x, jax.numpy.result_type(x)) for x in leaves])
 
 
 # -- flat parameters (gradtx.FlatParams) for transforms that need leaf boundaries ------------

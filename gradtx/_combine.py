@@ -38,8 +38,8 @@ def identity() -> Identity:
     """The transform that changes nothing.
 
     >>> import gradtx
-    >>> gradtx.identity().update({"w": 1.0}, ())[0]
-    {'w': 1.0}
+    >>> float(gradtx.identity().update({"w": 1.0}, ())[0]["w"])
+    1.0
     """
     return Identity()
 
@@ -378,7 +378,7 @@ def masked(inner: Any, mask: Any) -> Masked:
 
     >>> import gradtx
     >>> tx = gradtx.masked(gradtx.scale(0.0), {"w": True, "b": False})
-    >>> tx.update({"w": 1.0, "b": 1.0}, tx.init({"w": 0.0, "b": 0.0}))[0]["b"]
+    >>> float(tx.update({"w": 1.0, "b": 1.0}, tx.init({"w": 0.0, "b": 0.0}))[0]["b"])
     1.0
     """
     return Masked(inner=inner, mask=mask)

@@ -159,6 +159,22 @@ def test_float64_params_keep_their_dtype(entry, x64):
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
+def test_python_numbers_as_leaves_take_a_step(entry):
+    # As optax: {"w": 2.0} is a tree of one scalar leaf, whose dtype is the default float.
+    tx, params = entry.build(), {"w": 2.0, "b": -1.0}
+    updates, state = tx.update(
+        {"w": 0.5, "b": -0.25},
+        tx.init(params),
+        params,
+        value=4.0,
+        grad={"w": 0.5, "b": -0.25},
+        value_fn=lambda p: p["w"] ** 2,
+    )
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+    assert all(jnp.isfinite(u) for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_state_buffers_can_be_donated(entry):
     # Two state leaves sharing one array (a scalar counter too) make donate_argnums fail
     # ("donate the same buffer twice"); params must not alias into the state either.
