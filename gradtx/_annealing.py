@@ -37,8 +37,16 @@ def logarithmic_cooling(init_value: float = 1.0) -> LogarithmicCooling:
     (for a large enough ``init_value``); ``exponential_decay(T0, 1, rate)`` is
     the geometric cooling ``T0 rate**k`` of Kirkpatrick et al., faster in practice.
 
+    Args:
+        init_value: T(0), >= 0. Default 1.0.
+
     Reference: Geman and Geman, *Stochastic Relaxation, Gibbs Distributions,
     and the Bayesian Restoration of Images*, IEEE PAMI 1984.
+
+    >>> import gradtx
+    >>> schedule = gradtx.logarithmic_cooling(2.0)
+    >>> [round(float(schedule(k)), 4) for k in (0, 10, 100)]
+    [2.0, 0.7865, 0.4318]
     """
     return LogarithmicCooling(init_value=init_value)
 
@@ -159,9 +167,12 @@ def simulated_annealing(
         temperature: T >= 0, a number or a non-increasing gradtx schedule:
             ``exponential_decay(T0, 1, rate)`` is geometric cooling,
             ``logarithmic_cooling(T0)`` Geman and Geman's. T = 0 is greedy descent.
+            Default 1.0.
         step_size: the proposal's standard deviation >= 0, a number or a schedule.
-        n_chains: independent chains run side by side (vmapped), >= 1.
-        key: a JAX PRNG key or an integer seed.
+            Default 0.1.
+        n_chains: independent chains run side by side (vmapped), an integer >= 1.
+            Default 1.
+        key: a JAX PRNG key or an integer seed. Default 0.
 
     Differences from ``scipy.optimize.dual_annealing``: scipy's visits are
     Cauchy-Lorentz (Tsallis) jumps, its acceptance generalised, its schedule

@@ -105,8 +105,19 @@ def scale_by_cocob(alpha: float = 100.0, eps: float = 1e-8) -> ScaleByCocob:
     descent step (no sign flip after it). Difference from optax: L is stored
     in float32 for float16 params (optax rounds eps = 1e-8 to 0 there).
 
+    Args:
+        alpha: the cap on the first bets, >= 0. Default 100.0.
+        eps: L_0, > 0. Default 1e-8.
+
     Reference: Orabona & Tommasi, *Training Deep Networks without Learning
     Rates Through Coin Betting*, NeurIPS 2017, arXiv:1705.07795, Algorithm 2.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_cocob()
+    >>> params = {"w": jnp.array([1.0, -2.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, -1.0])}, tx.init(params), params)
+    >>> [round(float(v), 4) for v in u["w"]]  # the first bet: C / (alpha L) * L
+    [-0.01, 0.01]
     """
     return ScaleByCocob(alpha=alpha, eps=eps)
 
@@ -131,6 +142,13 @@ def cocob(
     :func:`scale_by_cocob`. The bet is invariant to the gradients' scale, so a
     constant ``learning_rate`` changes nothing but the weight of ``eps``; a
     schedule weighs the gradients of different steps against each other.
+
+    Args:
+        learning_rate: a number or a schedule, >= 0. Default 1.0.
+        alpha: the cap on the first bets, >= 0. Default 100.0.
+        eps: > 0. Default 1e-8.
+        weight_decay: coupled L2 added to the gradient, >= 0. Default 0.0.
+        mask: the leaves decayed, None for all. Default None.
 
     >>> import gradtx, jax.numpy as jnp
     >>> params = {"w": jnp.asarray([1.0, -2.0])}
@@ -264,6 +282,13 @@ def mechanize(
     Mechanic learns the factor. ``weight_decay`` is Mechanic's own (on h, not
     the base's). The update needs the params. The scales are
     ``gradtx.tree_get(state, "s")``.
+
+    Args:
+        base_optimizer: a gradtx or optax transform, with learning rate 1.
+        weight_decay: Mechanic's decay, >= 0. Default 1e-2.
+        eps: > 0. Default 1e-8.
+        s_init: the initial total scale, > 0. Default 1e-6.
+        num_betas: an integer >= 1. Default 6.
 
     Differences from optax: r, m, v, s are float32 (float64 under x64), not
     the params' lowest dtype (bfloat16 rounds beta_3 = 0.999 to 1). As optax's,

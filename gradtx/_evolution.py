@@ -117,19 +117,31 @@ def evolution_strategies(
     coefficient): ``adamw(lr, weight_decay=...)``.
 
     Args:
-      popsize: members per update, even (antithetic pairs); static.
-      sigma: the perturbations' standard deviation, > 0.
+      popsize: members per update, an even integer >= 2 (antithetic pairs); static.
+        Default 32.
+      sigma: the perturbations' standard deviation, > 0. Default 0.02.
       fitness_shaping: ``"centred_ranks"`` (the paper's) or ``"none"`` (raw
         losses; a pair whose loss difference is not finite is left out).
+        Default ``"centred_ranks"``.
       key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
+        Default None.
 
     NaN or inf losses rank last and are counted in ``state.nonfinite``. With the
     same draw key, ``chain(evolution_strategies(n, s), sgd(lr))`` follows evosax's
     ``Open_ES(n, optimizer=optax.sgd(lr), std_schedule=constant(s))`` (its default
     ``use_antithetic_sampling=True``). Call ``update(None, state, params,
     value_fn=f)`` (or ``population_value_fn=``).
+
     Reference: Salimans et al., *Evolution Strategies as a Scalable Alternative
     to Reinforcement Learning*, arXiv:1703.03864.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.evolution_strategies(popsize=8, sigma=0.1, key=0)
+    >>> u, _ = tx.update(None, tx.init(x), x, value_fn=f)
+    >>> [round(float(v), 4) for v in u]  # points downhill: -u is towards 1
+    [-4.3118, -3.5008]
     """
     return EvolutionStrategies(
         popsize=popsize, sigma=sigma, fitness_shaping=fitness_shaping, key=key
@@ -230,12 +242,14 @@ def perturbation_gradient(
     first-order optimizer chained after it.
 
     Args:
-      num_samples: perturbations per update (antithetic: 2 losses each); static.
-      sigma: the perturbations' standard deviation, > 0.
+      num_samples: perturbations per update, an integer >= 1 (antithetic: 2 losses
+        each); static. Default 1000.
+      sigma: the perturbations' standard deviation, > 0. Default 0.1.
       antithetic: also evaluate ``x - sigma z_i`` (lower variance; the baseline
-        cancels); static.
-      use_baseline: subtract ``loss(x)`` (one more evaluation); static.
+        cancels); static. Default False.
+      use_baseline: subtract ``loss(x)`` (one more evaluation); static. Default True.
       key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
+        Default None.
 
     Given the update's draw key ``k``, the estimate equals
     ``jax.grad(optax.perturbations.make_perturbed_fun(loss, n, sigma,
@@ -243,9 +257,18 @@ def perturbation_gradient(
     optax: a transform, not a smoothed function; Gaussian noise only (optax's
     default is Gumbel); the antithetic option; a term whose loss is NaN or inf
     is left out (counted in ``state.nonfinite``) instead of making the estimate NaN.
+
     Reference: Berthet et al., *Learning with Differentiable Perturbed
     Optimizers*, arXiv:2002.08676; Nesterov and Spokoiny, *Random Gradient-Free
     Minimization of Convex Functions* (2017).
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)  # gradient at 0: [-2, -2]
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.perturbation_gradient(num_samples=100, antithetic=True, key=0)
+    >>> u, _ = tx.update(None, tx.init(x), x, value_fn=f)
+    >>> [round(float(v), 4) for v in u]
+    [-1.5488, -2.1318]
     """
     return PerturbationGradient(
         num_samples=num_samples,
@@ -418,20 +441,33 @@ def genetic_algorithm(
     members ``params + mutation_scale N(0, I)``.
 
     Args:
-      popsize: members per generation, >= 2; static.
-      tournament_size: contestants per selection, >= 1; static.
-      crossover: ``"uniform"`` (default) or ``"blend"`` (BLX-alpha); static.
-      crossover_rate: probability that a pair mates, in [0, 1].
-      mutation_rate: probability that a gene mutates, in [0, 1].
-      mutation_scale: the mutations' (and first population's) std, > 0.
-      elites: members kept unchanged, in [0, popsize - 1]; static.
-      blend_alpha: BLX's alpha, >= 0 (``crossover="blend"`` only).
+      popsize: members per generation, an integer >= 2; static. Default 32.
+      tournament_size: contestants per selection, an integer >= 1; static. Default 3.
+      crossover: ``"uniform"`` or ``"blend"`` (BLX-alpha); static. Default ``"uniform"``.
+      crossover_rate: probability that a pair mates, in [0, 1]. Default 0.5.
+      mutation_rate: probability that a gene mutates, in [0, 1]. Default 0.1.
+      mutation_scale: the mutations' (and first population's) std, > 0. Default 0.1.
+      elites: members kept unchanged, an integer in [0, popsize - 1]; static. Default 1.
+      blend_alpha: BLX's alpha, >= 0 (``crossover="blend"`` only). Default 0.5.
       key: an integer seed, a JAX PRNG key (raw or typed), or None (key 0).
+        Default None.
 
     NaN or inf losses rank last and are counted in ``state.nonfinite``.
+
     Reference: Holland (1975); Goldberg, *Genetic Algorithms in Search,
     Optimization and Machine Learning* (1989); Eshelman and Schaffer (1993) for
     BLX-alpha; Fortin et al., *DEAP*, JMLR 13 (2012).
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.genetic_algorithm(popsize=8, key=0)
+    >>> state = tx.init(x)
+    >>> for _ in range(3):  # three generations; x is the best member so far
+    ...     u, state = tx.update(None, state, x, value_fn=f)
+    ...     x = gradtx.apply_updates(x, u)
+    >>> round(float(f(x)), 4)
+    1.4334
     """
     return GeneticAlgorithm(
         popsize=popsize,

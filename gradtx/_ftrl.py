@@ -109,9 +109,27 @@ def ftrl_proximal(
     ``weight_decay`` first decays p by ``p * weight_decay * lr_t`` (Keras's
     decoupled decay, which FTRL then reads). The output is a full update
     (apply it as is: no learning-rate scaling after).
-    ``learning_rate`` may be a schedule.
+    The update needs the params. Keras 3's ``keras.optimizers.Ftrl`` is
+    ``gradtx.compat.keras.ftrl``.
+
+    Args:
+        learning_rate: lr, a number or a schedule, > 0. Default 1e-3.
+        learning_rate_power: -power, <= 0 (-0.5 is AdaGrad-like). Default -0.5.
+        initial_accumulator_value: n_0, >= 0. Default 0.1.
+        l1: L1 strength, >= 0 (coordinates with |z| <= l1 are set to 0). Default 0.0.
+        l2: L2 strength, >= 0. Default 0.0.
+        l2_shrinkage: magnitude penalty added to the gradient, >= 0. Default 0.0.
+        beta: adds beta / (2 lr) to l2, >= 0. Default 0.0.
+        weight_decay: decoupled decay, >= 0. Default 0.0.
 
     Reference: McMahan et al., *Ad Click Prediction: a View from the Trenches*, KDD 2013.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.ftrl_proximal(0.1, l1=0.5)
+    >>> params = {"w": jnp.array([0.0, 0.0])}
+    >>> u, _ = tx.update({"w": jnp.array([0.3, 2.0])}, tx.init(params), params)
+    >>> [round(float(v), 4) for v in u["w"]]  # |z| = 0.3 <= l1: stays at 0
+    [0.0, -0.0741]
     """
     return FtrlProximal(
         learning_rate=learning_rate,

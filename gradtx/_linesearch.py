@@ -213,9 +213,30 @@ def scale_by_backtracking_linesearch(
     search goes on from the last step tried, as optax's does (optax's would
     stay at 0 after a NaN).
 
+    Args:
+        max_backtracking_steps: reductions tried, an integer >= 0 (required).
+        slope_rtol: the Armijo constant, in [0, 1). Default 1e-4.
+        decrease_factor: in (0, 1). Default 0.8.
+        increase_factor: growth of the first guess from the last step, >= 1 (inf
+            allowed). Default 1.5.
+        max_learning_rate: the cap on a step, > 0. Default 1.0.
+        atol: absolute slack of the decrease test, >= 0. Default 0.0.
+        rtol: relative slack of the decrease test, >= 0. Default 0.0.
+        store_grad: also compute the gradient at the new params. Default False.
+        verbose: print when the search fails. Default False.
+
     References: Armijo, *Minimization of functions having Lipschitz continuous
     first partial derivatives*, 1966; Nocedal & Wright, *Numerical Optimization*,
     2nd ed., algorithm 3.1; Vaswani et al., *Painless stochastic gradient*, 2019.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.chain(gradtx.sgd(1.0), gradtx.scale_by_backtracking_linesearch(15))
+    >>> value, grad = jax.value_and_grad(f)(x)
+    >>> u, state = tx.update(grad, tx.init(x), x, value=value, grad=grad, value_fn=f)
+    >>> [round(float(v), 4) for v in u]  # the direction -g = [2, 2], shrunk once to 0.8
+    [1.6, 1.6]
     """
     return ScaleByBacktrackingLinesearch(
         max_backtracking_steps=max_backtracking_steps,
@@ -583,8 +604,30 @@ def scale_by_zoom_linesearch(
     stays at 0 with ``"keep"``), and an uphill direction none, without
     evaluating the loss; ``"slope"`` and ``info.failed`` are gradtx's.
 
+    Args:
+        max_linesearch_steps: evaluations per search, an integer >= 1 (required).
+        max_learning_rate: the cap on a step, > 0, or None for none. Default None.
+        tol: slack of both conditions, >= 0. Default 0.0.
+        increase_factor: growth while bracketing, > 1. Default 2.0.
+        slope_rtol: the sufficient-decrease constant, in (0, 1). Default 1e-4.
+        curv_rtol: the curvature constant, > 0 (inf: none), above slope_rtol.
+            Default 0.9.
+        approx_dec_rtol: >= 0, or None. Default 1e-6.
+        stepsize_precision: >= 0. Default 1e-5.
+        initial_guess_strategy: ``"keep"``, ``"one"`` or ``"slope"``. Default ``"keep"``.
+        verbose: print when the search fails. Default False.
+
     References: Nocedal & Wright, *Numerical Optimization*, 2nd ed., section 3.5;
     Hager & Zhang, *Algorithm 851: CG_DESCENT*, ACM TOMS, 2006.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.chain(gradtx.sgd(1.0), gradtx.scale_by_zoom_linesearch(15))
+    >>> value, grad = jax.value_and_grad(f)(x)
+    >>> u, state = tx.update(grad, tx.init(x), x, value=value, grad=grad, value_fn=f)
+    >>> [round(float(v), 4) for v in u]  # the exact minimiser along -g
+    [1.0, 1.0]
     """
     return ScaleByZoomLinesearch(
         max_linesearch_steps=max_linesearch_steps,
@@ -611,6 +654,23 @@ def value_and_grad_from_state(value_fn: Callable[..., Any]) -> Callable[..., Any
     gradient at the params the last update led to), or computes them when the
     value is not finite (before the first step). As ``optax.value_and_grad_from_state``;
     only for full-batch problems, where the loss does not change between steps.
+
+    Args:
+        value_fn: the loss, a function of the params (and of extra arguments).
+
+    Reference: ``optax.value_and_grad_from_state``.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> f = lambda x: jnp.sum((x - 1.0) ** 2)
+    >>> x = jnp.array([0.0, 0.0])
+    >>> tx = gradtx.chain(gradtx.sgd(1.0), gradtx.scale_by_zoom_linesearch(15))
+    >>> value_and_grad = gradtx.value_and_grad_from_state(f)
+    >>> state = tx.init(x)
+    >>> value, grad = value_and_grad(x, state=state)  # computed: nothing stored yet
+    >>> u, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=f)
+    >>> value, grad = value_and_grad(x + u, state=state)  # read from the state
+    >>> round(float(value), 4), [round(float(v), 4) for v in grad]
+    (0.0, [0.0, 0.0])
     """
     value_and_grad = jax.value_and_grad(value_fn)
 

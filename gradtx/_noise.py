@@ -64,8 +64,19 @@ def add_noise(eta: float, gamma: float, key: Any = 0) -> AddNoise:
     ``key`` is a JAX PRNG key or an integer seed; the same key gives the same
     noise as optax. Noise helps escape saddle points and poor local minima.
 
+    Args:
+        eta: the noise variance at t = 1, >= 0.
+        gamma: the variance's decay exponent, >= 0 (the paper uses 0.55).
+        key: a JAX PRNG key or an integer seed. Default 0.
+
     Reference: Neelakantan et al., *Adding Gradient Noise Improves Learning
     for Very Deep Networks*, arXiv:1511.06807.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.add_noise(0.01, 0.55, key=0)
+    >>> u, _ = tx.update({"w": jnp.zeros(3)}, tx.init(None))
+    >>> [round(float(v), 4) for v in u["w"]]
+    [0.0199, -0.077, -0.1259]
     """
     return AddNoise(eta=eta, gamma=gamma, key=key)
 
@@ -76,9 +87,23 @@ def noisy_sgd(learning_rate: Any, eta: float = 0.01, gamma: float = 0.55, key: A
 
     Update rule::
 
-        p_t = p_{t-1} - lr_t * (g_t + N(0, eta / t**gamma))
+        p_t = p_{t-1} - lr_t * (g_t + N(0, eta / t**gamma))        t = 1, 2, ...
 
-    Reference: Neelakantan et al., arXiv:1511.06807.
+    Args:
+        learning_rate: a number or a schedule, >= 0.
+        eta: the noise variance at t = 1, >= 0. Default 0.01.
+        gamma: the variance's decay exponent, >= 0. Default 0.55.
+        key: a JAX PRNG key or an integer seed. Default 0.
+
+    Reference: Neelakantan et al., *Adding Gradient Noise Improves Learning
+    for Very Deep Networks*, arXiv:1511.06807.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.noisy_sgd(0.1)
+    >>> params = {"w": jnp.zeros(3)}
+    >>> u, _ = tx.update({"w": jnp.ones(3)}, tx.init(params))
+    >>> [round(float(v), 4) for v in u["w"]]
+    [-0.102, -0.0923, -0.0874]
     """
     return named_recipe(
         "noisy_sgd", add_noise(eta, gamma, key), scale_by_learning_rate(learning_rate)

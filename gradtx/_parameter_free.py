@@ -266,6 +266,17 @@ def prodigy(
     intended peak). d is ``gradtx.tree_get(state, "estim_lr")``. The update
     needs the params.
 
+    Args:
+        learning_rate: multiplier of the estimated step, a number or a schedule, >= 0.
+            Default 1.0.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        beta3: decay of s and r, in [0, 1), or None for sqrt(beta2). Default None.
+        eps: > 0. Default 1e-8.
+        estim_lr0: d_0, > 0. Default 1e-6.
+        estim_lr_coef: multiplier of the estimate, > 0. Default 1.0.
+        weight_decay: decoupled decay, >= 0. Default 0.0.
+        safeguard_warmup: leave lr out of s. Default False.
+
     >>> import gradtx, jax.numpy as jnp
     >>> params = {"w": jnp.ones(2)}
     >>> tx = gradtx.prodigy()
@@ -411,8 +422,24 @@ def dadapt_adamw(
     (optax: NaN). :func:`gradtx.compat.pytorch.dadapt_adam` is the authors'
     ``DAdaptAdam`` (no bias correction and coupled weight decay by default).
 
+    Args:
+        learning_rate: multiplier of the estimated step, a number or a schedule, >= 0.
+            Default 1.0.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: added to sqrt(v), > 0. Default 1e-8.
+        estim_lr0: d_0, the initial distance estimate, > 0. Default 1e-6.
+        weight_decay: decoupled decay, >= 0. Default 0.0.
+
     Reference: Defazio & Mishchenko, *Learning-Rate-Free Learning by
     D-Adaptation*, ICML 2023, arXiv:2301.07733.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> x = jnp.array([1.0, 2.0])
+    >>> tx = gradtx.dadapt_adamw(estim_lr0=0.1)
+    >>> u, state = tx.update(2 * x, tx.init(x), x)
+    >>> u, state = tx.update(2 * x, state, x + u)
+    >>> round(float(gradtx.tree_get(state, "estim_lr")), 4)
+    0.4268
     """
     return named_recipe(
         "dadapt_adamw",
@@ -485,8 +512,22 @@ def scale_by_polyak(
     The update needs ``value=``; the step is ``gradtx.tree_get(state, "step_size")``
     (optax keeps no state).
 
+    Args:
+        f_min: a lower bound of the loss, finite. Default 0.0.
+        max_learning_rate: the cap on the step, >= 0. Default 1.0.
+        eps: added to |u|^2, >= 0. Default 0.0.
+        variant: ``"sps"``, or ``"sps+"`` (the gap f - f_min clipped at 0). Default ``"sps"``.
+
     Reference: Loizou et al., *Stochastic Polyak Step-size for SGD*, AISTATS 2021;
     sps+: Garrigos et al., arXiv:2307.14528.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> x = jnp.array([1.0, 2.0])
+    >>> value, grad = jax.value_and_grad(lambda x: jnp.sum(x**2))(x)
+    >>> tx = gradtx.scale_by_polyak()
+    >>> u, state = tx.update(grad, tx.init(x), x, value=value)
+    >>> [round(float(v), 4) for v in u], round(float(gradtx.tree_get(state, "step_size")), 4)
+    ([0.5, 1.0], 0.25)
     """
     return ScaleByPolyak(f_min=f_min, max_learning_rate=max_learning_rate, eps=eps, variant=variant)
 
@@ -505,6 +546,14 @@ def polyak_sgd(
 
         step = min((f - f_min) / (s_t**2 |g|^2 + eps), max_learning_rate)
         u <- -s_t * step * g
+
+    Args:
+        max_learning_rate: the cap on the step, >= 0. Default 1.0.
+        scaling: s, a number or a schedule, >= 0. Default 1.0.
+        f_min: a lower bound of the loss, finite. Default 0.0.
+        eps: added to the denominator, >= 0. Default 0.0.
+        variant: ``"sps"``, or ``"sps+"`` (the gap f - f_min clipped at 0).
+            Default ``"sps"``.
 
     >>> import gradtx, jax, jax.numpy as jnp
     >>> def f(x): return jnp.sum(x ** 2)
@@ -657,6 +706,13 @@ def momo(
     never below it. The update needs the params and ``value=``; the bound is
     ``gradtx.tree_get(state, "lb")``.
 
+    Args:
+        learning_rate: the cap on the step, a number or a schedule, >= 0. Default 1.0.
+        beta: the momentum, in [0, 1). Default 0.9.
+        lower_bound: f_*, finite. Default 0.0.
+        weight_decay: lambda, >= 0. Default 0.0.
+        adapt_lower_bound: estimate f_* on the fly. Default False.
+
     >>> import gradtx, jax, jax.numpy as jnp
     >>> def f(x): return jnp.sum(x ** 2)
     >>> x = jnp.asarray([1.0, 2.0, 3.0])
@@ -759,12 +815,29 @@ def momo_adam(
                   max((1 + lr_t lambda)(barf - (1 - b1**t) f_* - gamma) + <m, p>, 0) / <m, d>)
         u = -lr_t lambda / (1 + lr_t lambda) p - tau d          (tau = 0 where <m, d> <= 2.2e-16)
 
-    Arguments as :func:`momo` (f_* adapted with ``adapt_lower_bound``), and
-    Adam's ``b1``, ``b2`` in [0, 1) and ``eps`` > 0. The update needs the
-    params and ``value=``. Differences from optax: as :func:`momo`'s.
+    The update needs the params and ``value=``. Differences from optax: as :func:`momo`'s.
+
+    Args:
+        learning_rate: the cap on the step, a number or a schedule, >= 0. Default 1e-2.
+        b1: decay of the first moment (and of barf, gamma), in [0, 1). Default 0.9.
+        b2: decay of the second moment, in [0, 1). Default 0.999.
+        eps: added to sqrt(v^), > 0. Default 1e-8.
+        lower_bound: f_*, a lower bound of the loss, finite. Default 0.0.
+        weight_decay: lambda, >= 0. Default 0.0.
+        adapt_lower_bound: estimate f_* on the fly, starting at ``lower_bound`` and
+            never below it. Default False.
 
     Reference: Schaipp, Ohana, Eickenberg, Defazio, Gower, *MoMo: Momentum
     Models for Adaptive Learning Rates*, ICML 2024, arXiv:2305.07583.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> def f(x): return jnp.sum(x ** 2)
+    >>> x = jnp.array([1.0, 2.0])
+    >>> tx = gradtx.momo_adam(0.1)
+    >>> value, grad = jax.value_and_grad(f)(x)
+    >>> updates, state = tx.update(grad, tx.init(x), x, value=value)
+    >>> round(float(f(gradtx.apply_updates(x, updates))), 4)
+    4.42
     """
     return named_recipe(
         "momo_adam",
@@ -851,7 +924,19 @@ def scale_by_dog(
     first step is lr * g. r is ``gradtx.tree_get(state, "max_dist")``. ``init``
     must see the real params (``heuristic``); the update needs the params.
 
+    Args:
+        init_step: a pair ``(tag, value)``, tag one of ``"distance"``,
+            ``"learning_rate"``, ``"heuristic"``, value > 0. Default ``("heuristic", 1e-6)``.
+        eps: >= 0. Default 1e-8.
+
     Reference: Ivgi, Hinder, Carmon, *DoG is SGD's Best Friend*, ICML 2023, arXiv:2302.12022.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_dog(("distance", 1.0))
+    >>> params = {"w": jnp.array(3.0)}
+    >>> u, _ = tx.update({"w": jnp.array(2.0)}, tx.init(params), params)
+    >>> round(float(u["w"]), 4)  # r_0 / |g| * g
+    1.0
     """
     if not isinstance(init_step, (tuple, list)) or len(init_step) != 2:
         raise ValueError(
@@ -876,10 +961,27 @@ def dog(
         g <- g + weight_decay p                    (if weight_decay is not None)
         u_t = -lr_t * r_t / sqrt(sum_k |g_k|^2 + eps) * g_t
 
-    ``mask`` selects the params that weight decay applies to. The authors
-    recommend averaging the iterates (:func:`gradtx.ema_params`).
+    The authors recommend averaging the iterates (:func:`gradtx.ema_params`).
+    ``init`` must see the real params; the update needs the params.
+
+    Args:
+        learning_rate: multiplier of DoG's step, a number or a schedule, >= 0. Default 1.0.
+        init_step: a pair ``(tag, value)``, tag one of ``"distance"``, ``"learning_rate"``,
+            ``"heuristic"`` (see :func:`scale_by_dog`), value > 0. Default
+            ``("heuristic", 1e-6)``.
+        eps: added to the sum of squared gradient norms, >= 0. Default 1e-8.
+        weight_decay: coupled L2 decay added to the gradient, >= 0, or None for none.
+            Default None.
+        mask: which params weight decay applies to (a tree of bools or a function of
+            the params), None for all. Default None.
 
     Reference: Ivgi, Hinder, Carmon, *DoG is SGD's Best Friend*, ICML 2023, arXiv:2302.12022.
+
+    >>> import gradtx
+    >>> tx = gradtx.dog(init_step=("distance", 1.0))
+    >>> params = {"w": 3.0}
+    >>> round(float(tx.update({"w": 2.0}, tx.init(params), params)[0]["w"]), 4)
+    -1.0
     """
     return named_recipe(
         "dog",
@@ -937,7 +1039,18 @@ def scale_by_dowg(init_estim_sq_dist: float | None = None, eps: float = 1e-4) ->
 
     r^2 is ``gradtx.tree_get(state, "estim_sq_dist")``; the update needs the params.
 
+    Args:
+        init_estim_sq_dist: r_0^2, > 0, or None for ``eps``. Default None.
+        eps: > 0. Default 1e-4.
+
     Reference: Khaled, Mishchenko, Jin, *DoWG Unleashed*, NeurIPS 2023, arXiv:2305.16284.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_dowg(4.0)
+    >>> params = {"w": jnp.array(3.0)}
+    >>> u, _ = tx.update({"w": jnp.array(1.0)}, tx.init(params), params)
+    >>> round(float(u["w"]), 4)  # 4 / (sqrt(4 * 1) + 1e-4)
+    1.9999
     """
     return ScaleByDowg(init_estim_sq_dist=init_estim_sq_dist, eps=eps)
 
@@ -957,7 +1070,25 @@ def dowg(
         g <- g + weight_decay p                    (if weight_decay is not None)
         u_t = -lr_t * r_t^2 / (sqrt(sum_k r_k^2 |g_k|^2) + eps) * g_t
 
+    The update needs the params.
+
+    Args:
+        learning_rate: multiplier of DoWG's step, a number or a schedule, >= 0. Default 1.0.
+        init_estim_sq_dist: r_0^2, the initial squared distance estimate, > 0, or None
+            for ``eps``. Default None.
+        eps: added to the denominator, > 0. Default 1e-4.
+        weight_decay: coupled L2 decay added to the gradient, >= 0, or None for none.
+            Default None.
+        mask: which params weight decay applies to (a tree of bools or a function of
+            the params), None for all. Default None.
+
     Reference: Khaled, Mishchenko, Jin, *DoWG Unleashed*, NeurIPS 2023, arXiv:2305.16284.
+
+    >>> import gradtx
+    >>> tx = gradtx.dowg()
+    >>> params = {"w": 3.0}
+    >>> round(float(tx.update({"w": 1.0}, tx.init(params), params)[0]["w"]), 4)
+    -0.0099
     """
     return named_recipe(
         "dowg",
@@ -1045,7 +1176,21 @@ def scale_by_distance_over_gradients(
     squares is a scalar per leaf (optax's has shape (1,), which turns a scalar
     parameter's update into shape (1,)).
 
+    Args:
+        reps_rel: the relative initial distance, > 0. Default 1e-6.
+        eps: >= 0. Default 1e-8.
+        param_dtype: dtype of the stored initial params. Default float32.
+        global_scale: a multiplier of every step. Default 1.0.
+
     Reference: Ivgi, Hinder, Carmon, *DoG is SGD's Best Friend*, ICML 2023, arXiv:2302.12022.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_distance_over_gradients(reps_rel=0.1)
+    >>> params = {"a": jnp.array([3.0, 4.0]), "b": jnp.array(1.0)}
+    >>> grads = {"a": jnp.array([1.0, 0.0]), "b": jnp.array(2.0)}
+    >>> u, _ = tx.update(grads, tx.init(params), params)
+    >>> [round(float(v), 4) for v in u["a"]], round(float(u["b"]), 4)  # 0.1 (1 + |p_0|) per leaf
+    ([0.6, 0.0], 0.2)
     """
     return ScaleByDistanceOverGradients(
         reps_rel=reps_rel, eps=eps, param_dtype=param_dtype, global_scale=global_scale

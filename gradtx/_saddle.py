@@ -126,15 +126,20 @@ def lanczos(matvec: Callable[[Any], Any], v0: Any, num_iters: int) -> tuple[jax.
     pytree like ``v0`` whose leaves have a leading axis of length k (the i-th
     vector is ``jax.tree.map(lambda x: x[i], eigenvectors)``).
 
+    Args:
+        matvec: a symmetric linear map of pytrees like ``v0``.
+        v0: the starting vector, a pytree.
+        num_iters: k, a Python int (the Krylov dimension, capped at the size of v0).
+
+    Reference: Lanczos, *An iteration method for the solution of the eigenvalue
+    problem of linear differential and integral operators*, J. Res. NBS, 1950;
+    Parlett, *The Symmetric Eigenvalue Problem*, 1998, sections 6.9 and 13.
+
     >>> import jax.numpy as jnp, gradtx
     >>> a = jnp.diag(jnp.array([-1.0, 2.0, 3.0]))
     >>> values, vectors = gradtx.lanczos(lambda v: a @ v, jnp.ones(3), 3)
     >>> [round(float(x), 4) for x in values]
     [-1.0, 2.0, 3.0]
-
-    Reference: Lanczos, *An iteration method for the solution of the eigenvalue
-    problem of linear differential and integral operators*, J. Res. NBS, 1950;
-    Parlett, *The Symmetric Eigenvalue Problem*, 1998, sections 6.9 and 13.
     """
     if not isinstance(num_iters, int) or isinstance(num_iters, bool) or num_iters < 1:
         raise ValueError(f"lanczos(num_iters={num_iters!r}): num_iters must be an int >= 1")
@@ -256,12 +261,24 @@ def scale_by_saddle_free_newton(
     needs ``params`` and ``value_fn=`` (keyword arguments that value_fn accepts
     are passed to it); the Ritz values are ``tree_get(state, "eigenvalues")``.
 
+    Args:
+        krylov_dim: k, an integer >= 1 (static). Default 20.
+        damping: > 0. Default 1e-3.
+
     Neither optax, PyTorch nor Keras has saddle-free Newton or any transform
     that uses negative curvature (optax's Hessian helpers stop at products).
 
     Reference: Dauphin, Pascanu, Gulcehre, Cho, Ganguli, Bengio, *Identifying
     and attacking the saddle point problem in high-dimensional non-convex
     optimization*, NeurIPS 2014.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> def f(p): return p[0] ** 2 - p[1] ** 2  # H = diag(2, -2)
+    >>> params = jnp.array([1.0, 0.5])
+    >>> tx = gradtx.scale_by_saddle_free_newton(damping=1e-6)
+    >>> u, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+    >>> [round(float(x), 4) for x in u]  # |H|^-1 g: descends along y too
+    [1.0, -0.5]
     """
     return ScaleBySaddleFreeNewton(krylov_dim=krylov_dim, damping=damping)
 
@@ -280,6 +297,11 @@ def saddle_free_newton(
     space of g_t. With lr 1 and k = #params it is Newton's method with every
     negative curvature's sign flipped: on f = x^2 - y^2, Newton jumps to the
     saddle, saddle-free Newton doubles y.
+
+    Args:
+        learning_rate: a number or a schedule, >= 0. Default 1.0.
+        krylov_dim: k, an integer >= 1 (static). Default 20.
+        damping: > 0. Default 1e-3.
 
     >>> import gradtx, jax, jax.numpy as jnp
     >>> def f(p): return p[0] ** 2 - p[1] ** 2
@@ -415,6 +437,14 @@ def escape_saddle_points(
     needs ``params`` and ``value_fn=`` (all extra arguments go on to ``inner``).
     ``tree_get(state, "escaped")`` says whether the last step escaped.
 
+    Args:
+        inner: the optimizer of ordinary steps, a gradtx or optax transform.
+        grad_tol: the gradient norm below which curvature is probed, >= 0. Default 1e-3.
+        krylov_dim: k, an integer >= 1 (static). Default 10.
+        hessian_lipschitz: L, > 0. Default 1.0.
+        curvature_tol: >= 0. Default 0.0.
+        key: a PRNG key or an integer seed. Default 0.
+
     It wraps its optimizer, rather than following it in a chain, because it
     must see the raw gradient (its norm decides) and must replace, not add to,
     the inner step. Neither optax, PyTorch nor Keras has it.
@@ -425,6 +455,14 @@ def escape_saddle_points(
     non-convex optimization*, NeurIPS 2018; Xu, Jin, Yang, *First-order
     stochastic algorithms for escaping from saddle points in almost linear
     time* (NEON), NeurIPS 2018.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> def f(p): return p[0] ** 2 - p[1] ** 2
+    >>> params = jnp.zeros(2)  # the saddle: the gradient is 0
+    >>> tx = gradtx.escape_saddle_points(gradtx.sgd(0.1))
+    >>> u, state = tx.update(jax.grad(f)(params), tx.init(params), params, value_fn=f)
+    >>> [round(abs(float(x)), 4) for x in u], bool(gradtx.tree_get(state, "escaped"))
+    ([0.0, 2.0], True)
     """
     return EscapeSaddlePoints(
         inner=inner,
@@ -455,6 +493,11 @@ def negative_curvature_descent(
     (lambda, v) the lowest Ritz pair of the Hessian from Lanczos, L =
     ``hessian_lipschitz``, the sign that lowers the loss; see
     :func:`escape_saddle_points`, which wraps any optimizer.
+
+    Args:
+        learning_rate: the gradient steps' rate, a number or a schedule, >= 0.
+        grad_tol, krylov_dim, hessian_lipschitz, curvature_tol, key: as
+            :func:`escape_saddle_points` (defaults 1e-3, 10, 1.0, 0.0, 0).
 
     >>> import gradtx, jax, jax.numpy as jnp
     >>> def f(p): return p[0] ** 2 - p[1] ** 2

@@ -46,7 +46,9 @@ def normalize() -> Normalize:
 
     SAM's ascent direction: ``chain(normalize(), sgd(rho))`` is the adversarial
     optimizer of Foret et al.'s SAM inside :func:`sam`. Difference from optax: a
-    zero gradient gives a zero update (optax: 0 / 0 = NaN).
+    zero gradient gives a zero update (optax: 0 / 0 = NaN). No arguments.
+
+    Reference: Foret et al., *Sharpness-Aware Minimization*, ICLR 2021, arXiv:2010.01412.
 
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.normalize()
@@ -106,8 +108,20 @@ def scale_by_asam(eta: float = 0.01, *, mask: Any = None) -> ScaleByAsam:
     ``T g`` gives a zero update (the authors add 1e-16 to the norm instead).
     The update needs the params.
 
+    Args:
+        eta: added to |w| in T, >= 0. Default 0.01.
+        mask: where T applies, a tree of booleans or a function of the params, None
+            for everywhere. Default None.
+
     Reference: Kwon, Kim, Park, Choi, *ASAM: Adaptive Sharpness-Aware
     Minimization for Scale-Invariant Learning of Deep Neural Networks*, ICML 2021.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_asam(0.01)
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> u, _ = tx.update({"w": jnp.array([1.0, 1.0])}, tx.init(params), params)
+    >>> [round(float(v), 4) for v in u["w"]]
+    [0.4535, 1.796]
     """
     return ScaleByAsam(eta=eta, mask=mask)
 
@@ -248,6 +262,19 @@ def sam(
     a zero gradient is no ascent with :func:`normalize` (optax: NaN); states
     keep their dtypes (optax's selection turns boolean state into integers).
 
+    Args:
+        optimizer: the outer optimizer, a gradtx or optax transform.
+        adv_optimizer: the ascent optimizer (its updates are negated), e.g.
+            ``chain(normalize(), sgd(rho))``.
+        sync_period: calls per cycle (ascents + 1), an integer >= 1. Default 2.
+        reset_state: re-initialise ``adv_optimizer`` after each cycle. Default True.
+        opaque_mode: run the whole cycle in one call, with ``grad_fn=``. Default False.
+        batch_axis_name: axis to pmean ``grad_fn``'s gradients over (opaque mode),
+            or None. Default None.
+
+    Reference: Foret, Kleiner, Mobahi, Neyshabur, *Sharpness-Aware Minimization
+    for Efficiently Improving Generalization*, ICLR 2021.
+
     A training step in transparent mode:
 
     >>> import gradtx, jax, jax.numpy as jnp
@@ -260,9 +287,6 @@ def sam(
     ...     params = gradtx.apply_updates(params, updates)
     >>> params["w"]
     Array([0.20707107, 0.20707107], dtype=float32)
-
-    Reference: Foret, Kleiner, Mobahi, Neyshabur, *Sharpness-Aware Minimization
-    for Efficiently Improving Generalization*, ICLR 2021.
     """
     return Sam(
         optimizer=optimizer,
@@ -307,8 +331,32 @@ def asam(
     smaller). ``mask`` says where T applies (see :func:`scale_by_asam`; the
     authors' code: every tensor but biases).
 
+    Args:
+        optimizer: the outer optimizer, a gradtx or optax transform.
+        rho: radius of the ascent step, >= 0. Default 0.5.
+        eta: added to |w| in T, >= 0. Default 0.01.
+        sync_period: calls per cycle (ascents + 1), an integer >= 1. Default 2.
+        reset_state: re-initialise the adversarial optimizer after each cycle.
+            Default True.
+        opaque_mode: run the whole cycle in one call, with ``grad_fn=``. Default False.
+        batch_axis_name: axis to pmean ``grad_fn``'s gradients over (opaque mode),
+            or None. Default None.
+        mask: where T applies (see :func:`scale_by_asam`), None for everywhere.
+            Default None.
+
     Reference: Kwon, Kim, Park, Choi, *ASAM: Adaptive Sharpness-Aware
     Minimization for Scale-Invariant Learning of Deep Neural Networks*, ICML 2021.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> loss = lambda p: jnp.sum((p["w"] - 1.0) ** 2)
+    >>> tx = gradtx.asam(gradtx.sgd(0.1), rho=0.05)
+    >>> params = {"w": jnp.array([0.5, 2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # the ascent, then the outer step from the original params
+    ...     updates, state = tx.update(jax.grad(loss)(params), state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"]]
+    [0.6006, 1.7801]
     """
     _check_nonnegative("asam", "rho", rho)
     _check_nonnegative("asam", "eta", eta)

@@ -42,6 +42,11 @@ def scale(step_size: float) -> Scale:
 
         u <- step_size * u
 
+    Args:
+        step_size: the factor, a number (not checked: any sign).
+
+    Reference: ``optax.scale``.
+
     >>> import gradtx
     >>> gradtx.scale(-0.5).update({"w": 2.0}, ())[0]["w"]
     Array(-1., dtype=float32)
@@ -76,6 +81,22 @@ def scale_by_schedule(step_size_fn: Any) -> ScaleBySchedule:
     Update rule::
 
         u_t <- step_size_fn(t) * u_t        t = 0, 1, 2, ...
+
+    No sign is flipped: for descent, use a negative schedule or
+    :func:`scale_by_learning_rate`.
+
+    Args:
+        step_size_fn: a gradtx schedule or a function of the 0-based step count.
+
+    Reference: ``optax.scale_by_schedule``.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.scale_by_schedule(gradtx.exponential_decay(1.0, 1, 0.5))
+    >>> state = tx.init({"w": jnp.array(0.0)})
+    >>> for _ in range(3):
+    ...     u, state = tx.update({"w": jnp.array(2.0)}, state)
+    >>> round(float(u["w"]), 4)  # 2 * 0.5**2
+    0.5
     """
     return ScaleBySchedule(step_size_fn=step_size_fn)
 
@@ -123,6 +144,12 @@ def scale_by_learning_rate(
     step is kept in the state, so it can be logged:
     ``gradtx.tree_get(state, "learning_rate")``. Unlike optax, ``None`` is not
     accepted (optax turns it into the identity, which ascends).
+
+    Args:
+        learning_rate: a number or a schedule, >= 0. Default 1e-3.
+        flip_sign: negate (descent). Default True.
+
+    Reference: ``optax.scale_by_learning_rate``.
 
     >>> import gradtx
     >>> tx = gradtx.scale_by_learning_rate(0.1)

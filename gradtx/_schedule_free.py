@@ -140,6 +140,20 @@ def schedule_free(
     one rate for both (``lr_one_step_ahead=False``, as ``gradtx.compat``);
     ``weight_step_power`` is their ``r``.
 
+    Args:
+        base_optimizer: a gradtx or optax transform without momentum, run on z.
+        learning_rate: the base optimizer's rate, a number or a schedule, >= 0; it
+            sets the averaging weights.
+        b1: interpolation between z and the average x, in (0, 1]. Default 0.9.
+        weight_lr_power: power of the peak rate in the weights, >= 0. Default 2.0.
+        state_dtype: dtype z is stored in, None for the params'. Default None.
+        weight_step_power: power of t in the weights, finite. Default 0.0.
+        lr_one_step_ahead: read the rate for the weights at t (optax) rather than
+            t - 1 (the authors). Default True.
+
+    Reference: Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.schedule_free(gradtx.sgd(0.5), learning_rate=0.5, b1=0.5)
     >>> params = {"w": jnp.asarray(2.0)}
@@ -149,9 +163,6 @@ def schedule_free(
     ...     params = gradtx.apply_updates(params, updates)
     >>> float(params["w"]), float(gradtx.schedule_free_eval_params(state, params)["w"])
     (0.625, 0.75)
-
-    Reference: Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road
-    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
     """
     return ScheduleFree(
         base_optimizer=base_optimizer,
@@ -188,6 +199,24 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
     Batch normalisation: running statistics gathered during training belong
     to y, not x. Recompute them at x (a few training-mode forward passes with
     the evaluation params) before evaluating, as the authors recommend.
+
+    Args:
+        state: the optimizer's state, holding one or more :class:`ScheduleFreeState`.
+        params: the training params y.
+
+    Reference: Defazio et al., *The Road Less Scheduled*, arXiv:2405.15682;
+    ``optax.contrib.schedule_free_eval_params``.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.schedule_free_sgd(0.5, b1=0.5)
+    >>> params = {"w": jnp.asarray(2.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # on w**2 / 2, whose gradient is w
+    ...     updates, state = tx.update(params, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> x = gradtx.schedule_free_eval_params(state, params)
+    >>> round(float(params["w"]), 4), round(float(x["w"]), 4)
+    (0.625, 0.75)
     """
     found = _schedule_free_states(state)
     if not found:
@@ -259,6 +288,31 @@ def schedule_free_sgd(
     Differences from optax: ``warmup_steps=0`` trains at ``learning_rate``
     (optax's schedule then stays at 0 and nothing moves). The authors'
     ``SGDScheduleFree`` is ``gradtx.compat.pytorch.sgd_schedule_free``.
+
+    Args:
+        learning_rate: the rate, a number or a schedule, >= 0. Default 1.0.
+        warmup_steps: steps of linear warmup from 0, an integer >= 0, or None for
+            none. Default None.
+        b1: interpolation between z and the average x (momentum's place), in (0, 1].
+            Default 0.9.
+        weight_decay: coupled decay added to the gradient at y, >= 0, or None for
+            none. Default None.
+        weight_lr_power: power of the peak rate in the averaging weights, >= 0.
+            Default 2.0.
+        state_dtype: dtype z is stored in, None for the params'. Default None.
+
+    Reference: Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.schedule_free_sgd(0.5, b1=0.5)
+    >>> params = {"w": jnp.asarray(2.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # on w**2 / 2, whose gradient is w
+    ...     updates, state = tx.update(params, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(gradtx.schedule_free_eval_params(state, params)["w"]), 4)
+    0.75
     """
     learning_rate = _with_warmup(learning_rate, warmup_steps)
     base = sgd(learning_rate)
@@ -288,6 +342,33 @@ def schedule_free_adamw(
     Differences from optax: those of :func:`schedule_free_sgd`. The authors'
     ``AdamWScheduleFree`` is ``gradtx.compat.pytorch.adamw_schedule_free``,
     Keras's ``ScheduleFreeAdamW`` is ``gradtx.compat.keras.schedule_free_adamw``.
+
+    Args:
+        learning_rate: the rate, a number or a schedule, >= 0. Default 0.0025.
+        warmup_steps: steps of linear warmup from 0, an integer >= 0, or None for
+            none. Default None.
+        b1: interpolation between z and the average x (momentum's place), in (0, 1].
+            Default 0.9.
+        b2: decay of the second moment, in [0, 1]. Default 0.999.
+        eps: added to sqrt(v^), > 0. Default 1e-8.
+        weight_decay: decoupled decay, applied at y, >= 0. Default 0.0.
+        weight_lr_power: power of the peak rate in the averaging weights, >= 0.
+            Default 2.0.
+        state_dtype: dtype z is stored in, None for the params'. Default None.
+
+    Reference: Defazio, Yang, Mehta, Mishchenko, Khaled, Cutkosky, *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.schedule_free_adamw(0.1)
+    >>> params = {"w": jnp.asarray(2.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # on w**2 / 2, whose gradient is w
+    ...     updates, state = tx.update(params, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> x = gradtx.schedule_free_eval_params(state, params)
+    >>> round(float(params["w"]), 4), round(float(x["w"]), 4)
+    (1.8464, 1.8513)
     """
     learning_rate = _with_warmup(learning_rate, warmup_steps)
     base = chain(

@@ -62,15 +62,51 @@ class AllOf(Struct):
 
 
 def ndim_at_least(ndim: int = 2) -> NdimAtLeast:
-    """Only matrices and larger (``ndim >= 2``): no decay on biases, scales, scalars."""
+    """Only matrices and larger (``ndim >= 2``): no decay on biases, scales, scalars.
+
+    Args:
+        ndim: the fewest dimensions a leaf needs to be selected (not checked). Default 2.
+
+    Reference: the ``mask`` argument of ``optax.add_decayed_weights`` and ``optax.masked``.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}
+    >>> gradtx.masks.ndim_at_least(2)(params)
+    {'bias': False, 'kernel': True}
+    """
     return NdimAtLeast(ndim=ndim)
 
 
 def excluding(*names: str) -> Excluding:
-    """Every leaf except those whose path mentions one of ``names``."""
+    """Every leaf except those whose path mentions one of ``names``.
+
+    A name matches any key of the path that contains it, case-insensitively.
+
+    Args:
+        names: the substrings to exclude; none given means ``NO_DECAY_NAMES``
+            (bias, scale, norm, ln, bn, embedding).
+
+    Reference: the ``mask`` argument of ``optax.add_decayed_weights`` and ``optax.masked``.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> params = {"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}}
+    >>> gradtx.masks.excluding("bias")(params)
+    {'dense': {'bias': False, 'kernel': True}}
+    """
     return Excluding(names=tuple(n.lower() for n in names) or NO_DECAY_NAMES)
 
 
 def weight_decay() -> AllOf:
-    """The usual weight-decay mask: kernels only, not biases, norm scales or embeddings."""
+    """The usual weight-decay mask: kernels only, not biases, norm scales or embeddings.
+
+    It is ``ndim_at_least(2)`` and ``excluding()`` together. No arguments.
+
+    Reference: the ``mask`` argument of ``optax.adamw``; the decay it masks is
+    Loshchilov & Hutter's, arXiv:1711.05101.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> params = {"embedding": jnp.ones((4, 2)), "dense": {"kernel": jnp.ones((2, 2))}}
+    >>> gradtx.masks.weight_decay()(params)
+    {'dense': {'kernel': True}, 'embedding': False}
+    """
     return AllOf(masks=(ndim_at_least(2), excluding(*NO_DECAY_NAMES)))

@@ -55,6 +55,45 @@ def adafactor(
     factored, no cap on the step, no decay inside the RMS) and
     ``gradtx.compat.pytorch.adafactor`` (torch: eps clamped rather than added,
     the parameter RMS of the weights before the decay).
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        beta_2_decay: the exponent of beta_t, <= 0. Default -0.8.
+        epsilon_1: added to g**2, > 0. Default 1e-30.
+        epsilon_2: floor of rms(p'), >= 0. Default 1e-3.
+        clip_threshold: the bound on rms(u), >= 0. Default 1.0.
+        relative_step: accepted; changes nothing (see above). Default True.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Adafactor``; Shazeer & Stern, *Adafactor:
+    Adaptive Learning Rates with Sublinear Memory Cost*, arXiv:1804.04235.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adafactor(learning_rate=0.1)
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Adafactor gives the same
+    ...     updates, state = tx.update({"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"].ravel()]
+    [0.8526, 0.7916, 0.8022, 0.8136]
     """
     del name, relative_step  # Keras applies min(lr, 1/sqrt(t)) with or without it
     if beta_2_decay > 0:

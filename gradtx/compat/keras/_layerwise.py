@@ -44,6 +44,44 @@ def lamb(
     ``weight_decay`` the learning rate must be a number (lr * weight_decay < 1);
     a schedule with a weight decay is refused, and so is
     ``exclude_from_weight_decay`` with a weight decay.
+
+    Args:
+        learning_rate: a number, >= 0, or a gradtx schedule (not with a weight decay).
+            Default 0.001.
+        beta_1: in [0, 1). Default 0.9.
+        beta_2: in [0, 1). Default 0.999.
+        epsilon: > 0. Default 1e-7.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Lamb``; You et al., *Large Batch
+    Optimization for Deep Learning: Training BERT in 76 minutes*, arXiv:1904.00962.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.lamb(learning_rate=0.1)
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Lamb gives the same
+    ...     updates, state = tx.update({"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"].ravel()]
+    [0.81, 0.81, 0.81, 0.81]
     """
     del name
     coefficient = 1.0

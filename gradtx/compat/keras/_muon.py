@@ -98,6 +98,52 @@ def muon(
     times Keras's; Newton-Schulz ignores that factor given the epsilon
     ``1e-7 * (1 - momentum)``. So ``momentum`` must be in [0, 1) (Keras also
     accepts 1, a plain sum of gradients). ``epsilon`` is Adam's only.
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        adam_beta_1: in [0, 1). Default 0.9.
+        adam_beta_2: in [0, 1). Default 0.999.
+        adam_weight_decay: the Adam group's decay, >= 0, or None. Default 0.004.
+        epsilon: Adam's, > 0. Default 1e-7.
+        weight_decay: the Muon group's decay, >= 0, or None. Default 0.004.
+        exclude_layers: regular expressions of paths sent to Adam. Default None.
+        exclude_embeddings: send paths containing "embedding" to Adam. Default True.
+        muon_a, muon_b, muon_c: the Newton-Schulz coefficients. Default 3.4445,
+            -4.7750, 2.0315.
+        adam_lr_ratio: the Adam group's rate multiplier. Default 1.
+        momentum: in [0, 1). Default 0.95.
+        ns_steps: Newton-Schulz steps, an integer >= 0. Default 5.
+        nesterov: Nesterov momentum. Default True.
+        rms_rate: the RMS the step is matched to, or None. Default 0.2.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Muon``; Jordan et al., *Muon: An optimizer
+    for hidden layers in neural networks* (2024), kellerjordan.github.io/posts/muon.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.muon(learning_rate=0.1)
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Muon gives the same
+    ...     updates, state = tx.update({"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"].ravel()]
+    [1.0377, 0.9525, 0.9573, 0.9845]
     """
     del name
     if not 0 <= momentum < 1:

@@ -98,6 +98,42 @@ def sgd(
 
         v_t = momentum * v_{t-1} - lr_t * g;   p <- p + v_t
         nesterov: p <- p + momentum * v_t - lr_t * g
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.01.
+        momentum: in [0, 1]. Default 0.0.
+        nesterov: Nesterov momentum. Default False.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.SGD``; Sutskever et al., *On the importance of
+    initialization and momentum in deep learning*, ICML 2013.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.sgd(learning_rate=0.1, momentum=0.9)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.SGD gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.42
     """
     del name
     if not 0 <= momentum <= 1:
@@ -131,6 +167,42 @@ def adagrad(
     Update rule::
 
         s_t = s_{t-1} + g**2;   p <- p - lr_t * g / sqrt(s_t + epsilon)
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        initial_accumulator_value: s_0, >= 0. Default 0.1.
+        epsilon: >= 0, not 0 together with initial_accumulator_value. Default 1e-7.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Adagrad``; Duchi, Hazan, Singer, *Adaptive
+    Subgradient Methods*, JMLR 2011.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adagrad(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Adagrad gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.831
     """
     del name
     step = [scale_by_rss(initial_accumulator_value, epsilon), scale_by_learning_rate(learning_rate)]
@@ -163,6 +235,44 @@ def rmsprop(
 
         v_t = rho v_{t-1} + (1 - rho) g**2;   d = lr_t g / sqrt(v_t [- m_t**2] + epsilon)
         b_t = momentum b_{t-1} + d  (if momentum > 0; else b_t = d);   p <- p - b_t
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        rho: decay of v, in [0, 1]. Default 0.9.
+        momentum: at most 1; at or below 0 there is no momentum (a negative value
+            is not refused). Default 0.0.
+        epsilon: > 0. Default 1e-7.
+        centered: subtract the squared mean gradient m_t**2 from v_t. Default False.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.RMSprop``; Tieleman & Hinton, Lecture 6.5 (2012).
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.rmsprop(learning_rate=0.01)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.RMSprop gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.9454
     """
     del name
     step = [
@@ -195,6 +305,41 @@ def adadelta(
     """``keras.optimizers.Adadelta`` (default learning rate 0.001, not the paper's 1.0).
 
     Update rule: :func:`gradtx.scale_by_adadelta`, then ``p <- p - lr_t * d``.
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        rho: in [0, 1]. Default 0.95.
+        epsilon: > 0. Default 1e-7.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Adadelta``; Zeiler, *ADADELTA*, arXiv:1212.5701.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adadelta(learning_rate=1.0)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Adadelta gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.9972
     """
     del name
     step = [scale_by_adadelta(rho, epsilon), scale_by_learning_rate(learning_rate)]
@@ -235,6 +380,43 @@ def adam(
         alpha_t = lr_t * sqrt(1 - b2**t) / (1 - b1**t)
         v' = max(v'_{t-1}, v_t) if amsgrad else v_t          (max of the raw v)
         p <- p - alpha_t * m_t / (sqrt(v') + epsilon)
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        beta_1: in [0, 1). Default 0.9.
+        beta_2: in [0, 1). Default 0.999.
+        epsilon: > 0. Default 1e-7.
+        amsgrad: use the running maximum of v. Default False.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Adam``; Kingma & Ba, arXiv:1412.6980.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adam(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Adam gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del name
     step = [_adam_scaling(beta_1, beta_2, epsilon, amsgrad), scale_by_learning_rate(learning_rate)]
@@ -266,6 +448,44 @@ def adamw(
     Update rule::
 
         p <- p - p * weight_decay * lr_t;  then the step of :func:`adam`
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0 (None is
+            refused). Default 0.004.
+        beta_1: in [0, 1). Default 0.9.
+        beta_2: in [0, 1). Default 0.999.
+        epsilon: > 0. Default 1e-7.
+        amsgrad: use the running maximum of v. Default False.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.AdamW``; Loshchilov & Hutter, *Decoupled
+    Weight Decay Regularization*, arXiv:1711.05101.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adamw(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.AdamW gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.7992
     """
     del name
     if weight_decay is None:
@@ -298,6 +518,42 @@ def adamax(
     Update rule::
 
         n_t = max(b2 n_{t-1}, |g|);   p <- p - lr_t m_t / ((1 - b1**t) (n_t + epsilon))
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        beta_1: in [0, 1). Default 0.9.
+        beta_2: in [0, 1). Default 0.999.
+        epsilon: > 0. Default 1e-7.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Adamax``; Kingma & Ba, arXiv:1412.6980, section 7.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.adamax(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Adamax gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del name
     step = [
@@ -330,6 +586,43 @@ def nadam(
 
     Update rule: :func:`gradtx.scale_by_nadam` with ``momentum_decay=1``, then
     ``p <- p - lr_t * u``. (Keras 2's legacy Nadam and PyTorch use 0.96**(0.004 t).)
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        beta_1: in [0, 1). Default 0.9.
+        beta_2: in [0, 1). Default 0.999.
+        epsilon: > 0. Default 1e-7.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Nadam``; Dozat, *Incorporating Nesterov
+    Momentum into Adam*, ICLR workshop 2016.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.nadam(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Nadam gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8164
     """
     del name
     step = [
@@ -364,6 +657,42 @@ def lion(
         p <- p - lr_t * sign(b1 m_{t-1} + (1 - b1) g);   m_t = b2 m_{t-1} + (1 - b2) g
 
     As in Keras, ``beta_1`` must be in (0, 1]: at 0 Lion is sign SGD.
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.001.
+        beta_1: in (0, 1]. Default 0.9.
+        beta_2: in [0, 1]. Default 0.99.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Lion``; Chen et al., *Symbolic Discovery of
+    Optimization Algorithms*, arXiv:2302.06675.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.lion(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Lion gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del name
     if not 0 < beta_1 <= 1:
@@ -401,6 +730,46 @@ def ftrl(
 
     Keras decays the variable (``weight_decay``) before FTRL reads it, so FTRL
     steps from the decayed params here (:class:`DecayParamsFirst`).
+
+    Args:
+        learning_rate: a number or a gradtx schedule, > 0. Default 0.001.
+        learning_rate_power: <= 0. Default -0.5.
+        initial_accumulator_value: >= 0. Default 0.1.
+        l1_regularization_strength: >= 0. Default 0.0.
+        l2_regularization_strength: >= 0. Default 0.0.
+        l2_shrinkage_regularization_strength: >= 0. Default 0.0.
+        beta: >= 0. Default 0.0.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.Ftrl``; McMahan et al., *Ad Click Prediction:
+    a View from the Trenches*, KDD 2013.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.ftrl(learning_rate=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.Ftrl gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.6748
     """
     del name
     step = [

@@ -49,6 +49,44 @@ def schedule_free_adamw(
     optax add ``weight_decay * y`` to z's step instead). Keras has no
     evaluation mode: its model stays at y. ``gradtx.schedule_free_eval_params
     (state, params)`` gives x.
+
+    Args:
+        learning_rate: a number or a gradtx schedule, >= 0. Default 0.0025.
+        beta_1: the interpolation b1, in (0, 1]. Default 0.9.
+        beta_2: in [0, 1]. Default 0.999.
+        epsilon: > 0. Default 1e-8.
+        warmup_steps: steps of linear warmup, an integer >= 0. Default 0.
+        weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
+            Default None.
+        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+        clipvalue: elementwise clip, >= 0, or None. Default None.
+        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+            may be set. Default None.
+        use_ema: keep a moving average of the params (read it from the state's
+            ``average``). Default False.
+        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+        ema_overwrite_frequency: write the average into the params every this many
+            steps, an integer >= 1, or None (or 0) for never. Default None.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+            integer >= 2, or None. Default None.
+        name: accepted and ignored.
+        exclude_from_weight_decay: regular expressions of leaf names the decay skips
+            (Keras's ``var_names``; keyword only). Default None.
+
+    Reference: Keras 3.15, ``keras.optimizers.ScheduleFreeAdamW``; Defazio et al., *The
+    Road Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.schedule_free_adamw(learning_rate=0.1)
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # keras.optimizers.ScheduleFreeAdamW gives the same
+    ...     updates, state = tx.update({"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"].ravel()]
+    [0.845, 0.845, 0.845, 0.845]
     """
     del name
     rate = ScheduleFreeWarmup(learning_rate=learning_rate, warmup_steps=warmup_steps)

@@ -126,10 +126,27 @@ def loss_scale_optimizer(
 
     Args:
         inner_optimizer: any transform, usually a ``compat.keras`` optimizer.
-        initial_scale: > 0.
-        dynamic_growth_steps: a whole number >= 1.
+        initial_scale: > 0. Default 2.0**15.
+        dynamic_growth_steps: a whole number >= 1. Default 2000.
+        name: accepted and ignored.
         kwargs: Keras's own refusals, reproduced: ``dynamic=False`` and the base
             options (``clipnorm``, ``use_ema``, ...) belong on the inner optimizer.
+
+    Reference: Keras 3.15, ``keras.optimizers.LossScaleOptimizer``; Micikevicius et al.,
+    *Mixed Precision Training*, arXiv:1710.03740.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.loss_scale_optimizer(keras.sgd(learning_rate=0.1), initial_scale=4.0)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> grads = jax.grad(lambda p: keras.scale_loss(p["w"] ** 2, state))(params)  # 4 * 2w
+    >>> updates, state = tx.update(grads, state, params)
+    >>> round(float(updates["w"]), 4), float(gradtx.tree_get(state, "loss_scale"))
+    (-0.2, 4.0)
+    >>> updates, state = tx.update({"w": jnp.array(jnp.inf)}, state, params)  # skipped
+    >>> float(updates["w"]), float(gradtx.tree_get(state, "loss_scale"))
+    (0.0, 2.0)
     """
     del name
     if not kwargs.pop("dynamic", True):
@@ -156,6 +173,18 @@ def scale_loss(loss: Any, state: Any) -> Any:
 
     ``state`` is a :func:`loss_scale_optimizer`'s state, or any state holding
     one; take the gradient of the result and pass it to ``update``.
+
+    Args:
+        loss: the (unscaled) loss, a scalar array.
+        state: the optimizer state holding a :func:`loss_scale_optimizer`'s.
+
+    Reference: Keras 3.15, ``LossScaleOptimizer.scale_loss``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> tx = keras.loss_scale_optimizer(keras.adam(), initial_scale=8.0)
+    >>> float(keras.scale_loss(jnp.array(0.5), tx.init({"w": jnp.zeros(2)})))
+    4.0
     """
     scale = tree_get(state, "loss_scale")
     if scale is None:
@@ -231,6 +260,18 @@ def optimizer_map(default_optimizer: Any, optimizer_map: dict | None = None) -> 
     (``{"dense": {"kernel": w}}`` gives ``"dense/kernel"``). An exact key of
     ``optimizer_map`` wins; else the one pattern that ``re.fullmatch``-es the
     path (several are an error, as in Keras); else ``default_optimizer``.
+
+    Args:
+        default_optimizer: the transform for the parameters no key matches.
+        optimizer_map: ``{path or regular expression: transform}``; not a
+            :func:`loss_scale_optimizer`. Default None (all to the default).
+
+    Reference: Keras 3.15, ``keras.optimizers.OptimizerMap``. A whole step: :func:`multi_optimizer`.
+
+    >>> from gradtx.compat import keras
+    >>> groups = keras.optimizer_map(keras.sgd(0.1), {"dense/.*": keras.adam()})
+    >>> list(groups.optimizer_map)
+    ['dense/.*']
     """
     return OptimizerMap(default_optimizer=default_optimizer, optimizer_map=optimizer_map)
 
@@ -245,6 +286,23 @@ def multi_optimizer(
     Keras optimizer built on all its variables (its ``global_clipnorm`` spans
     them). ``loss_scale_factor`` divides every gradient first, as Keras passes it
     to every inner optimizer.
+
+    Args:
+        optimizer_map: an :func:`optimizer_map`.
+        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+        name: accepted and ignored.
+
+    Reference: Keras 3.15, ``keras.optimizers.MultiOptimizer``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat import keras
+    >>> groups = keras.optimizer_map(keras.sgd(0.1), {"dense/bias": keras.sgd(1.0)})
+    >>> tx = keras.multi_optimizer(groups)
+    >>> params = {"dense": {"kernel": jnp.array(1.0), "bias": jnp.array(1.0)}}
+    >>> grads = {"dense": {"kernel": jnp.array(2.0), "bias": jnp.array(2.0)}}
+    >>> updates, _ = tx.update(grads, tx.init(params), params)
+    >>> round(float(updates["dense"]["kernel"]), 4), round(float(updates["dense"]["bias"]), 4)
+    (-0.2, -2.0)
     """
     del name
     if not isinstance(optimizer_map, OptimizerMap):

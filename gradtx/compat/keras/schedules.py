@@ -69,8 +69,13 @@ def exponential_decay(
         value(t) = initial_learning_rate * decay_rate ** p
 
     Args:
+        initial_learning_rate: the value at step 0.
         decay_steps: > 0 (Keras's check).
         decay_rate: > 0 (Keras also takes 0, a rate of 0 after the first decay).
+        staircase: decay at whole multiples of decay_steps only. Default False.
+        name: accepted and ignored. Default "ExponentialDecay".
+
+    Reference: Keras 3.15, ``keras.optimizers.schedules.ExponentialDecay``.
 
     Returns :func:`gradtx.exponential_decay`, which computes the same.
 
@@ -101,8 +106,13 @@ def inverse_time_decay(
         value(t) = initial_learning_rate / (1 + decay_rate * p)
 
     Args:
+        initial_learning_rate: the value at step 0.
         decay_steps: > 0 (Keras's check).
         decay_rate: >= 0 (Keras also takes a negative rate, which divides by 0).
+        staircase: decay at whole multiples of decay_steps only. Default False.
+        name: accepted and ignored. Default "InverseTimeDecay".
+
+    Reference: Keras 3.15, ``keras.optimizers.schedules.InverseTimeDecay``.
 
     Returns :func:`gradtx.inverse_time_decay`, which computes the same.
 
@@ -155,6 +165,9 @@ def piecewise_constant_decay(
     Args:
         boundaries: steps >= 0 in increasing order (leaves).
         values: one more than ``boundaries`` (Keras's check; leaves).
+        name: accepted and ignored. Default "PiecewiseConstant".
+
+    Reference: Keras 3.15, ``keras.optimizers.schedules.PiecewiseConstantDecay``.
 
     >>> from gradtx.compat import keras
     >>> schedule = keras.schedules.piecewise_constant_decay([10], [1.0, 0.5])
@@ -202,9 +215,16 @@ def polynomial_decay(
         value(t) = (I - E) * (1 - t / T_t) ** P + E
 
     Args:
+        initial_learning_rate: I, the value at step 0.
         decay_steps: T > 0 (Keras's check).
+        end_learning_rate: E. Default 0.0001.
+        power: P. Default 1.0.
         cycle: static. With it the value jumps back up after each T steps and
             decays again over a stretched period, towards E at 2T, 3T, ...
+            Default False.
+        name: accepted and ignored. Default "PolynomialDecay".
+
+    Reference: Keras 3.15, ``keras.optimizers.schedules.PolynomialDecay``.
 
     Without ``cycle`` this is :func:`gradtx.polynomial_schedule` ``(I, E, P, T)``;
     one class here keeps ``cycle`` a field like Keras's.
@@ -242,9 +262,16 @@ def cosine_decay(
                  = decay(warmup_target, t - W)            t >= W
 
     Args:
+        initial_learning_rate: I, the value at step 0.
         decay_steps: T > 0 (Keras's check).
-        warmup_target: None for no warmup (Keras then ignores ``warmup_steps``).
-        warmup_steps: W >= 0.
+        alpha: the final value as a fraction of the peak. Default 0.0.
+        name: accepted and ignored. Default "CosineDecay".
+        warmup_target: the peak after the warmup, or None for no warmup (Keras then
+            ignores ``warmup_steps``). Default None.
+        warmup_steps: W >= 0. Default 0.
+
+    Reference: Keras 3.15, ``keras.optimizers.schedules.CosineDecay``;
+    Loshchilov & Hutter, *SGDR*, arXiv:1608.03983.
 
     Returns :func:`gradtx.cosine_decay_schedule` ``(I, T, alpha)``, or with a
     warmup :func:`gradtx.warmup_cosine_decay_schedule` ``(I, warmup_target, W,
@@ -334,14 +361,18 @@ def cosine_decay_restarts(
     at its peak; everywhere else the values are Keras's.
 
     Args:
+        initial_learning_rate: I, the first peak.
         first_decay_steps: T_0 > 0 (Keras's check); need not be whole.
         t_mul: > 0. Below 1 the cycles shrink and their total is finite:
-            past it the value is NaN, as in Keras.
-        m_mul: the factor on each cycle's peak (``alpha`` is not scaled).
+            past it the value is NaN, as in Keras. Default 2.0.
+        m_mul: the factor on each cycle's peak (``alpha`` is not scaled). Default 1.0.
+        alpha: the minimum as a fraction of I. Default 0.0.
+        name: accepted and ignored. Default "SGDRDecay".
 
     Keras computes the cosine in float32 whatever ``floatx``; this in float64 under x64.
 
-    Reference: Loshchilov & Hutter, arXiv:1608.03983.
+    Reference: Keras 3.15, ``keras.optimizers.schedules.CosineDecayRestarts``;
+    Loshchilov & Hutter, *SGDR*, arXiv:1608.03983.
 
     >>> from gradtx.compat import keras
     >>> schedule = keras.schedules.cosine_decay_restarts(1.0, 2, m_mul=0.5)

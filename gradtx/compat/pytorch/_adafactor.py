@@ -42,6 +42,29 @@ def adafactor(
     Unlike :func:`gradtx.adafactor` (optax, the paper's eps added to g**2, the two
     largest axes of size >= 128 factored, no cap on the step), every leaf of rank >= 2
     is factored over its last two axes, and the step is ``min(lr, 1/sqrt(t))``.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-2.
+        beta2_decay: the exponent of beta_t, <= 0. Default -0.8.
+        eps: ``(eps1, eps2)``: eps1 None or > 0, eps2 >= 0. Default (None, 1e-3).
+        d: the clipping threshold on rms(u), >= 1. Default 1.0.
+        weight_decay: decoupled decay, >= 0. Default 0.0.
+        maximize: ascend the objective (the gradient is negated first). Default False.
+        foreach: accepted and ignored.
+
+    Reference: PyTorch 2.13, ``torch.optim.Adafactor``; Shazeer & Stern, *Adafactor:
+    Adaptive Learning Rates with Sublinear Memory Cost*, arXiv:1804.04235.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adafactor(lr=0.1)
+    >>> params = {"w": jnp.ones((2, 2))}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> [round(float(v), 4) for v in params["w"].ravel()]
+    [0.8526, 0.7916, 0.8022, 0.8136]
     """
     del foreach
     eps1, eps2 = eps

@@ -47,7 +47,33 @@ def adahessian(
     probes) and ``hessian_distribution='gaussian'`` are not ported and raise;
     ``foreach`` changes no numbers and is ignored.
 
+    Args:
+        lr: a number or a schedule, >= 0. Default 0.1.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        weight_decay: >= 0. Default 0.0.
+        weight_decouple: decoupled decay (else L2 added to the gradient). Default True.
+        fixed_decay: decay by ``weight_decay`` rather than ``lr * weight_decay``.
+            Default False.
+        hessian_power: k, in (0, 1]. Default 1.0.
+        update_period: steps between Hessian refreshes, an integer >= 1. Default 1.
+        num_samples: probes per refresh; only 1 is ported. Default 1.
+        hessian_distribution: only ``"rademacher"`` is ported. Default ``"rademacher"``.
+        eps: > 0. Default 1e-16.
+        maximize: ascend the objective (the gradient is negated first). Default False.
+        foreach: accepted and ignored.
+        random_seed: the probes' seed or PRNG key, None for 0 (keyword, gradtx's).
+            Default None.
+
     Reference: Yao et al., *ADAHESSIAN*, AAAI 2021, arXiv:2006.00719.
+
+    >>> import gradtx, jax, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> f = lambda p: jnp.sum(p["w"] ** 2 * jnp.array([1.0, 3.0]))
+    >>> tx = pytorch.adahessian(lr=0.1, random_seed=0)
+    >>> params = {"w": jnp.array([1.0, 1.0])}
+    >>> updates, _ = tx.update(jax.grad(f)(params), tx.init(params), params, obj_fn=f)
+    >>> [round(float(v), 4) for v in updates["w"]]
+    [-0.1, -0.1]
     """
     del foreach
     _check_nonnegative("adahessian", lr=lr, weight_decay=weight_decay, eps=eps)

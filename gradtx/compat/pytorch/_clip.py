@@ -101,6 +101,15 @@ def clip_grad_norm(
     gradient's dtype), and ``max_norm < 0`` (torch flips the gradients),
     ``norm_type <= 0`` and NaN are refused.
 
+    Args:
+        max_norm: the largest total norm, >= 0 (inf: no clipping).
+        norm_type: p, > 0, or ``inf`` / ``"inf"``. Default 2.0.
+        error_if_nonfinite: raise when n is NaN or infinite. Default False.
+        foreach: accepted and ignored.
+
+    Reference: PyTorch 2.13, ``torch.nn.utils.clip_grad_norm_``; Pascanu, Mikolov,
+    Bengio, *On the difficulty of training recurrent neural networks*, arXiv:1211.5063.
+
     >>> tx = clip_grad_norm(1.0)
     >>> g, state = tx.update({"w": jnp.array([3.0, 4.0])}, tx.init({"w": jnp.zeros(2)}))
     >>> float(state.total_norm)
@@ -129,6 +138,19 @@ def clip_grad_value(clip_value: Any, foreach: bool | None = None) -> Chain:
 
     ``foreach`` changes no numbers and is ignored. Difference from torch:
     ``clip_value < 0`` is refused (torch sets every coordinate to ``clip_value``).
+
+    Args:
+        clip_value: the bound, >= 0.
+        foreach: accepted and ignored.
+
+    Reference: PyTorch 2.13, ``torch.nn.utils.clip_grad_value_``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.clip_grad_value(0.5)
+    >>> updates, _ = tx.update({"w": jnp.array([-2.0, 0.3])}, tx.init({"w": jnp.zeros(2)}))
+    >>> [round(float(v), 4) for v in updates["w"]]
+    [-0.5, 0.3]
     """
     del foreach
     _check_nonnegative("clip_grad_value", clip_value=clip_value)

@@ -50,8 +50,35 @@ def laprop(
     float32, its per-parameter path (``foreach=False``) does not, nor does gradtx.
     A centered v that rounding takes below 0 is 0 here (the package's root is NaN).
 
+    Args:
+        lr: a number or a schedule, >= 0. Default 4e-4.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        centered: subtract the squared mean gradient from v. Default False.
+        steps_before_using_centered: steps before centring starts, an integer >= 0.
+            Default 10.
+        weight_decay: >= 0. Default 0.0.
+        weight_decouple: decay the params after the step (else no decay, as the
+            package). Default True.
+        fixed_decay: decay by ``weight_decay`` rather than ``lr * weight_decay``.
+            Default False.
+        ams_bound: use the running maximum of v. Default False.
+        eps: >= 0. Default 1e-15.
+        maximize: ascend the objective (the gradient is negated first). Default False.
+        foreach: accepted and ignored.
+
     Reference: Ziyin, Wang, Ueda, *LaProp: Separating Momentum and Adaptivity in
     Adam*, arXiv:2002.04839.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.laprop(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # pytorch_optimizer.LaProp gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del foreach
     b1, b2 = betas

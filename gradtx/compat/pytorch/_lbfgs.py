@@ -433,6 +433,19 @@ def lbfgs(
     ``tree_get(state, "loss")`` is the loss at its start (what ``step`` returns),
     ``"n_iter"`` and ``"func_evals"`` torch's counters.
 
+    Args:
+        lr: the step scale, > 0. Default 1.0.
+        max_iter: iterations per update, an integer >= 1. Default 20.
+        max_eval: loss evaluations per update, an integer >= 1, or None for
+            ``max_iter * 5 // 4``. Default None.
+        tolerance_grad: stop when max |g| is at most this, >= 0. Default 1e-7.
+        tolerance_change: stop on smaller steps or loss changes, >= 0. Default 1e-9.
+        history_size: correction pairs kept, an integer >= 1. Default 100.
+        line_search_fn: None or ``"strong_wolfe"``. Default None.
+
+    Reference: PyTorch 2.13, ``torch.optim.LBFGS``; Nocedal & Wright, *Numerical
+    Optimization* (2006), algorithms 7.4 and 3.5-3.6.
+
     >>> import gradtx, jax, jax.numpy as jnp
     >>> def loss(p): return jnp.sum((p["x"] - 1.0) ** 2) + 10 * p["y"] ** 2
     >>> params = {"x": jnp.zeros(3), "y": jnp.ones(())}

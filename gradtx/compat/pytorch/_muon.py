@@ -56,6 +56,30 @@ def muon(
     float64 to 1e-9 (tests/reference/record_matrix.py). Leaves that are not
     2-D raise, naming their path (torch: when the optimizer is built).
     ``momentum`` above 1, which torch accepts, is refused.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-3.
+        weight_decay: decoupled decay, >= 0. Default 0.1.
+        momentum: in [0, 1]. Default 0.95.
+        nesterov: Nesterov momentum. Default True.
+        ns_coefficients: ``(a, b, c)`` of the Newton-Schulz polynomial.
+            Default (3.4445, -4.775, 2.0315).
+        eps: floor of the Frobenius norm, > 0. Default 1e-7.
+        ns_steps: Newton-Schulz steps, an integer in [0, 100). Default 5.
+        adjust_lr_fn: None, ``"original"`` or ``"match_rms_adamw"``. Default None.
+        ns_dtype: the Newton-Schulz dtype, None for the params' (keyword, gradtx's).
+            Default bfloat16.
+
+    Reference: PyTorch 2.13, ``torch.optim.Muon``; Jordan et al., *Muon: An optimizer
+    for hidden layers in neural networks* (2024), kellerjordan.github.io/posts/muon.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.muon(lr=0.1, ns_dtype=None)
+    >>> params = {"w": jnp.eye(2)}
+    >>> updates, _ = tx.update({"w": jnp.array([[1.0, 2.0], [0.0, 1.0]])}, tx.init(params), params)
+    >>> [round(float(v), 4) for v in updates["w"].ravel()]
+    [-0.0722, -0.0457, 0.0786, -0.0722]
     """
     if adjust_lr_fn not in ADJUST_LR_FNS:
         raise ValueError(

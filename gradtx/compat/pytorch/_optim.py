@@ -69,6 +69,29 @@ def sgd(
     optimizer, ``schedule.momentum`` of :mod:`gradtx.compat.pytorch.lr_scheduler`.
     torch checks ``momentum > 0`` for Nesterov on the number it is built with,
     before any cycling; a schedule is checked to stay in [0, 1] only.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-3 (torch's).
+        momentum: in [0, 1], a number or a schedule. Default 0.0.
+        dampening: in [0, 1]. Default 0.0.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        nesterov: Nesterov momentum; needs momentum > 0 and dampening 0. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.SGD``; Sutskever et al., *On the importance of
+    initialization and momentum in deep learning*, ICML 2013.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.sgd(lr=0.1, momentum=0.9)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.42
     """
     del foreach, differentiable, fused
     _check_nonnegative("sgd", lr=lr, momentum=momentum, weight_decay=weight_decay)
@@ -103,6 +126,30 @@ def adagrad(
         g <- g + weight_decay * p
         s_t = s_{t-1} + g**2                         (s_0 = initial_accumulator_value)
         p <- p - lr_t / (1 + (t - 1) * lr_decay) * g / (sqrt(s_t) + eps)
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-2.
+        lr_decay: >= 0. Default 0.0.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        initial_accumulator_value: s_0, >= 0. Default 0.0.
+        eps: added to sqrt(s), >= 0, and > 0 when initial_accumulator_value is 0.
+            Default 1e-10.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.Adagrad``; Duchi, Hazan, Singer, *Adaptive
+    Subgradient Methods*, JMLR 2011.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adagrad(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8293
     """
     del foreach, differentiable, fused
     _check_nonnegative("adagrad", lr=lr, lr_decay=lr_decay, weight_decay=weight_decay)
@@ -140,6 +187,30 @@ def rmsprop(
         p <- p - lr_t * b_t
 
     ``momentum`` may be a schedule (torch's cycled momentum), as in :func:`sgd`.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-2.
+        alpha: decay of v, in [0, 1]. Default 0.99.
+        eps: added to the root, > 0. Default 1e-8.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        momentum: in [0, 1], a number or a schedule. Default 0.0.
+        centered: subtract the squared mean gradient m_t**2 from v_t. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.RMSprop``; Tieleman & Hinton, Lecture 6.5
+    (2012); centred form: Graves, arXiv:1308.0850.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.rmsprop(lr=0.01)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8291
     """
     del capturable, foreach, differentiable
     _check_nonnegative("rmsprop", lr=lr, weight_decay=weight_decay, momentum=momentum)
@@ -172,6 +243,27 @@ def adadelta(
         g <- g + weight_decay * p
         v_t = rho v_{t-1} + (1 - rho) g**2;  d = sqrt(u_{t-1} + eps) / sqrt(v_t + eps) * g
         u_t = rho u_{t-1} + (1 - rho) d**2;  p <- p - lr_t * d
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1.0.
+        rho: in [0, 1]. Default 0.9.
+        eps: > 0. Default 1e-6.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.Adadelta``; Zeiler, *ADADELTA*, arXiv:1212.5701.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adadelta()
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.9936
     """
     del foreach, capturable, differentiable
     _check_nonnegative("adadelta", lr=lr, weight_decay=weight_decay)
@@ -239,6 +331,32 @@ def adam(
     ``OneCycleLR`` or ``CyclicLR`` (``cycle_momentum=True``) writes into the
     optimizer, ``schedule.momentum`` of :mod:`gradtx.compat.pytorch.lr_scheduler`.
     As in torch, the bias correction ``1 - b1**t`` takes the current b1.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1); beta1 may be a schedule.
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: >= 0, L2 added to the gradient (decoupled with
+            ``decoupled_weight_decay``). Default 0.0.
+        amsgrad: use the running maximum of v. Default False.
+        decoupled_weight_decay: AdamW's decay. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.Adam``; Kingma & Ba, arXiv:1412.6980; AMSGrad:
+    Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adam(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del foreach, capturable, differentiable, fused
     b1, b2 = betas
@@ -270,6 +388,30 @@ def adamw(
         p <- p (1 - lr_t * weight_decay);  then the Adam step of :func:`adam`
 
     ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1); beta1 may be a schedule.
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: decoupled decay, >= 0. Default 1e-2.
+        amsgrad: use the running maximum of v. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.AdamW``; Loshchilov & Hutter, *Decoupled Weight
+    Decay Regularization*, arXiv:1711.05101.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adamw(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.7981
     """
     return adam(
         lr,
@@ -307,6 +449,28 @@ def adamax(
         p <- p - lr_t / (1 - b1**t) * m_t / n_t
 
     ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 2e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1); beta1 may be a schedule.
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.Adamax``; Kingma & Ba, arXiv:1412.6980, section 7.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adamax(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.8
     """
     del foreach, differentiable, capturable
     b1, b2 = betas
@@ -337,6 +501,32 @@ def nadam(
 
     ``betas[0]`` may be a schedule (torch's cycled beta1): mu_t and mu_{t+1}
     both take the current b1, as in torch.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 2e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1); beta1 may be a schedule.
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: >= 0, L2 added to the gradient (decoupled with
+            ``decoupled_weight_decay``). Default 0.0.
+        momentum_decay: psi, >= 0. Default 4e-3.
+        decoupled_weight_decay: AdamW-style decay. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.NAdam``; Dozat, *Incorporating Nesterov
+    Momentum into Adam*, ICLR workshop 2016.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.nadam(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.816
     """
     del foreach, capturable, differentiable
     b1, b2 = betas
@@ -365,6 +555,31 @@ def radam(
         otherwise:  p <- p - lr_t m_t / (1 - b1**t)
 
     ``betas[0]`` may be a schedule (torch's cycled beta1), as in :func:`adam`.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1); beta1 may be a schedule.
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: >= 0, L2 added to the gradient (decoupled with
+            ``decoupled_weight_decay``). Default 0.0.
+        decoupled_weight_decay: AdamW-style decay. Default False.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.RAdam``; Liu et al., *On the Variance of the
+    Adaptive Learning Rate and Beyond*, arXiv:1908.03265.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.radam(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.6
     """
     del foreach, capturable, differentiable
     b1, b2 = betas
@@ -388,6 +603,28 @@ def rprop(
     Update rule: :func:`gradtx.scale_by_rprop` with initial step size ``lr``;
     ``p <- p - sign(g) * d_t``. A schedule for ``lr`` only sets the initial
     step size, as in torch (the step sizes are state).
+
+    Args:
+        lr: the initial step size, >= 0 (a schedule's value at step 0). Default 1e-2.
+        etas: ``(eta_minus, eta_plus)``, 0 < eta_minus < 1 < eta_plus. Default (0.5, 1.2).
+        step_sizes: ``(min, max)`` step size, 0 <= min <= max (max may be inf).
+            Default (1e-6, 50.0).
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.Rprop``; Riedmiller & Braun, *A Direct Adaptive
+    Method for Faster Backpropagation Learning: The RPROP Algorithm*, ICNN 1993.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.rprop(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.78
     """
     del capturable, foreach, differentiable
     eta_minus, eta_plus = etas
@@ -424,6 +661,29 @@ def asgd(
     Read the averaged parameters with ``gradtx.tree_get(state, "average")``.
     With a schedule, eta follows the rate one step late, as in torch
     (:func:`gradtx.asgd_step_size`).
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1e-2.
+        lambd: decay term, >= 0. Default 1e-4.
+        alpha: power of the step's decay, >= 0. Default 0.75.
+        t0: averaging starts after step t0 + 1; >= -2. Default 1e6.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        maximize: ascend the objective (torch negates the gradient first). Default False.
+        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+
+    Reference: PyTorch 2.13, ``torch.optim.ASGD``; Polyak & Juditsky, *Acceleration of
+    Stochastic Approximation by Averaging*, SIAM J. Control Optim. 1992.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.asgd(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # torch gives the same
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> round(float(params["w"]), 4)
+    0.6
     """
     del foreach, differentiable, capturable
     _check_nonnegative("asgd", lr=lr, lambd=lambd, weight_decay=weight_decay)

@@ -100,6 +100,36 @@ def prodigy(
     Differences from :func:`gradtx.prodigy` (optax's): bias correction off by
     default, ``decouple=False`` for L2 decay, ``d_coef`` (optax's estim_lr_coef),
     ``growth_rate``, ``slice_p``, and the skipped steps above.
+
+    Args:
+        lr: a number > 0, or a schedule (which may reach 0). Default 1.0.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        beta3: decay of s and r, None (sqrt(beta2)) or in [0, 1). Default None.
+        eps: > 0. Default 1e-8.
+        weight_decay: >= 0. Default 0.0.
+        decouple: decoupled decay (else L2 added to the gradient). Default True.
+        use_bias_correction: Adam's bias correction in dlr. Default False.
+        safeguard_warmup: leave lr out of s. Default False.
+        d0: the initial estimate of d, > 0. Default 1e-6.
+        d_coef: multiplier of the estimate d_hat, > 0. Default 1.0.
+        growth_rate: the most d may grow per step, >= 1 (inf: no limit). Default inf.
+        fsdp_in_use: accepted and ignored.
+        slice_p: use every slice_p-th element for s and r, an integer >= 1. Default 1.
+
+    Reference: ``prodigyopt`` 1.1.2, ``Prodigy``; Mishchenko & Defazio, *Prodigy: An
+    Expeditiously Adaptive Parameter-Free Learner*, ICML 2024, arXiv:2306.06101.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.prodigy(d0=0.1)
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # prodigyopt.Prodigy gives the same
+    ...     updates, state = tx.update({"w": jnp.array([1.0, -1.0])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> d = gradtx.tree_get(state, "estim_lr")
+    >>> [round(float(v), 4) for v in params["w"]], round(float(d), 4)
+    ([0.2588, 2.7412], 0.1582)
     """
     del fsdp_in_use
     _shared_checks("prodigy", lr, betas, eps, weight_decay, d0, growth_rate)
@@ -162,6 +192,33 @@ def dadapt_adam(
 
     Differences from :func:`gradtx.dadapt_adamw` (optax's): bias correction off
     and coupled L2 decay by default, ``growth_rate``, and the skipped steps above.
+
+    Args:
+        lr: a number > 0, or a schedule (which may reach 0). Default 1.0.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: >= 0. Default 0.0.
+        log_every: accepted and ignored.
+        decouple: decoupled decay (else L2 added to the gradient). Default False.
+        use_bias_correction: Adam's bias correction in dlr. Default False.
+        d0: the initial estimate of d, > 0. Default 1e-6.
+        growth_rate: the most d may grow per step, >= 1 (inf: no limit). Default inf.
+        fsdp_in_use: accepted and ignored.
+
+    Reference: ``dadaptation`` 3.2, ``DAdaptAdam``; Defazio & Mishchenko,
+    *Learning-Rate-Free Learning by D-Adaptation*, ICML 2023, arXiv:2301.07733.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.dadapt_adam(d0=0.1)
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # dadaptation.DAdaptAdam gives the same
+    ...     updates, state = tx.update({"w": jnp.array([1.0, -1.0])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> d = gradtx.tree_get(state, "estim_lr")
+    >>> [round(float(v), 4) for v in params["w"]], round(float(d), 4)
+    ([0.2588, 2.7412], 1.5815)
     """
     del log_every, fsdp_in_use
     _shared_checks("dadapt_adam", lr, betas, eps, weight_decay, d0, growth_rate)
@@ -317,8 +374,29 @@ def dadapt_sgd(
     ``gradtx.tree_get(state, "estim_lr")``. ``log_every`` (logging) and
     ``fsdp_in_use`` change no numbers and are ignored; the update needs the params.
 
+    Args:
+        lr: a number > 0, or a schedule (which may reach 0). Default 1.0.
+        momentum: in [0, 1). Default 0.0.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.
+        log_every: accepted and ignored.
+        d0: the initial estimate of d, > 0. Default 1e-6.
+        growth_rate: the most d may grow per step, >= 1 (inf: no limit). Default inf.
+        fsdp_in_use: accepted and ignored.
+
     Reference: Defazio & Mishchenko, *Learning-Rate-Free Learning by
     D-Adaptation*, ICML 2023, arXiv:2301.07733.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.dadapt_sgd(d0=0.1)
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # dadaptation.DAdaptSGD gives the same
+    ...     updates, state = tx.update({"w": jnp.array([1.0, -1.0])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> d = gradtx.tree_get(state, "estim_lr")
+    >>> [round(float(v), 4) for v in params["w"]], round(float(d), 4)
+    ([0.8586, 2.1414], 0.1)
     """
     del log_every, fsdp_in_use
     _dual_averaging_checks("dadapt_sgd", lr, momentum, weight_decay, d0, growth_rate)
@@ -452,8 +530,29 @@ def dadapt_adagrad(
     is ignored; the package's sparse-gradient path has no JAX counterpart. The
     update needs the params.
 
+    Args:
+        lr: a number > 0, or a schedule (which may reach 0). Default 1.0.
+        momentum: in [0, 1). Default 0.
+        log_every: accepted and ignored.
+        weight_decay: L2 added to the gradient, >= 0. Default 0.0.
+        eps: > 0. Default 1e-6.
+        d0: the initial estimate of d, > 0. Default 1e-6.
+        growth_rate: the most d may grow per step, >= 1 (inf: no limit). Default inf.
+
     Reference: Defazio & Mishchenko, *Learning-Rate-Free Learning by
     D-Adaptation*, ICML 2023, arXiv:2301.07733.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.dadapt_adagrad(d0=0.1)
+    >>> params = {"w": jnp.array([1.0, 2.0])}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # dadaptation.DAdaptAdaGrad gives the same
+    ...     updates, state = tx.update({"w": jnp.array([1.0, -1.0])}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> d = gradtx.tree_get(state, "estim_lr")
+    >>> [round(float(v), 4) for v in params["w"]], round(float(d), 4)
+    ([0.8586, 2.1414], 0.1)
     """
     del log_every
     _dual_averaging_checks("dadapt_adagrad", lr, momentum, weight_decay, d0, growth_rate)

@@ -128,6 +128,30 @@ def sgd_schedule_free(
     ahead). ``optimizer.eval()`` is ``gradtx.schedule_free_eval_params(state,
     params)``; ``optimizer.train()`` is training on from the params, which
     stay y. ``foreach`` changes no numbers and is ignored.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 1.0.
+        momentum: the interpolation b1, in (0, 1). Default 0.9.
+        weight_decay: L2 added to the gradient at y, >= 0. Default 0.0.
+        warmup_steps: steps of linear warmup, an integer >= 0. Default 0.
+        r: the power of t in the averaging weights, finite. Default 0.0.
+        weight_lr_power: the power of the peak rate in the weights, >= 0. Default 2.0.
+        foreach: accepted and ignored.
+
+    Reference: the ``schedulefree`` package 1.4.1, ``SGDScheduleFree``; Defazio et al., *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.sgd_schedule_free(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # schedulefree gives the same, train() then eval()
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> x = gradtx.schedule_free_eval_params(state, params)
+    >>> round(float(params["w"]), 4), round(float(x["w"]), 4)
+    (0.69, 0.7)
     """
     del foreach
     _check_nonnegative("sgd_schedule_free", lr=lr, weight_decay=weight_decay)
@@ -162,6 +186,32 @@ def adamw_schedule_free(
     ``optimizer.eval()`` is ``gradtx.schedule_free_eval_params(state, params)``.
     Unlike ``gradtx.schedule_free_adamw`` (optax), the warmup reaches ``lr``
     at step ``warmup_steps`` and the weights use the step's own rate.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 0.0025.
+        betas: ``(b1, b2)``, b1 the interpolation in (0, 1], b2 in [0, 1].
+            Default (0.9, 0.999).
+        eps: > 0. Default 1e-8.
+        weight_decay: decoupled decay at y, >= 0. Default 0.0.
+        warmup_steps: steps of linear warmup, an integer >= 0. Default 0.
+        r: the power of t in the averaging weights, finite. Default 0.0.
+        weight_lr_power: the power of the peak rate in the weights, >= 0. Default 2.0.
+        foreach: accepted and ignored.
+
+    Reference: the ``schedulefree`` package 1.4.1, ``AdamWScheduleFree``; Defazio et al., *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.adamw_schedule_free(lr=0.1)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # schedulefree gives the same, train() then eval()
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> x = gradtx.schedule_free_eval_params(state, params)
+    >>> round(float(params["w"]), 4), round(float(x["w"]), 4)
+    (0.845, 0.85)
     """
     del foreach
     _check_nonnegative("adamw_schedule_free", lr=lr, weight_decay=weight_decay)
@@ -195,6 +245,32 @@ def radam_schedule_free(
     rho_t is computed without cancellation (see ``gradtx.scale_by_radam``);
     the package's own formula agrees to about 1e-12 in float64.
     ``optimizer.eval()`` is ``gradtx.schedule_free_eval_params(state, params)``.
+
+    Args:
+        lr: a number or a schedule, >= 0. Default 0.0025.
+        betas: ``(b1, b2)``, b1 the interpolation in (0, 1], b2 in (0, 1).
+            Default (0.9, 0.999).
+        eps: >= 0. Default 1e-8.
+        weight_decay: decoupled decay at y, >= 0. Default 0.0.
+        r: the power of t in the averaging weights, finite. Default 0.0.
+        weight_lr_power: the power of the peak rate in the weights, >= 0. Default 2.0.
+        foreach: accepted and ignored.
+        silent_sgd_phase: no step before rho_t > 4 (else SGD steps). Default True.
+
+    Reference: the ``schedulefree`` package 1.4.1, ``RAdamScheduleFree``; Defazio et al., *The Road
+    Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx.compat import pytorch
+    >>> tx = pytorch.radam_schedule_free(lr=0.1, silent_sgd_phase=False)
+    >>> params = {"w": jnp.array(1.0)}
+    >>> state = tx.init(params)
+    >>> for _ in range(2):  # schedulefree gives the same, train() then eval()
+    ...     updates, state = tx.update({"w": jnp.array(2.0)}, state, params)
+    ...     params = gradtx.apply_updates(params, updates)
+    >>> x = gradtx.schedule_free_eval_params(state, params)
+    >>> round(float(params["w"]), 4), round(float(x["w"]), 4)
+    (0.69, 0.7)
     """
     del foreach
     _check_nonnegative("radam_schedule_free", lr=lr, weight_decay=weight_decay)

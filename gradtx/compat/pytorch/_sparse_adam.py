@@ -115,11 +115,13 @@ def sparse_adam(
     exactly zero almost never). torch refuses dense gradients.
 
     Args:
-        lr: > 0, or a schedule.
-        betas: each in [0, 1).
-        eps: > 0, added outside the root, before the bias correction.
-        maximize: ascend the gradient.
-        granularity: static, ``"rows"`` or ``"elements"``.
+        lr: > 0, or a schedule. Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: > 0, added outside the root, before the bias correction. Default 1e-8.
+        maximize: ascend the gradient. Default False.
+        granularity: static, ``"rows"`` or ``"elements"``. Default ``"rows"``.
+
+    Reference: PyTorch 2.13, ``torch.optim.SparseAdam``; Kingma & Ba, arXiv:1412.6980.
 
     >>> import jax.numpy as jnp
     >>> tx = sparse_adam(lr=0.1)

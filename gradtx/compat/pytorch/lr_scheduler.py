@@ -137,6 +137,19 @@ def lambda_lr(lr: Any, lr_lambda: Callable, step_every: int = 1) -> LambdaLR:
     with arithmetic or ``jnp`` (``lambda e: 0.95 ** e``), not Python ``if``.
     torch's list of lambdas (one per parameter group): use one schedule per
     group with :func:`gradtx.partition`.
+
+    Args:
+        lr: the base rate (torch's initial ``lr``).
+        lr_lambda: a function of the epoch, traceable.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.LambdaLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.lambda_lr(lr=1.0, lr_lambda=lambda e: 0.5**e)
+    >>> [round(float(schedule(t)), 4) for t in range(4)]  # torch gives the same
+    [1.0, 0.5, 0.25, 0.125]
     """
     return LambdaLR(lr=lr, lr_lambda=lr_lambda, step_every=step_every)
 
@@ -159,6 +172,19 @@ def multiplicative_lr(lr: Any, lr_lambda: Callable, step_every: int = 1) -> Mult
 
     Evaluated as a loop over the epochs (the product has no closed form for an
     arbitrary function), so a step costs O(e). ``lr_lambda`` as :func:`lambda_lr`.
+
+    Args:
+        lr: the base rate.
+        lr_lambda: a function of the epoch, traceable.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.MultiplicativeLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.multiplicative_lr(lr=1.0, lr_lambda=lambda e: 0.9)
+    >>> [round(float(schedule(t)), 4) for t in range(4)]  # torch gives the same
+    [1.0, 0.9, 0.81, 0.729]
     """
     return MultiplicativeLR(lr=lr, lr_lambda=lr_lambda, step_every=step_every)
 
@@ -188,6 +214,15 @@ def step_lr(lr: Any, step_size: int, gamma: float = 0.1, step_every: int = 1) ->
 
     Formula: ``lr_e = lr * gamma ** (e // step_size)``; step_size >= 1 (torch
     fails with a ZeroDivisionError at 0). :func:`gradtx.step_decay_schedule`.
+
+    Args:
+        lr: the base rate.
+        step_size: epochs between decays, an integer >= 1.
+        gamma: the factor. Default 0.1.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.StepLR``.
 
     >>> from gradtx.compat.pytorch import lr_scheduler
     >>> per_epoch = lr_scheduler.step_lr(lr=1.0, step_size=2, gamma=0.5, step_every=10)
@@ -224,6 +259,20 @@ def multi_step_lr(lr: Any, milestones: Any, gamma: float = 0.1, step_every: int 
 
     Formula: ``lr_e = lr * gamma ** #{milestones <= e}`` (a repeated milestone
     counts twice). :func:`gradtx.piecewise_constant_schedule`.
+
+    Args:
+        lr: the base rate.
+        milestones: the epochs of the decays.
+        gamma: the factor. Default 0.1.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.MultiStepLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.multi_step_lr(lr=1.0, milestones=[2, 3], gamma=0.1)
+    >>> [round(float(schedule(t)), 4) for t in range(5)]  # torch gives the same
+    [1.0, 1.0, 0.1, 0.01, 0.01]
     """
     return MultiStepLR(lr=lr, milestones=tuple(milestones), gamma=gamma, step_every=step_every)
 
@@ -257,6 +306,20 @@ def constant_lr(
     Formula: ``lr_e = lr * factor`` for e < total_iters, ``lr`` after; with
     ``total_iters=0`` torch's steps keep ``lr * factor`` for ever, and so does
     this. 0 <= factor <= 1.
+
+    Args:
+        lr: the base rate.
+        factor: in [0, 1]. Default 1/3.
+        total_iters: epochs at the reduced rate, an integer >= 0. Default 5.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.ConstantLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.constant_lr(lr=1.0, factor=0.5, total_iters=2)
+    >>> [round(float(schedule(t)), 4) for t in range(4)]  # torch gives the same
+    [0.5, 0.5, 1.0, 1.0]
     """
     return ConstantLR(lr=lr, factor=factor, total_iters=total_iters, step_every=step_every)
 
@@ -300,6 +363,21 @@ def linear_lr(
     0 < start_factor <= 1, 0 <= end_factor <= 1; ``total_iters=0`` keeps
     ``lr * start_factor`` (torch's closed form divides by zero there).
     :func:`gradtx.linear_schedule` from ``lr * start_factor`` to ``lr * end_factor``.
+
+    Args:
+        lr: the base rate.
+        start_factor: in (0, 1]. Default 1/3.
+        end_factor: in [0, 1]. Default 1.0.
+        total_iters: epochs of the ramp, an integer >= 0. Default 5.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.LinearLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.linear_lr(lr=1.0, start_factor=0.25, total_iters=3)
+    >>> [round(float(schedule(t)), 4) for t in range(5)]  # torch gives the same
+    [0.25, 0.5, 0.75, 1.0, 1.0]
     """
     return LinearLR(
         lr=lr,
@@ -330,6 +408,19 @@ def exponential_lr(lr: Any, gamma: float, step_every: int = 1) -> ExponentialLR:
 
     gradtx's ``exponential_decay(lr, 1, gamma)`` differs at ``gamma=0`` (it then
     holds ``lr``, as optax), so this one has its own class.
+
+    Args:
+        lr: the base rate.
+        gamma: the factor per epoch.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.ExponentialLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.exponential_lr(lr=1.0, gamma=0.5)
+    >>> [round(float(schedule(t)), 4) for t in range(4)]  # torch gives the same
+    [1.0, 0.5, 0.25, 0.125]
     """
     return ExponentialLR(lr=lr, gamma=gamma, step_every=step_every)
 
@@ -359,6 +450,20 @@ def polynomial_lr(
     """``PolynomialLR``: ``lr_e = lr * (1 - min(e, total_iters) / total_iters) ** power``.
 
     ``total_iters=0`` keeps ``lr``, as torch's steps do. :func:`gradtx.polynomial_schedule`.
+
+    Args:
+        lr: the base rate.
+        total_iters: epochs of the decay, an integer >= 0. Default 5.
+        power: the exponent. Default 1.0.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.PolynomialLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.polynomial_lr(lr=1.0, total_iters=4, power=2.0)
+    >>> [round(float(schedule(t)), 4) for t in range(6)]  # torch gives the same
+    [1.0, 0.5625, 0.25, 0.0625, 0.0, 0.0]
     """
     return PolynomialLR(lr=lr, total_iters=total_iters, power=power, step_every=step_every)
 
@@ -402,6 +507,16 @@ def cosine_annealing_lr(
     so on (a period of ``2 * T_max``). For a cosine that stays at ``eta_min``,
     use :func:`gradtx.cosine_decay_schedule`. T_max >= 1 (a whole number).
 
+    Args:
+        lr: the base rate.
+        T_max: the half period in epochs, an integer >= 1.
+        eta_min: the lowest rate. Default 0.0.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.CosineAnnealingLR``; Loshchilov &
+    Hutter, *SGDR*, arXiv:1608.03983.
+
     >>> from gradtx.compat.pytorch import lr_scheduler
     >>> schedule = lr_scheduler.cosine_annealing_lr(lr=1.0, T_max=10)
     >>> [round(float(schedule(t)), 6) for t in (0, 5, 10, 15, 20)]
@@ -438,6 +553,22 @@ def cosine_annealing_warm_restarts(
     eta_min)``, what torch's ``step()`` without an epoch yields. T_0 >= 1 and
     T_mult >= 1, whole numbers. Fractional epochs (``step(epoch + i / n)``) are
     ``step_every``'s job here.
+
+    Args:
+        lr: the base rate.
+        T_0: the first cycle's length in epochs, an integer >= 1.
+        T_mult: the growth of each cycle, an integer >= 1. Default 1.
+        eta_min: the lowest rate. Default 0.0.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``;
+    Loshchilov & Hutter, *SGDR*, arXiv:1608.03983.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.cosine_annealing_warm_restarts(lr=1.0, T_0=2, T_mult=2)
+    >>> [round(float(schedule(t)), 4) for t in range(7)]  # torch gives the same
+    [1.0, 0.5, 1.0, 0.8536, 0.5, 0.1464, 1.0]
     """
     return CosineAnnealingWarmRestarts(
         lr=lr, T_0=T_0, T_mult=T_mult, eta_min=eta_min, step_every=step_every
@@ -537,6 +668,31 @@ def cyclic_lr(
     when ``scale_fn`` is given (it then overrides ``mode``). The momentum
     schedule is ``schedule.momentum``: pass it to the port's ``momentum`` or
     ``betas[0]`` as torch writes it into the optimizer. step_size_up > 0.
+
+    Args:
+        base_lr: the bottom of the triangle.
+        max_lr: the top of the triangle.
+        step_size_up: epochs up, > 0. Default 2000.
+        step_size_down: epochs down, >= 0, or None for step_size_up. Default None.
+        mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``. Default ``"triangular"``.
+        gamma: exp_range's base. Default 1.0.
+        scale_fn: a custom f, or None. Default None.
+        scale_mode: ``"cycle"`` or ``"iterations"`` (with scale_fn). Default ``"cycle"``.
+        cycle_momentum: provide ``schedule.momentum``. Default True.
+        base_momentum: Default 0.8.
+        max_momentum: Default 0.9.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.CyclicLR``; Smith, *Cyclical
+    Learning Rates for Training Neural Networks*, arXiv:1506.01186.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.cyclic_lr(base_lr=0.1, max_lr=1.0, step_size_up=2)
+    >>> [round(float(schedule(t)), 4) for t in range(5)]  # torch gives the same
+    [0.1, 0.55, 1.0, 0.55, 0.1]
+    >>> [round(float(schedule.momentum(t)), 4) for t in range(5)]
+    [0.9, 0.85, 0.8, 0.85, 0.9]
     """
     return CyclicLR(
         base_lr=base_lr,
@@ -657,6 +813,26 @@ def one_cycle_lr(
     holds (torch raises one step later; its formula would extrapolate the last phase).
     optax's :func:`gradtx.cosine_onecycle_schedule` ends its phases one step later.
 
+    Args:
+        max_lr: the peak rate.
+        total_steps: T, an integer >= 1, or None to use epochs * steps_per_epoch.
+            Default None.
+        epochs: integer >= 1 (with steps_per_epoch). Default None.
+        steps_per_epoch: integer >= 1 (with epochs). Default None.
+        pct_start: the share of T going up, in [0, 1]. Default 0.3.
+        anneal_strategy: ``"cos"`` or ``"linear"``. Default ``"cos"``.
+        cycle_momentum: provide ``schedule.momentum``. Default True.
+        base_momentum: Default 0.85.
+        max_momentum: Default 0.95.
+        div_factor: d, > 0. Default 25.0.
+        final_div_factor: > 0. Default 1e4.
+        three_phase: Default False.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.OneCycleLR``; Smith & Topin,
+    *Super-Convergence*, arXiv:1708.07120.
+
     >>> from gradtx.compat.pytorch import lr_scheduler
     >>> schedule = lr_scheduler.one_cycle_lr(max_lr=1.0, total_steps=12, pct_start=0.5)
     >>> [round(float(schedule(t)), 6) for t in (0, 5, 11)]
@@ -746,6 +922,21 @@ def sequential_lr(schedulers: Any, milestones: Any, step_every: int = 1) -> Sequ
     Like :func:`gradtx.join_schedules`. A ``multiplicative_lr`` child after a
     milestone restarts from its own ``lr`` here; torch continues it from the
     rate reached before the milestone. A child's cycled momentum is not carried.
+
+    Args:
+        schedulers: lr_scheduler schedules (each with step_every 1).
+        milestones: one fewer than the schedulers.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.SequentialLR``.
+
+    >>> from gradtx.compat.pytorch import lr_scheduler
+    >>> schedule = lr_scheduler.sequential_lr(
+    ...     [lr_scheduler.constant_lr(lr=1.0, factor=0.1, total_iters=2),
+    ...      lr_scheduler.exponential_lr(lr=1.0, gamma=0.5)], milestones=[2])
+    >>> [round(float(schedule(t)), 4) for t in range(5)]  # torch gives the same
+    [0.1, 0.1, 1.0, 0.5, 0.25]
     """
     return SequentialLR(
         schedulers=tuple(schedulers), milestones=tuple(milestones), step_every=step_every
@@ -781,6 +972,14 @@ def chained_scheduler(
     ``step_lr``, ...) scale the current rate, absolute ones (``lambda_lr``,
     ``cyclic_lr``...) replace it. Evaluated as a loop over the epochs: O(e) a
     step. ``optimizer`` is accepted and ignored (the schedules carry ``lr``).
+
+    Args:
+        schedulers: lr_scheduler schedules (each with step_every 1).
+        optimizer: accepted and ignored. Default None.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.ChainedScheduler``.
 
     >>> from gradtx.compat.pytorch import lr_scheduler
     >>> halve_then_decay = lr_scheduler.chained_scheduler([
@@ -926,6 +1125,21 @@ def reduce_lr_on_plateau(
     Differences: optax's ``reduce_on_plateau`` (:func:`gradtx.reduce_on_plateau`)
     reduces when ``bad == patience``, rescales at once, and has no max mode,
     min_lr or eps. torch accepts a negative factor; here 0 <= factor < 1.
+
+    Args:
+        lr: the port's constant rate, > 0.
+        mode: ``"min"`` or ``"max"``. Default ``"min"``.
+        factor: in [0, 1). Default 0.1.
+        patience: an integer >= 0. Default 10.
+        threshold: >= 0. Default 1e-4.
+        threshold_mode: ``"rel"`` or ``"abs"``. Default ``"rel"``.
+        cooldown: an integer >= 0. Default 0.
+        min_lr: >= 0. Default 0.0.
+        eps: >= 0. Default 1e-8.
+        step_every: optimizer steps per scheduler step (torch's epoch), an integer >= 1.
+            Default 1.
+
+    Reference: PyTorch 2.13, ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
 
     >>> import gradtx
     >>> from gradtx.compat import pytorch

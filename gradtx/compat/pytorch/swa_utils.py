@@ -47,12 +47,36 @@ def get_swa_avg_fn() -> AverageParams:
     """The equal-weight (SWA) average, torch's default: ``a <- a + (p - a) / (n + 1)``.
 
     It is :func:`gradtx.polyak_average`, whose count is ``n_averaged``.
+
+    No arguments. Reference: PyTorch 2.13, ``torch.optim.swa_utils.get_swa_avg_fn``;
+    Izmailov et al., arXiv:1803.05407.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat.pytorch import swa_utils
+    >>> swa = swa_utils.averaged_model(avg_fn=swa_utils.get_swa_avg_fn())
+    >>> state = swa.init({"w": jnp.zeros(())})
+    >>> for w in (1.0, 2.0, 6.0):  # torch's AveragedModel gives the same
+    ...     state = swa.update(state, {"w": jnp.asarray(w)})
+    >>> round(float(state.params["w"]), 4)
+    3.0
     """
     return polyak_average()
 
 
 def get_swa_multi_avg_fn() -> AverageParams:
-    """:func:`get_swa_avg_fn`: torch's per-list variant is the same average in JAX."""
+    """:func:`get_swa_avg_fn`: torch's per-list variant is the same average in JAX.
+
+    No arguments. Reference: PyTorch 2.13, ``torch.optim.swa_utils.get_swa_multi_avg_fn``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat.pytorch import swa_utils
+    >>> swa = swa_utils.averaged_model(multi_avg_fn=swa_utils.get_swa_multi_avg_fn())
+    >>> state = swa.init({"w": jnp.zeros(())})
+    >>> for w in (1.0, 2.0, 6.0):  # torch's AveragedModel gives the same
+    ...     state = swa.update(state, {"w": jnp.asarray(w)})
+    >>> round(float(state.params["w"]), 4)
+    3.0
+    """
     return get_swa_avg_fn()
 
 
@@ -63,14 +87,40 @@ def get_ema_avg_fn(decay: float = 0.999) -> AverageParams:
     at its first update (``n_averaged == 0``) whatever the function, as torch.
 
     Args:
-        decay: in [0, 1] (torch's ValueError otherwise).
+        decay: in [0, 1] (torch's ValueError otherwise). Default 0.999.
+
+    Reference: PyTorch 2.13, ``torch.optim.swa_utils.get_ema_avg_fn``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat.pytorch import swa_utils
+    >>> swa = swa_utils.averaged_model(avg_fn=swa_utils.get_ema_avg_fn(0.5))
+    >>> state = swa.init({"w": jnp.zeros(())})
+    >>> for w in (1.0, 2.0, 6.0):  # torch's AveragedModel gives the same
+    ...     state = swa.update(state, {"w": jnp.asarray(w)})
+    >>> round(float(state.params["w"]), 4)
+    3.75
     """
     _check_decay("get_ema_avg_fn", decay)
     return ema_params(decay)
 
 
 def get_ema_multi_avg_fn(decay: float = 0.999) -> AverageParams:
-    """:func:`get_ema_avg_fn`: torch's per-list variant is the same average in JAX."""
+    """:func:`get_ema_avg_fn`: torch's per-list variant is the same average in JAX.
+
+    Args:
+        decay: in [0, 1]. Default 0.999.
+
+    Reference: PyTorch 2.13, ``torch.optim.swa_utils.get_ema_multi_avg_fn``.
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat.pytorch import swa_utils
+    >>> swa = swa_utils.averaged_model(multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.5))
+    >>> state = swa.init({"w": jnp.zeros(())})
+    >>> for w in (1.0, 2.0, 6.0):  # torch's AveragedModel gives the same
+    ...     state = swa.update(state, {"w": jnp.asarray(w)})
+    >>> round(float(state.params["w"]), 4)
+    3.75
+    """
     _check_decay("get_ema_multi_avg_fn", decay)
     return ema_params(decay)
 
@@ -166,6 +216,13 @@ def averaged_model(
             updates lists in place; here it takes and returns the tree.
         use_buffers: average the buffers with the same function too; otherwise
             they are copies of the last ones given, as torch keeps them in sync.
+            Default False.
+
+    Defaults: device, avg_fn, multi_avg_fn None (the SWA mean).
+
+    Reference: PyTorch 2.13, ``torch.optim.swa_utils.AveragedModel``; Izmailov et
+    al., *Averaging Weights Leads to Wider Optima and Better Generalization*,
+    arXiv:1803.05407.
 
     >>> import jax.numpy as jnp
     >>> from gradtx.compat.pytorch import swa_utils
@@ -227,10 +284,13 @@ def swalr(
             left it). Switch to it with :func:`gradtx.join_schedules`.
         swa_lr: the rate it ends at and then holds.
         anneal_epochs: E >= 0, a whole number of scheduler steps (epochs in torch's
-            example, where it steps once per epoch).
-        anneal_strategy: static, ``"cos"`` or ``"linear"``.
+            example, where it steps once per epoch). Default 10.
+        anneal_strategy: static, ``"cos"`` or ``"linear"``. Default ``"cos"``.
         last_epoch: accepted for torch's signature; SWALR's values depend only on
-            the steps it has taken, so it changes nothing (as in torch).
+            the steps it has taken, so it changes nothing (as in torch). Default -1.
+
+    Reference: PyTorch 2.13, ``torch.optim.swa_utils.SWALR``; Izmailov et al.,
+    arXiv:1803.05407.
 
     torch's quirks, reproduced: with E = 0, *building* SWALR already sets the
     optimizer's rate to ``swa_lr`` (value(0) = swa_lr), even before the SWA phase
@@ -275,12 +335,22 @@ def update_bn(
         variables: the model's variables (a mapping holding ``collection``); the
             returned copy has the new statistics there.
         momentum: in [0, 1), the BatchNorm layers' momentum (Flax's weight of the
-            old statistics; 0.99 is ``flax.linen.BatchNorm``'s default).
-        collection: where the statistics live.
+            old statistics; 0.99 is ``flax.linen.BatchNorm``'s default). Default 0.99.
+        collection: where the statistics live. Default ``"batch_stats"``.
+
+    Reference: PyTorch 2.13, ``torch.optim.swa_utils.update_bn``.
 
     Differences from torch: Flax keeps the biased batch variance, torch's
     ``running_var`` the unbiased one. An empty ``loader`` is an error (torch
     silently leaves the reset statistics: mean 0, variance 1).
+
+    >>> import jax.numpy as jnp
+    >>> from gradtx.compat.pytorch import swa_utils
+    >>> apply_fn = lambda v, x: {"mean": 0.01 * jnp.mean(x)}  # a BatchNorm from zeros
+    >>> batches = [jnp.array([1.0, 3.0]), jnp.array([5.0, 7.0])]
+    >>> out = swa_utils.update_bn(batches, apply_fn, {"batch_stats": {"mean": jnp.zeros(())}})
+    >>> round(float(out["batch_stats"]["mean"]), 4)  # the mean of 2 and 6
+    4.0
     """
     if not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
         raise ValueError(f"swa_utils.update_bn(momentum={momentum!r}): momentum must be in [0, 1)")
