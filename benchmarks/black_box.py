@@ -488,7 +488,8 @@ def speed_cases(dims, full_dims, methods, dtypes):
     """(method, implementation, dim, thunk(warmup, repeats)) for every case measured."""
     methods = {"es" if m == "es+adam" else m for m in methods}
     cases = []
-    for dim in dims:
+    # Full CMA-ES at every dim of full_dims, the other methods at every dim of dims.
+    for dim in sorted(set(dims) | set(full_dims)):
         tx = {
             "cma_es": gradtx.cma_es(sigma0=SIGMA0, popsize=64),
             "sep_cma_es": gradtx.sep_cma_es(sigma0=SIGMA0, popsize=64),
@@ -498,7 +499,7 @@ def speed_cases(dims, full_dims, methods, dtypes):
             ),
         }
         for method, t in tx.items():
-            if method == "cma_es" and dim not in full_dims:
+            if dim not in (full_dims if method == "cma_es" else dims):
                 continue
             for dtype in dtypes:
                 name = f"gradtx {dtype}"
@@ -506,7 +507,10 @@ def speed_cases(dims, full_dims, methods, dtypes):
         if cma is not None:
             if dim in full_dims:
                 cases.append(("cma_es", "cma", dim, functools.partial(speed_cma, dim, False)))
-            cases.append(("sep_cma_es", "cma", dim, functools.partial(speed_cma, dim, True)))
+            if dim in dims:
+                cases.append(("sep_cma_es", "cma", dim, functools.partial(speed_cma, dim, True)))
+        if dim not in dims:
+            continue
         if pyswarms is not None:
             cases.append(
                 ("particle_swarm", "pyswarms", dim, functools.partial(speed_pyswarms, dim))

@@ -40,6 +40,19 @@ def test_functions_vanish_at_the_shifted_optimum_only(fn):
     assert f(np.full(4, 0.1), np) > 1e-3
 
 
+def test_speed_cases_time_full_cma_at_its_own_dims_and_the_others_at_theirs():
+    # Full CMA-ES (a dim x dim covariance) at --full-dims, the rest at --speed-dims; a dim in
+    # only one list gets only its methods (the 1000-D full CMA case was once never timed).
+    methods = ["cma_es", "sep_cma_es", "particle_swarm", "es"]
+    cases = black_box.speed_cases([100, 10_000], [100, 1000], methods, ["float32"])
+    timed = {(method, dim) for method, name, dim, _ in cases if name == "gradtx float32"}
+    assert timed == {
+        ("cma_es", 100),
+        ("cma_es", 1000),
+        *((m, d) for m in methods[1:] for d in (100, 10_000)),
+    }
+
+
 def test_cma_reference_reaches_the_target_on_the_sphere():
     pytest.importorskip("cma")
     evals, best = black_box._cma("sphere", 2, 0, 2000, diagonal=False)
