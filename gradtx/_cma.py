@@ -159,6 +159,10 @@ class _CMABase(Transform):
 
     def _initial(self, params):
         mean, _ = as_vector(params)
+        if mean.shape[0] == 0:  # its step sizes and learning rates divide by the dimension
+            raise ValueError(
+                f"{self.name}.init: the params have no elements to search (every leaf is empty)"
+            )
         sigma = jnp.asarray(self.sigma0, mean.dtype)
         zeros = jnp.zeros_like(mean)
         return mean, sigma, zeros, zero_count(), prng_key(self.key)
@@ -366,13 +370,21 @@ def sep_cma_es(
     cap (nor the Mahalanobis rescaling). c_sigma, d_sigma, h_sigma and the step size as in
     :func:`cma_es`.
 
+    Args:
+        sigma0: the initial step size, > 0. Default 1.
+        popsize: lambda, an integer >= 3; None is ``4 + floor(3 ln n)``. mu = lambda // 2.
+            Default None.
+        active: negative weights for the worse half (active CMA, cma's ``CMA_active``).
+            Default True.
+        key: a JAX PRNG key or an integer seed. Default 0.
+
+    Reference: Ros & Hansen, *A Simple Modification in CMA-ES Achieving Linear Time and
+    Space Complexity*, PPSN X (2008).
+
     >>> import jax.numpy as jnp, gradtx
     >>> tx = gradtx.sep_cma_es(sigma0=0.5)
     >>> params = jnp.ones(3)
     >>> state = tx.init(params)
     >>> updates, state = tx.update(None, state, params, value_fn=lambda p: jnp.sum(p**2))
-
-    Reference: Ros & Hansen, *A Simple Modification in CMA-ES Achieving Linear Time and
-    Space Complexity*, PPSN X (2008).
     """
     return SepCmaEs(sigma0=sigma0, popsize=popsize, active=active, key=key)

@@ -63,7 +63,9 @@ def score(
             f"(a scalar from value_fn, a vector of {population.shape[0]} from "
             f"population_value_fn); got shape {values.shape} for the population"
         )
-    # A member whose loss is NaN is the worst, never the best (NaN compares false).
+    # A member whose loss is NaN is the worst, never the best (NaN compares false). In the
+    # search's dtype, as the state holds the losses: a bfloat16 loss is kept in float32.
+    values = values.astype(population.dtype)
     return jnp.where(jnp.isnan(values), jnp.inf, values)
 
 

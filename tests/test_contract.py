@@ -71,6 +71,11 @@ def test_registry_is_complete():
     assert not stale, f"registry names that gradtx does not export: {sorted(stale)}"
 
 
+# Eigendecompositions in float32 (SOAP's eigenbases, refreshed by QR and power steps) give
+# other last bits fused under jit than op by op; seen: 1.9e-6 relative after three steps.
+_JIT_RTOL = {"soap": 1e-5, "scale_by_soap": 1e-5}
+
+
 @pytest.mark.parametrize("entry", ENTRIES, ids=IDS)
 def test_jit_equals_eager(entry):
     # A line search branches on comparisons of nearly equal float32 numbers, which
@@ -82,7 +87,7 @@ def test_jit_equals_eager(entry):
         eager = _run(tx, params, update=_eager)
         compiled = jax.jit(functools.partial(_eager, tx))  # tx's numbers as constants
         jitted = _run(tx, params, update=lambda _, *args: compiled(*args))
-        rtol = 1e-10 if entry.extra_args else 1e-6
+        rtol = 1e-10 if entry.extra_args else _JIT_RTOL.get(entry.name, 1e-6)
         chex.assert_trees_all_close(_comparable(jitted), _comparable(eager), rtol=rtol, atol=1e-7)
 
 

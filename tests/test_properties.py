@@ -234,6 +234,12 @@ def test_state_and_updates_keep_their_shapes_and_dtypes(entry, ex):
     with jax.enable_x64(ex.x64):
         tx = entry.build()
         params = jax.eval_shape(ex.arrays)
+        if entry.name in ("cma_es", "sep_cma_es") and not any(
+            leaf.size for leaf in jax.tree.leaves(params)
+        ):  # its constants divide by the dimension: refused, naming the reason
+            with pytest.raises(ValueError, match=r"cma_es\.init: the params have no elements"):
+                jax.eval_shape(tx.init, params)
+            return
         initial = state = jax.eval_shape(tx.init, params)
         for _ in range(2):
             updates, state, params = jax.eval_shape(_step, tx, params, state, params)

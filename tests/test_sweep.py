@@ -90,9 +90,12 @@ def test_each_member_trains_as_it_would_alone(name):
         row = jax.tree.map(operator.itemgetter(index), together)
         # The trajectories move: a wrong member's hyperparameters could not pass.
         assert float(jnp.abs(alone["v"][-1] - params["v"]).max()) > 1e-4
+        # Batched and alone, XLA fuses the float32 maths differently: a few ulps per step
+        # that the steps compound (seen: 1.7e-6 relative after 6 steps), far below the
+        # distance between members.
         jax.tree.map(
             functools.partial(
-                np.testing.assert_allclose, rtol=1e-6, atol=1e-7, err_msg=str(values)
+                np.testing.assert_allclose, rtol=1e-5, atol=1e-6, err_msg=str(values)
             ),
             row,
             alone,
