@@ -71,8 +71,22 @@ def polyak_average(start: int = 1) -> AverageParams:
     ``start``). Read it with ``gradtx.tree_get(state, "average")``. PyTorch's
     ``ASGD(t0=...)`` averages with ``start = t0 + 2``.
 
+    Args:
+        start: the first step (counting from 1) included in the mean, >= 0;
+            steps before it are not averaged. Default 1 (every step).
+
     Reference: Polyak & Juditsky, *Acceleration of Stochastic Approximation
     by Averaging*, SIAM J. Control Optim. 1992.
+
+    >>> import gradtx
+    >>> tx = gradtx.polyak_average(start=2)  # updates pass unchanged
+    >>> p = {"w": 0.0}
+    >>> s = tx.init(p)
+    >>> for g in [1.0, 2.0, 3.0]:  # p becomes 1, 3, 6: the mean of 3 and 6 is 4.5
+    ...     u, s = tx.update({"w": g}, s, p)
+    ...     p = gradtx.apply_updates(p, u)
+    >>> float(gradtx.tree_get(s, "average")["w"])
+    4.5
     """
     return AverageParams(decay=None, start=start)
 
@@ -84,6 +98,19 @@ def ema_params(decay: float = 0.999) -> AverageParams:
 
         a_t = decay * a_{t-1} + (1 - decay) * p_t          (a_0 = p_0)
 
-    Read it with ``gradtx.tree_get(state, "average")``.
+    Read it with ``gradtx.tree_get(state, "average")``. Where optax keeps an
+    EMA of the *updates* (``optax.ema``), this one averages the parameters, as
+    Keras's ``use_ema`` and ``torch.optim.swa_utils.AveragedModel`` with an EMA.
+
+    Args:
+        decay: weight of the old average, in [0, 1]; 0 copies the parameters,
+            1 keeps ``p_0``. Default 0.999.
+
+    >>> import gradtx
+    >>> tx = gradtx.ema_params(0.9)
+    >>> p = {"w": 0.0}
+    >>> u, s = tx.update({"w": 1.0}, tx.init(p), p)   # p_1 = 1: a_1 = 0.9 * 0 + 0.1 * 1
+    >>> round(float(gradtx.tree_get(s, "average")["w"]), 4)
+    0.1
     """
     return AverageParams(decay=decay)

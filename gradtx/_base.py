@@ -27,7 +27,27 @@ from ._tree import check_float_leaves, check_same_shapes, check_same_structure
 
 
 def static(default: Any = dataclasses.MISSING, **kwargs: Any) -> Any:
-    """Declares a static field: part of the tree structure, never a leaf."""
+    """Declares a static field: part of the tree structure, never a leaf.
+
+    Use it for modes and flags (strings, booleans, dtypes, named functions):
+    they are part of jit's cache key, so changing one retraces, and they must
+    hash and compare by value. Numeric hyperparameters stay ordinary fields
+    (leaves), as in ``equinox.field(static=True)``.
+
+    Args:
+        default: the field's default; omitted, the field is required.
+        **kwargs: passed on to ``dataclasses.field`` (e.g. ``default_factory``).
+
+    >>> import jax
+    >>> from gradtx._base import static, Transform
+    >>> class Scale(Transform):
+    ...     factor: float = 2.0
+    ...     mode: str = static("mul")
+    ...     def init(self, params): return ()
+    ...     def update(self, updates, state, params=None, **extra_args): return updates, state
+    >>> jax.tree.leaves(Scale(factor=3.0)), Scale().mode
+    ([3.0], 'mul')
+    """
     return dataclasses.field(default=default, metadata={"static": True}, **kwargs)
 
 

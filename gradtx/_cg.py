@@ -104,16 +104,24 @@ def scale_by_conjugate_gradient(
     ``scale(step_size)``, never with
     ``scale_by_learning_rate``, which negates. ``restart_period`` is None (no
     periodic restart) or a positive integer, a pytree leaf; the dimension of
-    the problem is the classic choice.
+    the problem is the classic choice. Neither optax nor PyTorch has it.
 
-    >>> import gradtx
-    >>> tx = gradtx.scale_by_conjugate_gradient()
-    >>> tx.update({"w": 2.0}, tx.init({"w": 0.0}))[0]["w"]
-    Array(-2., dtype=float32)
+    Args:
+        method: ``"polak_ribiere"`` (PR+) or ``"fletcher_reeves"``. Default
+            ``"polak_ribiere"``.
+        restart_period: restart from ``-g`` every this many steps, an integer
+            >= 1; None never restarts periodically. Default None.
 
     References: Fletcher & Reeves, *Function minimization by conjugate
     gradients*, 1964; Polak & Ribiere, 1969; Nocedal & Wright, *Numerical
     Optimization*, section 5.2.
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_conjugate_gradient("fletcher_reeves")
+    >>> d, state = tx.update({"w": 2.0}, tx.init({"w": 0.0}))  # d_0 = -g_0
+    >>> d, state = tx.update({"w": 1.0}, state)  # beta = 1 / 4: d_1 = -1 + beta * (-2)
+    >>> float(d["w"]), float(state.beta)
+    (-1.5, 0.25)
     """
     return ScaleByConjugateGradient(method=method, restart_period=restart_period)
 
@@ -148,7 +156,34 @@ def conjugate_gradient(
     other options are ``scale_by_zoom_linesearch``'s defaults; its first guess is
     ``"slope"``, the step that gives the last step's first-order decrease, as
     CG's directions are not scaled like a Newton step (``"keep"`` and ``"one"``
-    are optax's). The update needs the loss; call it as ``optax.lbfgs`` is called:
+    are optax's). The update needs the loss; call it as ``optax.lbfgs`` is called
+    (example below).
+
+    Neither optax nor PyTorch has conjugate gradient (optax has L-BFGS and
+    ``scale_by_zoom_linesearch``, which can also follow
+    :func:`scale_by_conjugate_gradient`; ``torch.optim`` has L-BFGS). SciPy's
+    ``minimize(method="CG")`` is Polak-Ribiere+ with a Wolfe line search
+    (curvature 0.4).
+
+    Args:
+        method: ``"polak_ribiere"`` (PR+) or ``"fletcher_reeves"``. Default
+            ``"polak_ribiere"``.
+        restart_period: restart from ``-g`` every this many steps, an integer
+            >= 1; None never restarts periodically. Default None.
+        max_linesearch_steps: evaluations per line search, an integer >= 1.
+            Default 20.
+        slope_rtol: sufficient-decrease constant c1, in (0, 1). Default 1e-4.
+        curv_rtol: curvature constant c2, > slope_rtol (inf: no curvature
+            condition). Default 1e-3.
+        approx_dec_rtol: tolerance of the approximate-Wolfe decrease, >= 0.
+            Default 1e-6.
+        initial_guess_strategy: the line search's first step, ``"slope"``,
+            ``"keep"`` or ``"one"``. Default ``"slope"``.
+
+    References: Fletcher & Reeves, *Function minimization by conjugate
+    gradients*, Computer Journal, 1964; Polak & Ribiere, *Note sur la
+    convergence de methodes de directions conjuguees*, 1969; Nocedal & Wright,
+    *Numerical Optimization*, 2nd ed., chapters 5 and 3.
 
     >>> import gradtx, jax.numpy as jnp
     >>> def loss(p): return jnp.sum((p["x"] - 1.0) ** 2) + 10 * p["y"] ** 2
@@ -162,17 +197,6 @@ def conjugate_gradient(
     ...     params = gradtx.apply_updates(params, updates)
     >>> bool(loss(params) < 1e-10)
     True
-
-    Neither optax nor PyTorch has conjugate gradient (optax has L-BFGS and
-    ``scale_by_zoom_linesearch``, which can also follow
-    :func:`scale_by_conjugate_gradient`; ``torch.optim`` has L-BFGS). SciPy's
-    ``minimize(method="CG")`` is Polak-Ribiere+ with a Wolfe line search
-    (curvature 0.4).
-
-    References: Fletcher & Reeves, *Function minimization by conjugate
-    gradients*, Computer Journal, 1964; Polak & Ribiere, *Note sur la
-    convergence de methodes de directions conjuguees*, 1969; Nocedal & Wright,
-    *Numerical Optimization*, 2nd ed., chapters 5 and 3.
     """
     return named_recipe(
         "conjugate_gradient",

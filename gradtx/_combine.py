@@ -113,6 +113,12 @@ def chain(*transforms: Any) -> Chain:
     """Applies ``transforms`` one after the other, like ``optax.chain``.
 
     Accepts gradtx transforms and optax ``GradientTransformation`` objects alike.
+    Its state is the tuple of the transforms' states; extra arguments of
+    ``update`` (``value=``, ``value_fn=``, ...) are passed to each transform.
+
+    Args:
+        *transforms: the transforms, applied in the order given; none gives the
+            identity.
 
     >>> import gradtx
     >>> tx = gradtx.chain(gradtx.clip(1.0), gradtx.scale(-0.1))
@@ -375,6 +381,15 @@ class Masked(Transform):
 
 def masked(inner: Any, mask: Any) -> Masked:
     """Applies ``inner`` where ``mask`` is true, as ``optax.masked``.
+
+    The other updates pass unchanged, and the inner state holds memory only
+    for the masked-in leaves.
+
+    Args:
+        inner: the transform to apply (a gradtx or an optax one).
+        mask: a tree of booleans with the params' structure (or a prefix of
+            it), or a function of the params returning one; kept static, so a
+            named function rather than a fresh lambda.
 
     >>> import gradtx
     >>> tx = gradtx.masked(gradtx.scale(0.0), {"w": True, "b": False})

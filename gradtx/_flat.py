@@ -424,13 +424,37 @@ def as_trees(tree: Any) -> Any:
     """``tree`` with every :class:`FlatParams` in it replaced by its ``to_tree()``.
 
     What a checkpoint stores, so that a run with flat parameters and a run with
-    the ordinary tree read each other's checkpoints.
+    the ordinary tree read each other's checkpoints (``gradtx.checkpoint``).
+
+    Args:
+        tree: any pytree (params, an optimizer state, a dict of both); the
+            leaves that are not FlatParams pass unchanged.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx._flat import as_trees
+    >>> fp = gradtx.FlatParams.from_tree({"a": jnp.ones(2), "b": jnp.zeros(())})
+    >>> as_trees({"p": fp, "step": 3})["p"]["a"].tolist()
+    [1.0, 1.0]
     """
     return jax.tree.map(lambda x: x.to_tree() if _is_flat(x) else x, tree, is_leaf=_is_flat)
 
 
 def like_flat(tree: Any, like: Any) -> Any:
-    """The inverse of :func:`as_trees`: packs the subtrees where ``like`` holds a FlatParams."""
+    """The inverse of :func:`as_trees`: packs the subtrees where ``like`` holds a FlatParams.
+
+    Args:
+        tree: a pytree with ``like``'s structure, except that each FlatParams
+            of ``like`` is a tree like its ``to_tree()`` here.
+        like: the template, e.g. a state made over FlatParams (it may hold
+            ``jax.ShapeDtypeStruct`` leaves, from ``jax.eval_shape``).
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> from gradtx._flat import like_flat
+    >>> fp = gradtx.FlatParams.from_tree({"a": jnp.ones(2), "b": jnp.zeros(())})
+    >>> out = like_flat({"p": {"a": jnp.array([5.0, 6.0]), "b": jnp.array(7.0)}}, {"p": fp})
+    >>> out["p"].to_tree()["a"].tolist(), float(out["p"].to_tree()["b"])
+    ([5.0, 6.0], 7.0)
+    """
     nodes = jax.tree.leaves(like, is_leaf=_is_flat)
     structure = jax.tree.structure(like, is_leaf=_is_flat)
     parts = structure.flatten_up_to(tree)

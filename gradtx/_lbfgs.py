@@ -159,15 +159,28 @@ def scale_by_lbfgs(memory_size: int = 10, scale_init_precond: bool = True) -> Sc
     is static. The output points uphill, like g: follow it with ``scale(-1.0)``
     and a line search, as :func:`lbfgs` does. The update needs the params.
 
-    >>> import gradtx
-    >>> tx = gradtx.scale_by_lbfgs()
-    >>> tx.update({"w": 2.0}, tx.init({"w": 0.0}), {"w": 0.0})[0]["w"]  # g / |g|
-    Array(1., dtype=float32)
+    Args:
+        memory_size: the number m of (s, y) pairs kept, an integer >= 1; static.
+            Default 10.
+        scale_init_precond: start each recursion from ``gamma_k I`` (True) or
+            from ``I`` (False). Default True.
 
     As ``optax.scale_by_lbfgs``. References: Nocedal, *Updating quasi-Newton
     matrices with limited storage*, Math. Comp., 1980; Liu & Nocedal, *On the
     limited memory BFGS method for large scale optimization*, Math. Prog., 1989;
     Nocedal & Wright, *Numerical Optimization*, 2nd ed., section 7.2.
+
+    On ``f(w) = 2 w^2`` (g = 4 w) from w = 3, the first output is g / |g|; after
+    one pair, gamma = 1/4 is the exact inverse curvature, a Newton step to 0:
+
+    >>> import gradtx
+    >>> tx = gradtx.scale_by_lbfgs()
+    >>> u, state = tx.update({"w": 12.0}, tx.init({"w": 3.0}), {"w": 3.0})
+    >>> float(u["w"])
+    1.0
+    >>> u, state = tx.update({"w": 8.0}, state, {"w": 2.0})  # w = 3 - 1
+    >>> float(u["w"])
+    2.0
     """
     return ScaleByLbfgs(memory_size=memory_size, scale_init_precond=scale_init_precond)
 
@@ -194,7 +207,29 @@ def lbfgs(
 
     ``learning_rate`` (a number or schedule) multiplies d_k before the line
     search, None for none; ``linesearch`` is any line search (None for none: then
-    give a learning rate). The update needs the loss; call it as ``optax.lbfgs``:
+    give a learning rate). The update needs the loss; call it as ``optax.lbfgs``
+    (example below).
+
+    The same steps as ``optax.lbfgs`` (tested to 1e-10 in float64), except after
+    a failed line search (see scale_by_zoom_linesearch). ``torch.optim.LBFGS``
+    runs many iterations per ``step``: see ``gradtx.compat.pytorch``. SciPy's
+    ``minimize(method="L-BFGS-B")`` is the same method with Moré and Thuente's
+    line search.
+
+    Args:
+        learning_rate: multiplies the direction before the line search, >= 0;
+            a number, a schedule, or None (no scaling). Default None.
+        memory_size: the number of (s, y) pairs kept, an integer >= 1. Default 10.
+        scale_init_precond: start the recursion from ``gamma_k I``; False uses
+            ``I``. Default True.
+        linesearch: a line-search transform, or None for none. Default
+            ``scale_by_zoom_linesearch(max_linesearch_steps=20,
+            initial_guess_strategy="one")``, as optax's.
+
+    References: Nocedal, *Updating quasi-Newton matrices with limited storage*,
+    Math. Comp., 1980; Liu & Nocedal, *On the limited memory BFGS method for large
+    scale optimization*, Math. Prog., 1989; Nocedal & Wright, *Numerical
+    Optimization*, 2nd ed., chapters 3 and 7.
 
     >>> import gradtx, jax.numpy as jnp
     >>> def loss(p): return jnp.sum((p["x"] - 1.0) ** 2) + 10 * p["y"] ** 2
@@ -208,17 +243,6 @@ def lbfgs(
     ...     params = gradtx.apply_updates(params, updates)
     >>> bool(loss(params) < 1e-8)
     True
-
-    The same steps as ``optax.lbfgs`` (tested to 1e-10 in float64), except after
-    a failed line search (see scale_by_zoom_linesearch). ``torch.optim.LBFGS``
-    runs many iterations per ``step``: see ``gradtx.compat.pytorch``. SciPy's
-    ``minimize(method="L-BFGS-B")`` is the same method with Moré and Thuente's
-    line search.
-
-    References: Nocedal, *Updating quasi-Newton matrices with limited storage*,
-    Math. Comp., 1980; Liu & Nocedal, *On the limited memory BFGS method for large
-    scale optimization*, Math. Prog., 1989; Nocedal & Wright, *Numerical
-    Optimization*, 2nd ed., chapters 3 and 7.
     """
     return named_recipe(
         "lbfgs",

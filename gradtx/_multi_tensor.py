@@ -217,6 +217,15 @@ def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
         clipped_adamw = gradtx.chain(gradtx.clip_by_global_norm(1.0), gradtx.adamw(3e-4))
         tx = gradtx.multi_tensor(clipped_adamw)
 
+    Args:
+        inner: an elementwise transform or chain (a gradtx one); others are
+            refused, naming the culprit.
+        bucket_limit: leaves with fewer elements than this share a buffer,
+            >= 1; None is 4096 on CPU, 2**19 on accelerators. Static. Default None.
+
+    Reference: PyTorch's ``foreach`` optimizers and NVIDIA Apex's
+    ``multi_tensor_apply`` group tensors the same way; optax has no such path.
+
     >>> import gradtx, jax.numpy as jnp
     >>> params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
     >>> tx = gradtx.multi_tensor(gradtx.adam(0.1))
@@ -225,6 +234,9 @@ def multi_tensor(inner: Any, bucket_limit: int | None = None) -> MultiTensor:
     {'bucket_float32': (9,)}
     >>> {k: v.shape for k, v in state.per_leaf()[0].mu.items()}
     {'b': (3,), 'w': (2, 3)}
+    >>> updates, _ = tx.update({"w": jnp.full((2, 3), 2.0), "b": -jnp.ones(3)}, state, params)
+    >>> round(float(updates["w"][0, 0]), 4), round(float(updates["b"][0]), 4)  # Adam's -lr*sign
+    (-0.1, 0.1)
     >>> state = gradtx.multi_tensor(gradtx.adam(0.1), bucket_limit=5).init(params)
     >>> {k: v.shape for k, v in state.inner_state[0].mu.items()}
     {"['w']": (2, 3), 'bucket_float32': (3,)}

@@ -116,20 +116,35 @@ def reduce_on_plateau(
         u <- scale * u                      (on every call)
 
     Chain it after an optimizer; the update needs ``value=``. The current factor is
-    ``gradtx.tree_get(state, "scale")``. 0 < factor < 1; 0 <= rtol <= 1, atol >= 0,
-    not both 0; patience and accumulation_size >= 1.
-
-    >>> import gradtx
-    >>> tx = gradtx.chain(gradtx.sgd(0.1), gradtx.reduce_on_plateau(patience=1))
-    >>> state = tx.init({"w": 0.0})
-    >>> for loss in (1.0, 1.0):
-    ...     _, state = tx.update({"w": 1.0}, state, value=loss)
-    >>> gradtx.tree_get(state, "scale")
-    Array(0.1, dtype=float32)
+    ``gradtx.tree_get(state, "scale")``.
 
     Differences from optax: the scale and losses are float32 (float64 under x64)
     whatever the params' dtypes (optax: the params' lowest and highest);
     ``patience``, ``cooldown`` and ``accumulation_size`` must be whole numbers.
+
+    Args:
+        factor: multiplies the scale at each plateau, in (0, 1). Default 0.1.
+        patience: checks without improvement before a reduction, an integer
+            >= 1. Default 10.
+        rtol: relative improvement needed, in [0, 1]. Default 1e-4.
+        atol: absolute improvement needed, >= 0; rtol and atol may not both be
+            0. Default 0.
+        cooldown: checks after a reduction during which plateaus are not
+            counted, an integer >= 0. Default 0.
+        accumulation_size: calls whose losses are averaged into one check, an
+            integer >= 1. Default 1.
+        min_scale: the scale never falls below it, >= 0. Default 0.
+
+    Reference: ``optax.contrib.reduce_on_plateau`` (after PyTorch's
+    ``ReduceLROnPlateau``, which counts patience differently).
+
+    >>> import gradtx
+    >>> tx = gradtx.chain(gradtx.sgd(0.1), gradtx.reduce_on_plateau(patience=1))
+    >>> state = tx.init({"w": 0.0})
+    >>> for loss in (1.0, 1.0):  # no improvement at the second check: scale 1 -> 0.1
+    ...     updates, state = tx.update({"w": 1.0}, state, value=loss)
+    >>> round(float(gradtx.tree_get(state, "scale")), 4), round(float(updates["w"]), 4)
+    (0.1, -0.01)
     """
     return ReduceOnPlateau(
         factor=factor,

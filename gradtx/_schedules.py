@@ -146,7 +146,10 @@ def constant_schedule(value: Any) -> ConstantSchedule:
 
         value(t) = value
 
-    Unlike optax, the value is returned as a float32 (float64) array.
+    Unlike optax, the value is returned as a float32 (float64 under x64) array.
+
+    Args:
+        value: the value, any number (not checked: it may be negative).
 
     >>> import gradtx
     >>> print(gradtx.constant_schedule(0.5)(100))
@@ -184,6 +187,9 @@ def polynomial_schedule(
                  = E                                   t >= B + T
 
     Args:
+        init_value: I, the value up to step B.
+        end_value: E, the value from step B + T on.
+        power: P, the polynomial's degree (any real number; 1 is linear).
         transition_steps: T >= 0; 0 holds ``init_value`` for ever (as optax).
         transition_begin: B >= 0 (optax silently treats a negative B as 0).
 
@@ -228,6 +234,8 @@ def linear_schedule(
         value(t) = I + clip((t - B) / T, 0, 1) * (E - I)
 
     Args:
+        init_value: the value up to step B.
+        end_value: the value from step B + T on.
         transition_steps: T >= 0; 0 holds ``init_value`` for ever (as optax).
         transition_begin: B >= 0.
 
@@ -271,6 +279,7 @@ def piecewise_constant_schedule(
         value(t) = init_value * prod(s_i for b_i <= t)
 
     Args:
+        init_value: the value before the first boundary.
         boundaries_and_scales: steps ``b_i >= 0`` and scales ``s_i >= 0``. They
             are kept as ``boundaries`` and ``scales`` tuples (leaves).
 
@@ -376,6 +385,7 @@ def step_decay_schedule(init_value: Any, step_size: Any, gamma: Any = 0.1) -> St
         value(t) = init_value * gamma ** floor(t / step_size)
 
     Args:
+        init_value: the value up to the first decay.
         step_size: > 0 steps between decays.
         gamma: >= 0, the factor applied at each decay (PyTorch's default, 0.1).
 
@@ -421,6 +431,7 @@ def inverse_time_decay(
         value(t) = init_value / (1 + decay_rate * p) ** power
 
     Args:
+        init_value: the value at step 0.
         decay_steps: > 0.
         decay_rate: >= 0.
         staircase: static; decay at whole multiples of ``decay_steps``.
@@ -476,12 +487,18 @@ def asgd_step_size(learning_rate: Any, lambd: Any = 1e-4, alpha: Any = 0.75) -> 
     of each step, before an LR scheduler changes the rate. With a constant rate
     this is ``inverse_time_decay(lr, 1, lambd * lr, power=alpha)``.
 
-    Reference: Polyak & Juditsky (1992); Bach & Moulines, NeurIPS 2011.
+    Args:
+        learning_rate: the base rate lr, >= 0; a number or a schedule.
+        lambd: the decay term, >= 0 (PyTorch's ``lambd``). Default 1e-4.
+        alpha: the power of the decay, >= 0 (PyTorch's ``alpha``). Default 0.75.
+
+    Reference: ``torch.optim.ASGD``; Polyak & Juditsky, *Acceleration of
+    Stochastic Approximation by Averaging*, 1992; Bach & Moulines, NeurIPS 2011.
 
     >>> import gradtx
     >>> eta = gradtx.asgd_step_size(0.1, lambd=1.0, alpha=1.0)
-    >>> [round(float(eta(t)), 6) for t in (0, 1, 10)]
-    [0.1, 0.090909, 0.05]
+    >>> [round(float(eta(t)), 4) for t in (0, 1, 10)]
+    [0.1, 0.0909, 0.05]
     """
     return AsgdStepSize(learning_rate=learning_rate, lambd=lambd, alpha=alpha)
 
@@ -575,6 +592,7 @@ def cosine_warm_restarts_schedule(
         value(t) = min_value + (init_value - min_value) * (1 + cos(pi * (t - S_n) / T_n)) / 2
 
     Args:
+        init_value: the value at the start of every cycle.
         period: T_0, a whole number > 0 of steps in the first cycle.
         period_mult: a whole number >= 1; each cycle is this many times longer.
         min_value: the value each cycle decays towards.
@@ -686,8 +704,12 @@ def warmup_cosine_decay_schedule(
                        alpha=end_value / peak_value, exponent)(t - W)  t >= W
 
     Args:
+        init_value: the value at step 0, where the warmup starts.
+        peak_value: the value at the end of the warmup, where the cosine decay starts.
         warmup_steps: W >= 0.
         decay_steps: T > W, the length of the whole schedule.
+        end_value: the value the decay ends at, from step T on. Default 0.
+        exponent: the power the cosine factor is raised to. Default 1.
 
     Keras: ``CosineDecay(init_value, T - W, alpha=end_value / peak_value,
     warmup_target=peak_value, warmup_steps=W)``. Hugging Face:
@@ -758,7 +780,12 @@ def warmup_exponential_decay_schedule(
                  = exponential_decay(peak_value, transition_steps, decay_rate,
                        transition_begin, staircase, end_value)(t - W)  t >= W
 
-    Args: as :func:`exponential_decay`, and ``warmup_steps`` W >= 0.
+    Args:
+        init_value: the value at step 0, where the warmup starts.
+        peak_value: the value at the end of the warmup, where the decay starts.
+        warmup_steps: W >= 0.
+        transition_steps, decay_rate, transition_begin, staircase, end_value: as
+            :func:`exponential_decay`, counted from step W.
 
     PyTorch: ``SequentialLR(opt, [LinearLR(...), ExponentialLR(...)], [W])``.
 
@@ -814,6 +841,7 @@ def piecewise_interpolate_schedule(
 
     Args:
         interpolate_type: static, ``"linear"`` or ``"cosine"``.
+        init_value: the value at step 0.
         boundaries_and_scales: steps ``b_i >= 0`` and scales ``s_i >= 0``.
 
     >>> import gradtx
@@ -873,6 +901,8 @@ def cosine_onecycle_schedule(
 
     Args:
         transition_steps: T > 0.
+        peak_value: the maximum, reached at step ``pct_start * T``; the schedule starts at
+            ``peak_value / div_factor`` and ends at that over ``final_div_factor``.
         pct_start: in [0, 1]. The boundary is computed in float32 (float64 under
             x64), so it can be one step later than optax's float64 ``int()``.
         div_factor, final_div_factor: > 0.
@@ -948,6 +978,8 @@ def linear_onecycle_schedule(
 
     Args:
         transition_steps: T > 0.
+        peak_value: the maximum, reached at step ``pct_start * T``; the schedule starts at
+            ``peak_value / div_factor`` and ends at that over ``final_div_factor``.
         pct_start, pct_final: 0 <= pct_start <= pct_final <= 1. When both give
             the same step, optax drops the peak; here the value jumps from it.
         div_factor, final_div_factor: > 0.
@@ -1007,6 +1039,7 @@ def inverse_sqrt_schedule(
     ``init_value / sqrt(t + 1)``.
 
     Args:
+        init_value: the value at the end of the warmup (step W).
         warmup_steps: W >= 0.
         timescale: tau > 0, or None for max(W, 1); a larger tau decays slower.
 

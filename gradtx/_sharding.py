@@ -151,8 +151,16 @@ def shard_state(tx: Any, params: Any, mesh: Mesh, axis: str = "data") -> StateSh
     On XLA:CPU (jax 0.10) the compiled step all-reduces the gradients and each
     device keeps its slice; the reduce-scatter is the backend's rewrite of that
     pair, not checked here. Stage 3 (sharded params) is not provided.
-    Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training
-    Trillion Parameter Models".
+
+    Args:
+        tx: the optimizer (a gradtx or an optax transform).
+        params: the params, arrays or ``jax.ShapeDtypeStruct`` leaves: their
+            values are never read.
+        mesh: a ``jax.sharding.Mesh`` that has ``axis``.
+        axis: the name of the data-parallel mesh axis. Default ``"data"``.
+
+    Reference: Rajbhandari, Rasley, Ruwase, He, *ZeRO: Memory Optimizations
+    Toward Training Trillion Parameter Models*, arXiv:1910.02054.
 
     >>> import gradtx, jax, jax.numpy as jnp
     >>> mesh = jax.make_mesh((1,), ("data",))

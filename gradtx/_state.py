@@ -18,6 +18,17 @@ def apply_updates(params: Any, updates: Any) -> Any:
 
     The sum is computed at the wider of the two dtypes, then cast back, so a
     bfloat16 parameter receives a float32 update without a silent upcast.
+    ``None`` leaves of ``params`` stay ``None``.
+
+    Args:
+        params: the parameters, a tree of arrays.
+        updates: a tree of the same structure and shapes, with float leaves;
+            a mismatch raises, showing the path and both structures.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> p = gradtx.apply_updates({"w": jnp.ones(2, jnp.bfloat16)}, {"w": jnp.full(2, 0.5)})
+    >>> p["w"].dtype, p["w"].tolist()
+    (dtype(bfloat16), [1.5, 1.5])
     """
     check_same_structure(updates, params, "params")
     check_same_shapes(updates, params, "params")
@@ -49,7 +60,18 @@ def tree_get_all_with_path(tree: Any, key: str) -> list[tuple[tuple, Any]]:
     """Every ``(path, value)`` whose field, attribute or dict key is ``key``.
 
     Looks through named tuples (optimizer states), gradtx objects
-    (transforms, schedules), tuples, lists and dicts.
+    (transforms, schedules), tuples, lists and dicts. The search does not
+    descend below a match. A path lists the field names and tuple indices
+    from the root.
+
+    Args:
+        tree: an optimizer state, a transform, or any nest of those containers.
+        key: the field, attribute or dict key to look for.
+
+    >>> import gradtx
+    >>> tx = gradtx.adam(0.1)
+    >>> [path for path, _ in gradtx.tree_get_all_with_path(tx.init({"w": 0.0}), "count")]
+    [(0, 'count'), (1, 'count')]
     """
     found: list[tuple[tuple, Any]] = []
 
@@ -78,6 +100,17 @@ def tree_get(tree: Any, key: str, default: Any = None) -> Any:
     params (``mu``, ``ema_params``' ``average``, ``MultiSteps``' ``acc_grads``)
     is a FlatParams in the params' layout: its ``to_tree()`` is what the
     per-leaf run holds there. Counters and flags are the same scalars.
+
+    Args:
+        tree: an optimizer state, a transform, or any nest of tuples, lists,
+            dicts and gradtx objects.
+        key: the field, attribute or dict key to read.
+        default: returned when ``key`` is absent. Default None.
+
+    >>> import gradtx
+    >>> tx = gradtx.adam(0.1)
+    >>> gradtx.tree_get(tx, "b2"), gradtx.tree_get(tx, "nothing", -1)
+    (0.999, -1)
     """
     found = tree_get_all_with_path(tree, key)
     if not found:
@@ -96,7 +129,18 @@ def tree_set(tree: Any, **values: Any) -> Any:
         tx = gradtx.tree_set(gradtx.adam(1e-3), learning_rate=3e-4, b2=0.99)
 
     Keys that do not occur anywhere raise KeyError. A tree given for a value
-    that is a :class:`gradtx.FlatParams` is packed into its layout.
+    that is a :class:`gradtx.FlatParams` is packed into its layout. Like
+    ``optax.tree_utils.tree_set``.
+
+    Args:
+        tree: an optimizer state, a transform, or any nest of tuples, lists,
+            dicts and gradtx objects; it is not changed.
+        **values: the new value of each field named, wherever it occurs.
+
+    >>> import gradtx
+    >>> tx = gradtx.tree_set(gradtx.adam(1e-3), learning_rate=3e-4, b2=0.99)
+    >>> gradtx.tree_get(tx, "learning_rate"), gradtx.tree_get(tx, "b2")
+    (0.0003, 0.99)
     """
     missing = [k for k in values if not tree_get_all_with_path(tree, k)]
     if missing:

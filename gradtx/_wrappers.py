@@ -52,6 +52,11 @@ def set_to_zero() -> SetToZero:
     """Zero updates, as ``optax.set_to_zero``: ``u <- 0``.
 
     In :func:`partition` it freezes a parameter group and keeps no state for it.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.set_to_zero()
+    >>> tx.update({"w": jnp.array([1.0, -2.0])}, tx.init({"w": jnp.zeros(2)}))[0]["w"].tolist()
+    [0.0, 0.0]
     """
     return SetToZero()
 
@@ -62,6 +67,17 @@ def freeze(mask: Any) -> Masked:
     ``chain(adam, freeze(mask))`` still keeps Adam's moments for the frozen
     leaves; ``partition({"train": adam, "frozen": set_to_zero()}, labels)``
     keeps none.
+
+    Args:
+        mask: a tree of booleans with the params' structure or a prefix of it
+            (True: frozen), or a function of the params returning one.
+
+    >>> import gradtx
+    >>> tx = gradtx.chain(gradtx.sgd(0.1), gradtx.freeze({"w": False, "b": True}))
+    >>> p = {"w": 1.0, "b": 1.0}
+    >>> u, _ = tx.update({"w": 2.0, "b": 2.0}, tx.init(p), p)
+    >>> {k: round(float(v), 4) for k, v in gradtx.apply_updates(p, u).items()}
+    {'b': 1.0, 'w': 0.8}
     """
     return masked(set_to_zero(), mask)
 
@@ -115,6 +131,12 @@ def partition(transforms: dict, param_labels: Any) -> Partition:
     As ``optax.partition``: ``param_labels`` is a tree of labels with the
     params' structure, or a function of the params returning one. Each group's
     state holds memory only for its own leaves.
+
+    Args:
+        transforms: a dict from label to transform (a gradtx or an optax one).
+        param_labels: a tree of labels with the params' structure, or a
+            function of the params returning one; every label must be a key
+            of ``transforms``.
 
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.partition(
@@ -322,7 +344,20 @@ def apply_if_finite(inner: Any, max_consecutive_errors: int | None = None) -> Ap
     sets ``gave_up``, and :func:`check_finite_steps`, called outside jit,
     raises instead of training on garbage. Giving up is sticky: finite steps
     afterwards are applied again, but ``gave_up`` stays set until the state is
-    re-initialised, so a check every few steps still sees it.
+    re-initialised, so a check every few steps still sees it. As
+    ``optax.apply_if_finite``, with the difference above.
+
+    Args:
+        inner: the transform to guard (a gradtx or an optax one).
+        max_consecutive_errors: consecutive non-finite steps after which it
+            sets ``gave_up``, an integer >= 1; None never gives up. Default None.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=3)
+    >>> p = {"w": 1.0}
+    >>> u, s = tx.update({"w": jnp.nan}, tx.init(p), p)
+    >>> float(u["w"]), int(s.notfinite_count), int(s.total_notfinite), bool(s.gave_up)
+    (0.0, 1, 1, False)
     """
     return ApplyIfFinite(inner=inner, max_consecutive_errors=max_consecutive_errors)
 
@@ -332,7 +367,21 @@ def check_finite_steps(state: Any) -> None:
 
     Call it outside jit, e.g. every few steps of the training loop. The message
     says how many consecutive non-finite steps made it give up, how many there
-    were in all, and how many in a row now.
+    were in all, and how many in a row now. Does nothing when none gave up.
+
+    Args:
+        state: an optimizer state (concrete, not traced) that may hold the
+            state of one or more :func:`apply_if_finite`.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.apply_if_finite(gradtx.sgd(0.1), max_consecutive_errors=1)
+    >>> p = {"w": 1.0}
+    >>> _, s = tx.update({"w": jnp.inf}, tx.init(p), p)
+    >>> try:
+    ...     gradtx.check_finite_steps(s)
+    ... except FloatingPointError as e:
+    ...     print(str(e)[:58])
+    apply_if_finite at state gave up after 1 consecutive steps
     """
     for path, gave_up in tree_get_all_with_path(state, "gave_up"):
         if bool(gave_up):
@@ -377,7 +426,17 @@ class ZeroNans(Transform):
 
 
 def zero_nans() -> ZeroNans:
-    """NaN updates become 0, as ``optax.zero_nans``; ``found_nan`` says which leaves had one."""
+    """NaN updates become 0, as ``optax.zero_nans``; ``found_nan`` says which leaves had one.
+
+    Only NaN is replaced: +-Inf passes unchanged. ``found_nan`` (one boolean
+    per leaf) describes the last step.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.zero_nans()
+    >>> u, s = tx.update({"w": jnp.array([jnp.nan, 1.0])}, tx.init({"w": jnp.zeros(2)}))
+    >>> u["w"].tolist(), bool(s.found_nan["w"])
+    ([0.0, 1.0], True)
+    """
     return ZeroNans()
 
 
@@ -452,8 +511,27 @@ def lookahead(
 
     Unlike ``optax.lookahead`` the params stay an ordinary tree (the fast
     weights); the slow weights are ``gradtx.tree_get(state, "slow")``.
+    It needs the params: ``update(updates, state, params)``.
+
+    Args:
+        fast_optimizer: the inner transform (a gradtx or an optax one).
+        sync_period: fast steps between syncs, an integer >= 1 (k in the paper).
+        slow_step_size: how far the slow weights move towards the fast ones at
+            a sync, in [0, 1] (alpha in the paper).
+        reset_state: re-initialise the fast optimizer's state at each sync.
+            Default False.
 
     Reference: Zhang, Lucas, Hinton, Ba, *Lookahead Optimizer*, arXiv:1907.08610.
+
+    >>> import gradtx
+    >>> tx = gradtx.lookahead(gradtx.sgd(1.0), sync_period=2, slow_step_size=0.5)
+    >>> p = {"w": 0.0}
+    >>> s = tx.init(p)
+    >>> for _ in range(2):  # fast: 0 -> 1 -> 2; the sync at step 2 moves both to 0 + 0.5 * 2
+    ...     u, s = tx.update({"w": -1.0}, s, p)
+    ...     p = gradtx.apply_updates(p, u)
+    >>> float(p["w"]), float(gradtx.tree_get(s, "slow")["w"])
+    (1.0, 1.0)
     """
     return Lookahead(
         fast_optimizer=fast_optimizer,
@@ -543,6 +621,23 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
     Difference from optax: the default ``hyperparam_dtype`` is float32
     (float64 under x64), not the params' widest dtype: with bfloat16 params a
     ``b2=0.999`` stays 0.999 instead of rounding to 1.0.
+
+    Args:
+        inner_factory: a function returning a transform (``gradtx.adam``, an
+            optax alias, ...); the returned factory takes its arguments.
+        static_args: a name or names of ``inner_factory``'s arguments kept out
+            of the state. Default ().
+        hyperparam_dtype: a floating-point dtype for the stored values; None is
+            float32 (float64 under x64). Default None.
+
+    >>> import gradtx, jax.numpy as jnp
+    >>> tx = gradtx.inject_hyperparams(gradtx.sgd)(learning_rate=0.1)
+    >>> p = {"w": 1.0}
+    >>> state = tx.init(p)
+    >>> state.hyperparams["learning_rate"] = jnp.asarray(0.5)
+    >>> u, state = tx.update({"w": 1.0}, state, p)
+    >>> float(u["w"]), float(state.hyperparams["learning_rate"])
+    (-0.5, 0.5)
     """
     names = (static_args,) if isinstance(static_args, str) else tuple(static_args)
     signature = inspect.signature(inner_factory)
@@ -649,14 +744,19 @@ def cautious(inner: Any, eps: float = 1.0, *, normalize: str = "count") -> Cauti
 
     The inner state is kept as it is (``tree_get(state, "learning_rate")`` works).
 
+    Args:
+        inner: the optimizer made cautious (a gradtx or an optax one).
+        eps: added to the count or mean of kept elements, > 0. Default 1.
+        normalize: ``"count"`` or ``"mean"``, as above. Default ``"count"``.
+
+    Reference: Liang, Chen, Liu, Liu, *Cautious Optimizers: Improving Training with
+    One Line of Code*, arXiv:2411.16085.
+
     >>> import gradtx, jax.numpy as jnp
     >>> tx = gradtx.cautious(gradtx.sgd(0.1, momentum=0.9))
     >>> params = {"w": jnp.zeros(2)}
     >>> _, state = tx.update({"w": jnp.array([1.0, 1.0])}, tx.init(params), params)
     >>> tx.update({"w": jnp.array([1.0, -0.5])}, state, params)[0]["w"]
     Array([-0.19,  0.  ], dtype=float32)
-
-    Reference: Liang, Chen, Liu, Liu, *Cautious Optimizers: Improving Training with
-    One Line of Code*, arXiv:2411.16085.
     """
     return Cautious(inner=inner, eps=eps, normalize=normalize)

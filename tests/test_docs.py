@@ -11,9 +11,12 @@ without it; screenshots go to docs/_build/screenshots/.
 from __future__ import annotations
 
 from html.parser import HTMLParser
+import importlib
 import importlib.util
+import inspect
 import os
 from pathlib import Path
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +51,39 @@ def test_a_name_missing_from_the_api_pages_is_reported(tmp_path):
             text.replace("   adam\n", "") if page.name == "gradtx.rst" else text
         )
     assert conf.undocumented_names(tmp_path) == ["gradtx.adam"]
+
+
+def _args_section(doc: str) -> str:
+    """The text of a Google-style ``Args:`` section (up to the next unindented line)."""
+    match = re.search(r"^Args:\n((?:[ \t]+.*\n?|\n)*)", doc, flags=re.M)
+    return match.group(1) if match else ""
+
+
+def test_every_public_function_documents_each_argument_and_runs_an_example():
+    # Issue 18, item 6: the docstring is the page. Every public function (the API pages'
+    # modules) has an Args section naming each of its arguments and a doctest example,
+    # which --doctest-modules runs.
+    conf = _conf()
+    lacking = []
+    for module_name in conf.API_MODULES:
+        module = importlib.import_module(module_name)
+        for name in sorted(conf.public_names(module)):
+            obj = getattr(module, name)
+            if not inspect.isfunction(obj):
+                continue
+            doc = inspect.getdoc(obj) or ""
+            args = _args_section(doc)
+            wanted = [
+                p.name
+                for p in inspect.signature(obj).parameters.values()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
+            missing = [a for a in wanted if not re.search(rf"\b{a}\b", args)]
+            if ">>>" not in doc:
+                missing.append("an example (>>>)")
+            if missing:
+                lacking.append(f"{module_name}.{name}: {', '.join(missing)}")
+    assert lacking == [], "\n".join(lacking)
 
 
 # -- The built site -------------------------------------------------------------------------------
