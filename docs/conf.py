@@ -235,22 +235,26 @@ def _escape_bars(app, what, name, obj, options, lines) -> None:
             literal_indent = indent
 
 
-_RESULTS_LINK = re.compile(r"\[([^]]*)\]\(benchmarks/RESULTS\.md[^)]*\)")
+# A link (not an image) from the README to a file of the repository that is not a page of the
+# site: benchmark results and figures, the notebooks' sources, examples.
+_REPOSITORY_LINK = re.compile(
+    r"(?<!!)\[([^]]*)\]\(((?:benchmarks|notebooks|examples|results|docs)/[^)#]*)[^)]*\)"
+)
 
 
-def _unlink_benchmark_results(app, relative_path, parent_docname, content) -> None:
-    """README's links to benchmarks/RESULTS.md, a file outside the site, become their text."""
+def _unlink_repository_files(app, relative_path, parent_docname, content) -> None:
+    """README's links to files outside the site become their text, naming the file."""
     if Path(relative_path).name == "README.md":
-        content[0] = _RESULTS_LINK.sub(_as_text, content[0])
+        content[0] = _REPOSITORY_LINK.sub(_as_text, content[0])
 
 
 def _as_text(link: re.Match) -> str:
-    text = link.group(1)
-    return text if "RESULTS.md" in text else f"{text} (`benchmarks/RESULTS.md`)"
+    text, target = link.group(1), link.group(2)
+    return text if target.rstrip("/") in text else f"{text} (`{target}`)"
 
 
 def setup(app):
-    app.connect("include-read", _unlink_benchmark_results)
+    app.connect("include-read", _unlink_repository_files)
     app.connect("builder-inited", _prepare_notebooks)
     app.connect("builder-inited", _check_api_coverage)
     # After napoleon (priority 500), on the reStructuredText it produced.

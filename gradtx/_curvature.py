@@ -501,10 +501,16 @@ def sophia(
 
     Args:
         learning_rate: a number or a schedule, >= 0.
-        b1, b2, eps, gamma, clip_threshold, update_interval, hessian_diagonal_fn,
-            mu_dtype, verbose, print_win_rate_every_n_steps: as
-            :func:`scale_by_sophia`, with its defaults (0.965, 0.99, 1e-8, 0.01,
-            1.0, 10, Hutchinson, None, False, 0).
+        b1: as :func:`scale_by_sophia`. Default 0.965.
+        b2: as :func:`scale_by_sophia`. Default 0.99.
+        eps: as :func:`scale_by_sophia`. Default 1e-8.
+        gamma: as :func:`scale_by_sophia`. Default 0.01.
+        clip_threshold: as :func:`scale_by_sophia`. Default 1.0.
+        update_interval: as :func:`scale_by_sophia`. Default 10.
+        hessian_diagonal_fn: as :func:`scale_by_sophia`. Default Hutchinson's estimator.
+        mu_dtype: as :func:`scale_by_sophia`. Default None.
+        verbose: as :func:`scale_by_sophia`. Default False.
+        print_win_rate_every_n_steps: as :func:`scale_by_sophia`. Default 0.
         weight_decay: decoupled decay, >= 0. Default 1e-4.
         weight_decay_mask: the leaves decayed, None for all. Default None.
 
