@@ -133,7 +133,7 @@ def _parse(html: str) -> _Page:
 _EXECUTE = os.environ.get("GRADTX_DOCS_EXECUTE", "off")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per worker, however the modules interleave
 def site() -> Path:
     pytest.importorskip(
         "sphinx", reason='the docs extra is not installed: pip install -e ".[docs]"'
