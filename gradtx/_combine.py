@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import dataclasses
 import functools
 import inspect
@@ -166,6 +167,28 @@ def recipe(build: Any) -> Any:
 
     recipe_call.recipe_name = name
     return recipe_call
+
+
+def shared_args(marker: str, entries: str) -> Callable[[Any], Any]:
+    """A decorator that writes Args entries shared by many functions into their docstrings.
+
+    The docstring holds a line that reads ``marker`` (indented as its Args entries); the
+    decorator puts ``entries`` (written without indentation) there, indented alike, so the
+    text lives once while every function's ``__doc__``, the API pages and ``help()`` show
+    it in full. A docstring without the marker raises at import. Put it under ``@recipe``.
+    """
+
+    def document(function: Any) -> Any:
+        lines = (function.__doc__ or "").splitlines(keepends=True)
+        at = [i for i, line in enumerate(lines) if line.strip() == marker]
+        if len(at) != 1:
+            raise ValueError(f"{function.__qualname__}: its docstring needs one line {marker!r}")
+        indent = lines[at[0]][: len(lines[at[0]]) - len(lines[at[0]].lstrip())]
+        text = "".join(indent + line if line.strip() else line for line in entries.splitlines(True))
+        function.__doc__ = "".join(lines[: at[0]]) + text + "".join(lines[at[0] + 1 :])
+        return function
+
+    return document
 
 
 def _in_terms_of(

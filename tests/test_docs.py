@@ -11,6 +11,7 @@ installs) and skip without it; screenshots go to docs/_build/screenshots/.
 
 from __future__ import annotations
 
+import fcntl
 from html.parser import HTMLParser
 import importlib
 import importlib.util
@@ -141,13 +142,18 @@ def site() -> Path:
     # Incremental: a second build with nothing changed takes seconds. The notebooks are not
     # executed unless GRADTX_DOCS_EXECUTE says so (.ci/docs: "cache"): test_notebooks runs
     # them, and the build checks the pages, the API and the links in a few minutes of CPU.
-    build = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, HTML],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "GRADTX_DOCS_EXECUTE": _EXECUTE},
-    )
+    # Each xdist worker that runs a test of this module builds (xdist_group does not keep them
+    # on one worker): one at a time, into the same folder, so the second finds it up to date.
+    HTML.parent.mkdir(parents=True, exist_ok=True)
+    with open(HTML.parent / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        build = subprocess.run(
+            [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, HTML],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "GRADTX_DOCS_EXECUTE": _EXECUTE},
+        )
     assert build.returncode == 0, build.stderr[-5000:]
     return HTML
 
@@ -160,9 +166,6 @@ def _local_target(page: Path, url: str) -> tuple[Path, str] | None:
     if target.is_dir():
         target = target / "index.html"
     return target, unquote(parts.fragment)
-
-
-pytestmark = pytest.mark.xdist_group("docs")  # one build, on one worker
 
 
 def test_internal_links_resolve(site):

@@ -9,9 +9,11 @@ from ..._combine import Chain, recipe
 from ..._factored import relative_step_size, scale_by_factored_rms, scale_by_param_block_rms
 from ..._scale import scale_by_learning_rate
 from ._optimizers import _apply
+from ._wrappers import documents_base_options
 
 
 @recipe
+@documents_base_options
 def adafactor(
     learning_rate: Any = 0.001,
     beta_2_decay: float = -0.8,
@@ -65,21 +67,7 @@ def adafactor(
         relative_step: accepted; changes nothing (see above). Default True.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Adafactor``; Shazeer & Stern, *Adafactor:
     Adaptive Learning Rates with Sublinear Memory Cost*, arXiv:1804.04235.

@@ -9,9 +9,11 @@ from ..._combine import Chain, recipe
 from ..._layerwise import scale_by_trust_ratio
 from ..._scale import scale_by_learning_rate
 from ._optimizers import _apply
+from ._wrappers import documents_base_options
 
 
 @recipe
+@documents_base_options
 def lamb(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -53,21 +55,7 @@ def lamb(
         epsilon: > 0. Default 1e-7.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Lamb``; You et al., *Large Batch
     Optimization for Deep Learning: Training BERT in 76 minutes*, arXiv:1904.00962.

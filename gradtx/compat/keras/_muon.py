@@ -14,7 +14,7 @@ from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate
 from ..._wrappers import partition
 from ._optimizers import _adam_scaling, _apply
-from ._wrappers import weight_decay_mask
+from ._wrappers import documents_base_options, weight_decay_mask
 
 # Keras normalises by ||X||_F + 1e-7 before Newton-Schulz, whatever its `epsilon` (Adam's).
 NS_EPSILON = 1e-7
@@ -42,6 +42,7 @@ class KerasMuonLabels(Struct):
 
 
 @recipe
+@documents_base_options
 def muon(
     learning_rate: Any = 0.001,
     adam_beta_1: float = 0.9,
@@ -115,21 +116,7 @@ def muon(
         ns_steps: Newton-Schulz steps, an integer >= 0. Default 5.
         nesterov: Nesterov momentum. Default True.
         rms_rate: the RMS the step is matched to, or None. Default 0.2.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Muon``; Jordan et al., *Muon: An optimizer
     for hidden layers in neural networks* (2024), kellerjordan.github.io/posts/muon.

@@ -14,7 +14,13 @@ from ..._momentum import trace
 from ..._regularize import add_decoupled_weight_decay
 from ..._scale import scale_by_learning_rate
 from ..._sign import scale_by_lion
-from ._wrappers import _BASE_OPTIONS, DecayParamsFirst, weight_decay_mask, with_base_options
+from ._wrappers import (
+    _BASE_OPTIONS,
+    DecayParamsFirst,
+    documents_base_options,
+    weight_decay_mask,
+    with_base_options,
+)
 
 
 def _base_options(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +81,7 @@ def _apply(
 
 
 @recipe
+@documents_base_options
 def sgd(
     learning_rate: Any = 0.01,
     momentum: float = 0.0,
@@ -105,21 +112,7 @@ def sgd(
         nesterov: Nesterov momentum. Default False.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.SGD``; Sutskever et al., *On the importance of
     initialization and momentum in deep learning*, ICML 2013.
@@ -145,6 +138,7 @@ def sgd(
 
 
 @recipe
+@documents_base_options
 def adagrad(
     learning_rate: Any = 0.001,
     initial_accumulator_value: float = 0.1,
@@ -174,21 +168,7 @@ def adagrad(
         epsilon: >= 0, not 0 together with initial_accumulator_value. Default 1e-7.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Adagrad``; Duchi, Hazan, Singer, *Adaptive
     Subgradient Methods*, JMLR 2011.
@@ -210,6 +190,7 @@ def adagrad(
 
 
 @recipe
+@documents_base_options
 def rmsprop(
     learning_rate: Any = 0.001,
     rho: float = 0.9,
@@ -245,21 +226,7 @@ def rmsprop(
         centered: subtract the squared mean gradient m_t**2 from v_t. Default False.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.RMSprop``; Tieleman & Hinton, Lecture 6.5 (2012).
 
@@ -285,6 +252,7 @@ def rmsprop(
 
 
 @recipe
+@documents_base_options
 def adadelta(
     learning_rate: Any = 0.001,
     rho: float = 0.95,
@@ -312,21 +280,7 @@ def adadelta(
         epsilon: > 0. Default 1e-7.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Adadelta``; Zeiler, *ADADELTA*, arXiv:1212.5701.
 
@@ -354,6 +308,7 @@ def _adam_scaling(beta_1: float, beta_2: float, epsilon: float, amsgrad: bool) -
 
 
 @recipe
+@documents_base_options
 def adam(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -389,21 +344,7 @@ def adam(
         amsgrad: use the running maximum of v. Default False.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Adam``; Kingma & Ba, arXiv:1412.6980.
 
@@ -424,6 +365,7 @@ def adam(
 
 
 @recipe
+@documents_base_options
 def adamw(
     learning_rate: Any = 0.001,
     weight_decay: float = 0.004,
@@ -457,21 +399,7 @@ def adamw(
         beta_2: in [0, 1). Default 0.999.
         epsilon: > 0. Default 1e-7.
         amsgrad: use the running maximum of v. Default False.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.AdamW``; Loshchilov & Hutter, *Decoupled
     Weight Decay Regularization*, arXiv:1711.05101.
@@ -495,6 +423,7 @@ def adamw(
 
 
 @recipe
+@documents_base_options
 def adamax(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -526,21 +455,7 @@ def adamax(
         epsilon: > 0. Default 1e-7.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Adamax``; Kingma & Ba, arXiv:1412.6980, section 7.
 
@@ -564,6 +479,7 @@ def adamax(
 
 
 @recipe
+@documents_base_options
 def nadam(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -594,21 +510,7 @@ def nadam(
         epsilon: > 0. Default 1e-7.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Nadam``; Dozat, *Incorporating Nesterov
     Momentum into Adam*, ICLR workshop 2016.
@@ -633,6 +535,7 @@ def nadam(
 
 
 @recipe
+@documents_base_options
 def lion(
     learning_rate: Any = 0.001,
     beta_1: float = 0.9,
@@ -664,21 +567,7 @@ def lion(
         beta_2: in [0, 1]. Default 0.99.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Lion``; Chen et al., *Symbolic Discovery of
     Optimization Algorithms*, arXiv:2302.06675.
@@ -705,6 +594,7 @@ def lion(
 
 
 @recipe
+@documents_base_options
 def ftrl(
     learning_rate: Any = 0.001,
     learning_rate_power: float = -0.5,
@@ -741,21 +631,7 @@ def ftrl(
         beta: >= 0. Default 0.0.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.Ftrl``; McMahan et al., *Ad Click Prediction:
     a View from the Trenches*, KDD 2013.

@@ -11,9 +11,11 @@ from ..._schedule_free import schedule_free, ScheduleFreeWarmup
 from ._optimizers import _apply
 from ._wrappers import DecayParamsFirst as DecayParamsFirst  # where it was first defined
 from ._wrappers import DecayParamsFirstState as DecayParamsFirstState
+from ._wrappers import documents_base_options
 
 
 @recipe
+@documents_base_options
 def schedule_free_adamw(
     learning_rate: Any = 0.0025,
     beta_1: float = 0.9,
@@ -58,21 +60,7 @@ def schedule_free_adamw(
         warmup_steps: steps of linear warmup, an integer >= 0. Default 0.
         weight_decay: decoupled decay ``p -= p * weight_decay * lr_t``, >= 0, or None.
             Default None.
-        clipnorm: per-leaf norm clip, >= 0, or None. Default None.
-        clipvalue: elementwise clip, >= 0, or None. Default None.
-        global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
-            may be set. Default None.
-        use_ema: keep a moving average of the params (read it from the state's
-            ``average``). Default False.
-        ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
-        ema_overwrite_frequency: write the average into the params every this many
-            steps, an integer >= 1, or None (or 0) for never. Default None.
-        loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-        gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-            integer >= 2, or None. Default None.
-        name: accepted and ignored.
-        exclude_from_weight_decay: regular expressions of leaf names the decay skips
-            (Keras's ``var_names``; keyword only). Default None.
+        <Keras's base options>
 
     Reference: Keras 3.15, ``keras.optimizers.ScheduleFreeAdamW``; Defazio et al., *The
     Road Less Scheduled*, NeurIPS 2024, arXiv:2405.15682.

@@ -9,7 +9,16 @@ import jax
 import jax.numpy as jnp
 
 from ..._base import check_range, FrozenDict, Schedule, static, Struct, Transform
-from ..._combine import as_transform, Chain, chain, EmptyState, freeze_tree, identity, resolve_tree
+from ..._combine import (
+    as_transform,
+    Chain,
+    chain,
+    EmptyState,
+    freeze_tree,
+    identity,
+    resolve_tree,
+    shared_args,
+)
 from ..._regularize import _require_params
 from ..._scale import value_at
 from ..._state import tree_get
@@ -101,6 +110,27 @@ _BASE_OPTIONS = {
     "loss_scale_factor": None,
     "gradient_accumulation_steps": None,
 }
+
+#: The Args entries of the base options, written once for every optimizer's docstring: a
+#: line ``<Keras's base options>`` there becomes these (``documents_base_options``).
+_BASE_OPTIONS_ARGS = """\
+clipnorm: per-leaf norm clip, >= 0, or None. Default None.
+clipvalue: elementwise clip, >= 0, or None. Default None.
+global_clipnorm: global norm clip, >= 0, or None; at most one of the three clips
+    may be set. Default None.
+use_ema: keep a moving average of the params (read it from the state's
+    ``average``). Default False.
+ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
+ema_overwrite_frequency: write the average into the params every this many
+    steps, an integer >= 1, or None (or 0) for never. Default None.
+loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
+gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
+    integer >= 2, or None. Default None.
+name: accepted and ignored.
+exclude_from_weight_decay: regular expressions of leaf names the decay skips
+    (Keras's ``var_names``; keyword only). Default None.
+"""
+documents_base_options = shared_args("<Keras's base options>", _BASE_OPTIONS_ARGS)
 
 
 def loss_scale_optimizer(

@@ -14,7 +14,7 @@ from ..._adam import (
 from ..._adaptive import scale_by_adadelta, scale_by_rms, scale_by_rss
 from ..._averaging import polyak_average
 from ..._base import Transform
-from ..._combine import Chain, identity, named_recipe, recipe
+from ..._combine import Chain, identity, named_recipe, recipe, shared_args
 from ..._momentum import scale_by_momentum
 from ..._regularize import add_decayed_weights
 from ..._scale import scale, scale_by_learning_rate, scale_by_schedule, value_at
@@ -24,6 +24,15 @@ from ..._sign import scale_by_rprop
 Betas = tuple[float, float]
 CycledBetas = tuple[Any, float]
 """(beta1, beta2), beta1 a number or a schedule: what torch's OneCycleLR and CyclicLR cycle."""
+
+
+#: The Args entries of the flags every torch.optim optimizer takes, written once: a line
+#: ``<torch's flags>`` in a docstring becomes these (``documents_torch_flags``).
+_TORCH_FLAGS_ARGS = """\
+maximize: ascend the objective (torch negates the gradient first). Default False.
+foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+"""
+documents_torch_flags = shared_args("<torch's flags>", _TORCH_FLAGS_ARGS)
 
 
 def _maximize(maximize: bool) -> Transform:
@@ -43,6 +52,7 @@ def _check_nonnegative(name: str, **values: float) -> None:
 
 
 @recipe
+@documents_torch_flags
 def sgd(
     lr: Any = 1e-3,
     momentum: Any = 0.0,
@@ -76,8 +86,7 @@ def sgd(
         dampening: in [0, 1]. Default 0.0.
         weight_decay: L2 added to the gradient, >= 0. Default 0.0.
         nesterov: Nesterov momentum; needs momentum > 0 and dampening 0. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.SGD``; Sutskever et al., *On the importance of
     initialization and momentum in deep learning*, ICML 2013.
@@ -107,6 +116,7 @@ def sgd(
 
 
 @recipe
+@documents_torch_flags
 def adagrad(
     lr: Any = 1e-2,
     lr_decay: float = 0.0,
@@ -134,8 +144,7 @@ def adagrad(
         initial_accumulator_value: s_0, >= 0. Default 0.0.
         eps: added to sqrt(s), >= 0, and > 0 when initial_accumulator_value is 0.
             Default 1e-10.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.Adagrad``; Duchi, Hazan, Singer, *Adaptive
     Subgradient Methods*, JMLR 2011.
@@ -164,6 +173,7 @@ def adagrad(
 
 
 @recipe
+@documents_torch_flags
 def rmsprop(
     lr: Any = 1e-2,
     alpha: float = 0.99,
@@ -195,8 +205,7 @@ def rmsprop(
         weight_decay: L2 added to the gradient, >= 0. Default 0.0.
         momentum: in [0, 1], a number or a schedule. Default 0.0.
         centered: subtract the squared mean gradient m_t**2 from v_t. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.RMSprop``; Tieleman & Hinton, Lecture 6.5
     (2012); centred form: Graves, arXiv:1308.0850.
@@ -225,6 +234,7 @@ def rmsprop(
 
 
 @recipe
+@documents_torch_flags
 def adadelta(
     lr: Any = 1.0,
     rho: float = 0.9,
@@ -249,8 +259,7 @@ def adadelta(
         rho: in [0, 1]. Default 0.9.
         eps: > 0. Default 1e-6.
         weight_decay: L2 added to the gradient, >= 0. Default 0.0.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.Adadelta``; Zeiler, *ADADELTA*, arXiv:1212.5701.
 
@@ -304,6 +313,7 @@ def _adam_like(
 
 
 @recipe
+@documents_torch_flags
 def adam(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -341,8 +351,7 @@ def adam(
             ``decoupled_weight_decay``). Default 0.0.
         amsgrad: use the running maximum of v. Default False.
         decoupled_weight_decay: AdamW's decay. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.Adam``; Kingma & Ba, arXiv:1412.6980; AMSGrad:
     Reddi, Kale, Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
@@ -368,6 +377,7 @@ def adam(
 
 
 @recipe
+@documents_torch_flags
 def adamw(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -396,8 +406,7 @@ def adamw(
         eps: > 0. Default 1e-8.
         weight_decay: decoupled decay, >= 0. Default 1e-2.
         amsgrad: use the running maximum of v. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.AdamW``; Loshchilov & Hutter, *Decoupled Weight
     Decay Regularization*, arXiv:1711.05101.
@@ -429,6 +438,7 @@ def adamw(
 
 
 @recipe
+@documents_torch_flags
 def adamax(
     lr: Any = 2e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -456,8 +466,7 @@ def adamax(
             Default (0.9, 0.999).
         eps: > 0. Default 1e-8.
         weight_decay: L2 added to the gradient, >= 0. Default 0.0.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.Adamax``; Kingma & Ba, arXiv:1412.6980, section 7.
 
@@ -478,6 +487,7 @@ def adamax(
 
 
 @recipe
+@documents_torch_flags
 def nadam(
     lr: Any = 2e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -511,8 +521,7 @@ def nadam(
             ``decoupled_weight_decay``). Default 0.0.
         momentum_decay: psi, >= 0. Default 4e-3.
         decoupled_weight_decay: AdamW-style decay. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.NAdam``; Dozat, *Incorporating Nesterov
     Momentum into Adam*, ICLR workshop 2016.
@@ -535,6 +544,7 @@ def nadam(
 
 
 @recipe
+@documents_torch_flags
 def radam(
     lr: Any = 1e-3,
     betas: CycledBetas = (0.9, 0.999),
@@ -564,8 +574,7 @@ def radam(
         weight_decay: >= 0, L2 added to the gradient (decoupled with
             ``decoupled_weight_decay``). Default 0.0.
         decoupled_weight_decay: AdamW-style decay. Default False.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.RAdam``; Liu et al., *On the Variance of the
     Adaptive Learning Rate and Beyond*, arXiv:1908.03265.
@@ -588,6 +597,7 @@ def radam(
 
 
 @recipe
+@documents_torch_flags
 def rprop(
     lr: Any = 1e-2,
     etas: Betas = (0.5, 1.2),
@@ -609,8 +619,7 @@ def rprop(
         etas: ``(eta_minus, eta_plus)``, 0 < eta_minus < 1 < eta_plus. Default (0.5, 1.2).
         step_sizes: ``(min, max)`` step size, 0 <= min <= max (max may be inf).
             Default (1e-6, 50.0).
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.Rprop``; Riedmiller & Braun, *A Direct Adaptive
     Method for Faster Backpropagation Learning: The RPROP Algorithm*, ICNN 1993.
@@ -639,6 +648,7 @@ def rprop(
 
 
 @recipe
+@documents_torch_flags
 def asgd(
     lr: Any = 1e-2,
     lambd: float = 1e-4,
@@ -668,8 +678,7 @@ def asgd(
         alpha: power of the step's decay, >= 0. Default 0.75.
         t0: averaging starts after step t0 + 1; >= -2. Default 1e6.
         weight_decay: L2 added to the gradient, >= 0. Default 0.0.
-        maximize: ascend the objective (torch negates the gradient first). Default False.
-        foreach, fused, capturable, differentiable: accepted and ignored (no effect on the numbers).
+        <torch's flags>
 
     Reference: PyTorch 2.13, ``torch.optim.ASGD``; Polyak & Juditsky, *Acceleration of
     Stochastic Approximation by Averaging*, SIAM J. Control Optim. 1992.
