@@ -4,12 +4,22 @@
     python tools/mutation.py --list              # the modules and their tests
     python tools/mutation.py --report _tree      # the last run's results again, run nothing
     python tools/mutation.py --check _tree NAME  # does tests/test_mutants.py kill mutant NAME?
+    python tools/mutation.py --forked _tree      # mutmut's own runner: a fresh fork per mutant
 
 Each module runs in its own folder, .mutation/<module>/, holding a copy of gradtx/, tests/ and
 tools/ and a pyproject.toml whose [tool.mutmut] mutates only that module and selects only its
-tests (``[tool.mutmut.tests_by_module]``). mutmut keeps its results there: a second run
-re-tests only the mutants of functions that changed. mutmut runs under ``nice -n 19`` with two
-worker processes (``--jobs``).
+tests (``[tool.mutmut.tests_by_module]``). mutmut makes the mutants and keeps their results
+there (``mutants/**/*.meta``), so ``mutmut results``, ``show`` and ``browse`` work in that
+folder; a second run re-tests only the mutants of functions that changed, and the survivors
+when the tests changed.
+
+By default the mutants are tested in process (tools/mutation_worker.py: one collection, then
+mutant after mutant with JAX's caches cleared between them), by ``--jobs`` workers under
+``nice -n 19``; a worker whose mutant runs past its time limit (20 times its tests' clean time,
+plus a minute) is stopped, the mutant counted as a timeout, and a new worker goes on. Survivors
+of functions that the test modules call while they are collected are re-tested in a fresh
+process, where the mutant is active during collection as well. ``--forked`` runs mutmut's own
+runner instead (a fresh fork per mutant, about 30 times slower here).
 
 Show one mutant: ``cd .mutation/<module> && mutmut show <name>``. ``--check`` runs the current
 tests/test_mutants.py against mutants through mutmut's trampolines in a scratch copy (mutmut
@@ -19,6 +29,7 @@ tests/test_mutants.py against mutants through mutmut's trampolines in a scratch 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,6 +47,9 @@ else:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("gradtx", "tests", "tools")
+WORKER = ROOT / "tools" / "mutation_worker.py"
+# mutmut's exit codes (mutmut.stats.status_by_exit_code).
+KILLED, SURVIVED, NO_TESTS, TIMEOUT, CRASHED = 1, 0, 33, 36, 3
 
 
 def _toml_value(value: object) -> str:
@@ -100,6 +115,226 @@ def check(module: str, names: list[str]) -> None:
             print(f"{name}: {'killed' if result.returncode else 'survived'}", flush=True)
 
 
+def _fingerprint(work: Path, tests: list[str]) -> str:
+    """A hash of the module's sources and its test files: the stats are redone when it changes."""
+    digest = hashlib.sha256()
+    files = sorted((work / "gradtx").rglob("*.py")) + [work / t for t in tests]
+    files += sorted((work / "tests").glob("conftest.py")) + sorted((work / "tests").glob("_*.py"))
+    for path in files:
+        digest.update(str(path.relative_to(work)).encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+class _Results:
+    """The exit code of every mutant, read from and written back to mutmut's .meta files."""
+
+    def __init__(self, mutants: Path) -> None:
+        self.meta = {path: json.loads(path.read_text()) for path in mutants.rglob("*.py.meta")}
+        self.file_of = {k: p for p, m in self.meta.items() for k in m["exit_code_by_key"]}
+
+    def codes(self) -> dict[str, int | None]:
+        return {
+            k: m["exit_code_by_key"][k]
+            for k, m in ((k, self.meta[p]) for k, p in self.file_of.items())
+        }
+
+    def set(self, name: str, code: int, seconds: float) -> None:
+        path = self.file_of[name]
+        self.meta[path]["exit_code_by_key"][name] = code
+        self.meta[path]["durations_by_key"][name] = seconds
+        scratch = path.with_suffix(".tmp")
+        scratch.write_text(json.dumps(self.meta[path], indent=4))
+        scratch.replace(path)
+
+
+def _tests_of(stats: dict, name: str) -> list[str]:
+    failed = set(stats["failed_on_original"])
+    function = name.rpartition("__mutmut_")[0]
+    return [t for t in stats["tests_by_function"].get(function, []) if t not in failed]
+
+
+def _run_in_process(
+    work: Path, tests: list[str], names: list[str], stats: dict, jobs: int, results: _Results
+) -> None:
+    """Tests the mutants in ``jobs`` worker processes; restarts a worker after a timeout."""
+    mutants = work / "mutants"
+    stats_file = work / "fast-stats.json"
+    queues = [names[i::jobs] for i in range(jobs)]
+    # A control at the end of each queue: mutant 0 does not exist, so the trampolines call the
+    # original code, which must pass the tests of the most-tested function after all the mutants
+    # ran in that process. If it fails, a mutant left the process broken and kills may be false.
+    busiest = max(stats["tests_by_function"], key=lambda f: len(stats["tests_by_function"][f]))
+    control = f"{busiest}__mutmut_0"
+    queues = [queue + [control] if queue else queue for queue in queues]
+    workers: list[dict] = []
+
+    def start(queue: list[str], index: int) -> dict:
+        names_file = work / f"fast-names-{index}.txt"
+        names_file.write_text("\n".join(queue))
+        log = work / f"fast-log-{index}.txt"
+        log.write_text("")
+        run = ["nice", "-n", "19", sys.executable, str(WORKER), "mutants", str(stats_file)]
+        run += [str(log), str(names_file), *tests]
+        # Popen keeps its own copy of the file descriptor.
+        with open(work / f"fast-out-{index}.txt", "a") as out:
+            process = subprocess.Popen(run, cwd=mutants, stdout=out, stderr=subprocess.STDOUT)
+        return {
+            "process": process,
+            "queue": list(queue),
+            "log": log,
+            "read": 0,
+            "current": None,
+            "since": time.monotonic(),
+            "index": index,
+        }
+
+    def limit(name: str) -> float:
+        clean = sum(stats["durations"].get(t, 1.0) for t in _tests_of(stats, name))
+        return 60 + 20 * clean
+
+    for index, queue in enumerate(queues):
+        if queue:
+            workers.append(start(queue, index))
+    total, done, began = len(names), 0, time.monotonic()
+    reported = 0
+    while workers:
+        time.sleep(1)
+        for worker in list(workers):
+            text = worker["log"].read_text()
+            lines = text[worker["read"] :].splitlines(keepends=True)
+            for line in lines:
+                if not line.endswith("\n"):
+                    break
+                worker["read"] += len(line)
+                kind, name, *rest = line.split()
+                if kind == "start":
+                    worker["current"], worker["since"] = name, time.monotonic()
+                else:
+                    code, seconds = int(rest[0]), float(rest[1])
+                    worker["queue"].remove(name)
+                    worker["current"] = None
+                    if name == control:
+                        if code != SURVIVED:
+                            print(
+                                f"  WARNING: the original code failed {rest[2]} in worker "
+                                f"{worker['index']} after its mutants: its kills may be false "
+                                "(a mutant broke the process); rerun them with --forked",
+                                flush=True,
+                            )
+                        continue
+                    results.set(name, code, seconds)
+                    done += 1
+                    if code == SURVIVED:
+                        print(f"  survived: {name}", flush=True)
+            current, finished = worker["current"], worker["process"].poll() is not None
+            late = current is not None and time.monotonic() - worker["since"] > limit(current)
+            if finished or late:
+                if late:
+                    worker["process"].kill()
+                    worker["process"].wait()
+                workers.remove(worker)
+                if current == control:
+                    print(f"  WARNING: the control run of worker {worker['index']} did not end")
+                    worker["queue"].remove(current)
+                elif current is not None:
+                    results.set(
+                        current, TIMEOUT if late else CRASHED, time.monotonic() - worker["since"]
+                    )
+                    worker["queue"].remove(current)
+                    done += 1
+                    print(f"  {'timeout' if late else 'crashed'}: {current}", flush=True)
+                elif worker["queue"]:
+                    sys.exit(
+                        f"mutation: worker {worker['index']} stopped before its first mutant; "
+                        f"see its output, fast-out-{worker['index']}.txt in {work}"
+                    )
+                if worker["queue"]:
+                    workers.append(start(worker["queue"], worker["index"]))
+        if done >= reported + 25:
+            reported = done
+            rate = done / (time.monotonic() - began) * 60
+            print(f"  {done}/{total} mutants, {rate:.1f} a minute", flush=True)
+
+
+def _recheck_forked(work: Path, names: list[str], stats: dict, results: _Results) -> None:
+    """Re-tests survivors in a fresh process, the mutant active while the tests are collected."""
+    for name in names:
+        run = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-p",
+            "no:randomly",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "-o",
+            "addopts=",
+            *_tests_of(stats, name),
+        ]
+        env = {**os.environ, "MUTANT_UNDER_TEST": name}
+        began = time.monotonic()
+        result = subprocess.run(
+            ["nice", "-n", "19", *run],
+            cwd=work / "mutants",
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        code = KILLED if result.returncode else SURVIVED
+        results.set(name, code, time.monotonic() - began)
+        print(f"  fresh process: {name} {'killed' if code else 'survived'}", flush=True)
+
+
+def run_in_process(module: str, tests: list[str], jobs: int) -> Path:
+    """Makes the mutants with mutmut and tests them in process (module docstring)."""
+    work = prepare(module, tests)
+    # One persistent compilation cache for the module's processes and runs (tests/conftest.py):
+    # a program compiled for the original code or one mutant is not compiled again.
+    os.environ["GRADTX_TEST_COMPILATION_CACHE"] = str(work / "jax-cache")
+    subprocess.run(
+        [sys.executable, str(WORKER), "generate"], cwd=work, check=True, stdout=subprocess.DEVNULL
+    )
+    stats_file = work / "fast-stats.json"
+    fingerprint = _fingerprint(work, tests)
+    stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    results = _Results(work / "mutants")
+    if stats.get("fingerprint") != fingerprint:
+        print("  recording which tests call which function (the original code)", flush=True)
+        subprocess.run(
+            ["nice", "-n", "19", sys.executable, str(WORKER), "stats", str(stats_file), *tests],
+            cwd=work / "mutants",
+            check=True,
+        )
+        changed_tests = bool(stats)
+        stats = json.loads(stats_file.read_text())
+        stats["fingerprint"] = fingerprint
+        stats_file.write_text(json.dumps(stats, indent=1))
+        if stats["failed_on_original"]:
+            print(f"  left out, failing on the original code: {stats['failed_on_original']}")
+        if changed_tests:  # new tests may kill old survivors
+            for name, code in results.codes().items():
+                if code == SURVIVED:
+                    results.meta[results.file_of[name]]["exit_code_by_key"][name] = None
+    pending = [name for name, code in results.codes().items() if code is None]
+    for name in [n for n in pending if not _tests_of(stats, n)]:
+        results.set(name, NO_TESTS, 0.0)
+        pending.remove(name)
+    print(f"  {len(pending)} mutants to test", flush=True)
+    _run_in_process(work, tests, pending, stats, jobs, results)
+    calls_at_collection = set(stats["collection_calls"])
+    again = [
+        n
+        for n, code in results.codes().items()
+        if code == SURVIVED and n in pending and n.rpartition("__mutmut_")[0] in calls_at_collection
+    ]
+    _recheck_forked(work, again, stats, results)
+    return work
+
+
 def _mutmut() -> str:
     found = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
     if found is None:
@@ -118,6 +353,9 @@ def main() -> None:
     parser.add_argument(
         "--check", action="store_true", help="MODULE MUTANT...: run tests/test_mutants.py on each"
     )
+    parser.add_argument(
+        "--forked", action="store_true", help="mutmut's own runner (a fork per mutant; slow)"
+    )
     args = parser.parse_args()
     if args.check:
         check(args.modules[0], args.modules[1:])
@@ -135,10 +373,14 @@ def main() -> None:
     for module in args.modules:
         work = ROOT / ".mutation" / module
         print(f"== {module}: {work.relative_to(ROOT)}", flush=True)
-        if not args.report:
+        if args.report:
+            pass
+        elif args.forked:
             prepare(module, tests_by_module[module])
             run = ["nice", "-n", "19", _mutmut(), "run", "--max-children", str(args.jobs)]
             subprocess.run(run, cwd=work, check=True)
+        else:
+            run_in_process(module, tests_by_module[module], args.jobs)
         subprocess.run([_mutmut(), "results"], cwd=work, check=True)
         scores[module] = summary(work)
     for module, s in scores.items():

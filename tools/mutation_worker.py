@@ -1,0 +1,181 @@
+"""The in-process side of tools/mutation.py: many mutants in one Python process.
+
+mutmut's own runner starts a fresh fork per mutant, which imports JAX, collects the test files
+and compiles every program again: one or two mutants a minute here. This worker collects once
+and then, for each mutant, switches mutmut's trampolines to it (they read the active mutant at
+every call), clears JAX's compilation caches and the test modules' ``functools.cache`` results,
+so no trace or result of the original code reaches the mutant, and runs the tests that call the
+mutated function (``-x``: it stops at the first failure). It runs in the module's ``mutants/``
+folder, where mutmut put the mutated copy of gradtx and the tests.
+
+    python tools/mutation_worker.py generate              # in .mutation/MODULE: make mutants/
+    python tools/mutation_worker.py stats OUT TESTS...    # in mutants/: who calls what
+    python tools/mutation_worker.py mutants STATS LOG NAMES_FILE TESTS...
+
+``stats`` runs every selected test on the original code with mutmut's call recording on and
+writes, as JSON, the tests that reach each function, the functions called while the test
+modules are collected (a module-level ``adam(...)`` in a parametrize list: a mutant of those
+runs differently in a fresh process, so tools/mutation.py re-checks its survivors there), the
+tests that fail on the original code (left out) and each test's duration.
+
+``mutants`` writes one line per event to LOG, flushed at once, so that tools/mutation.py can
+stop a worker whose mutant runs too long: ``start NAME``, then ``done NAME CODE SECONDS TEST``
+with mutmut's exit codes (1 killed, 0 survived) and the first failing test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import sys
+import time
+
+
+def _mutmut_modules():
+    from mutmut.mutation.trampoline import set_mutant_under_test
+    from mutmut.state import state
+
+    return set_mutant_under_test, state
+
+
+def generate() -> None:
+    """Writes mutants/ as `mutmut run` does before it tests anything, keeping known results."""
+    from mutmut import __main__ as mutmut_main
+
+    set_mutant_under_test, _ = _mutmut_modules()
+    set_mutant_under_test("mutant_generation")
+    Path("mutants").mkdir(exist_ok=True)
+    mutmut_main.copy_src_dir()
+    mutmut_main.copy_also_copy_files()
+    mutmut_main.setup_source_paths()
+    generated = mutmut_main.create_mutants(2)
+    print(f"mutants: {generated.mutated} files mutated, {generated.unmodified} unchanged")
+
+
+def _clear_test_caches() -> None:
+    """Forget results the test modules cached with functools.cache (computed by other code)."""
+    tests = str(Path("tests").resolve())
+    for module in list(sys.modules.values()):
+        if not (getattr(module, "__file__", None) or "").startswith(tests):
+            continue
+        for value in list(vars(module).values()):
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+
+
+class _Runner:
+    """A pytest plugin that replaces the test loop (pytest_runtestloop)."""
+
+    def __init__(self, mode: str, args: list[str]) -> None:
+        self.mode, self.args = mode, args
+        self.collection_calls: set[str] = set()
+
+    def pytest_collection_finish(self, session) -> None:
+        _, state = _mutmut_modules()
+        self.collection_calls = set(state()._stats)
+        state()._stats.clear()
+
+    def _run(self, items, mutant: str) -> str | None:
+        """Runs items in order with the given mutant active; the first failing test, or None."""
+        from _pytest.runner import runtestprotocol
+        import jax
+
+        set_mutant_under_test, _ = _mutmut_modules()
+        set_mutant_under_test(mutant)
+        jax.clear_caches()
+        _clear_test_caches()
+        failed = None
+        try:
+            for i, item in enumerate(items):
+                following = items[i + 1] if i + 1 < len(items) else None
+                reports = runtestprotocol(item, nextitem=following, log=False)
+                failures = [report for report in reports if report.failed]
+                if failures:
+                    failed = item.nodeid
+                    # The reason, last line first, for reading a kill in fast-out-N.txt.
+                    reason = failures[0].longreprtext.strip().splitlines() or ["?"]
+                    print(f"{mutant}: {failed}: {reason[-1][:300]}", flush=True)
+                    break
+        finally:
+            if failed is not None:
+                # Stopped early: tear down the fixtures the next test would have kept.
+                items[0].session._setupstate.teardown_exact(None)
+            set_mutant_under_test("")
+        return failed
+
+    def pytest_runtestloop(self, session):
+        import jax
+
+        _, state = _mutmut_modules()
+        items = session.items
+        if self.mode == "stats":
+            out = self.args[0]
+            tests_by_function: dict[str, list[str]] = {}
+            failed, durations = [], {}
+            for item in items:
+                state()._stats.clear()
+                start = time.perf_counter()
+                if self._run([item], "stats") is not None:
+                    failed.append(item.nodeid)
+                durations[item.nodeid] = time.perf_counter() - start
+                for function in state()._stats:
+                    tests_by_function.setdefault(function, []).append(item.nodeid)
+            state()._stats.clear()
+            result = {
+                "tests_by_function": tests_by_function,
+                "collection_calls": sorted(self.collection_calls),
+                "failed_on_original": failed,
+                "durations": durations,
+            }
+            Path(out).write_text(json.dumps(result, indent=1))
+            return True
+
+        stats_file, log_file, names_file = self.args
+        stats = json.loads(Path(stats_file).read_text())
+        order = {item.nodeid: i for i, item in enumerate(items)}
+        by_id = {item.nodeid: item for item in items}
+        left_out = set(stats["failed_on_original"])
+        with open(log_file, "a", buffering=1) as log:
+            for name in Path(names_file).read_text().split():
+                function = name.rpartition("__mutmut_")[0]
+                tests = [t for t in stats["tests_by_function"].get(function, []) if t in by_id]
+                # The fastest first: most mutants are killed by the first test that fails.
+                speed = {t: (round(stats["durations"][t], 1), order[t]) for t in tests}
+                tests = sorted((t for t in tests if t not in left_out), key=speed.__getitem__)
+                log.write(f"start {name}\n")
+                start = time.perf_counter()
+                if not tests:
+                    log.write(f"done {name} 33 0 -\n")
+                    continue
+                try:
+                    failed = self._run([by_id[t] for t in tests], name)
+                except Exception as error:  # a mutant that breaks pytest's own machinery
+                    failed = f"pytest:{type(error).__name__}"
+                code = 0 if failed is None else 1
+                log.write(f"done {name} {code} {time.perf_counter() - start:.1f} {failed or '-'}\n")
+            jax.clear_caches()
+        return True
+
+
+def main() -> None:
+    import pytest
+
+    mode, *rest = sys.argv[1:]
+    if mode == "generate":
+        generate()
+        return
+    args = rest[:1] if mode == "stats" else rest[:3]
+    tests = rest[len(args) :]
+    sys.path.insert(0, os.getcwd())
+    set_mutant_under_test, _ = _mutmut_modules()
+    # Record what collection calls: the test modules import gradtx and build optimizers there.
+    set_mutant_under_test("stats" if mode == "stats" else "")
+    options = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
+    options += ["-o", "addopts="]
+    code = pytest.main([*options, *tests], plugins=[_Runner(mode, args)])
+    sys.exit(0 if code in (0, 1) else int(code))
+
+
+if __name__ == "__main__":
+    main()
