@@ -3,7 +3,8 @@
     python tools/mutation.py _tree _combine      # mutate these modules, print scores and survivors
     python tools/mutation.py --list              # the modules and their tests
     python tools/mutation.py --report _tree      # the last run's results again, run nothing
-    python tools/mutation.py --check _tree NAME  # does tests/test_mutants.py kill mutant NAME?
+    python tools/mutation.py --check _tree NAME...  # does tests/test_mutants.py kill them?
+    python tools/mutation.py --check _tree NAME --tests tests/test_cg.py  # other test files
     python tools/mutation.py --forked _tree      # mutmut's own runner: a fresh fork per mutant
 
 Each module runs in its own folder, .mutation/<module>/, holding a copy of gradtx/, tests/ and
@@ -100,16 +101,33 @@ def summary(work: Path) -> dict[str, int]:
     return json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
 
 
-def check(module: str, names: list[str]) -> None:
-    """Runs tests/test_mutants.py against each mutant: killed or survived."""
+def check(module: str, names: list[str], tests: list[str], forked: bool) -> None:
+    """Runs the current ``tests`` against each mutant of a module's last run: killed or survived.
+
+    In one process (tools/mutation_worker.py, the test files collected once on the original
+    code), or with ``forked`` in a fresh process per mutant, active during collection too.
+    """
     mutants = ROOT / ".mutation" / module / "mutants"
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
         shutil.copytree(ROOT / "tests", Path(scratch) / "tests")
         shutil.copy2(mutants / "pyproject.toml", scratch)
+        options = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        options += ["-o", "addopts="]
+        if not forked:
+            names_file, log = Path(scratch) / "names.txt", Path(scratch) / "log.txt"
+            names_file.write_text("\n".join(names))
+            run = [sys.executable, str(WORKER), "mutants", "-", str(log), str(names_file), *tests]
+            subprocess.run(run, cwd=scratch, check=True, stdout=subprocess.DEVNULL)
+            for line in log.read_text().splitlines():
+                kind, name, *rest = line.split()
+                if kind == "done":
+                    verdicts = {SURVIVED: "survived", NO_TESTS: "no tests"}
+                    verdict = verdicts.get(int(rest[0]), "killed")
+                    print(f"{name}: {verdict} {rest[2] if verdict == 'killed' else ''}".rstrip())
+            return
         for name in names:
-            run = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly"]
-            run += ["-p", "no:cacheprovider", "tests/test_mutants.py"]
+            run = [sys.executable, "-m", "pytest", "-x", *options, *tests]
             env = {**os.environ, "MUTANT_UNDER_TEST": name}
             result = subprocess.run(run, cwd=scratch, env=env, capture_output=True, text=True)
             print(f"{name}: {'killed' if result.returncode else 'survived'}", flush=True)
@@ -356,9 +374,15 @@ def main() -> None:
     parser.add_argument(
         "--forked", action="store_true", help="mutmut's own runner (a fork per mutant; slow)"
     )
+    parser.add_argument(
+        "--tests",
+        nargs="+",
+        default=["tests/test_mutants.py"],
+        help="with --check: the test files to run (tests/test_mutants.py)",
+    )
     args = parser.parse_args()
     if args.check:
-        check(args.modules[0], args.modules[1:])
+        check(args.modules[0], args.modules[1:], args.tests, args.forked)
         return
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tests_by_module = pyproject["tool"]["mutmut"]["tests_by_module"]
@@ -383,6 +407,9 @@ def main() -> None:
             run_in_process(module, tests_by_module[module], args.jobs)
         subprocess.run([_mutmut(), "results"], cwd=work, check=True)
         scores[module] = summary(work)
+        # Every survivor's diff, for reading them (tests/MUTATION.md records the verdicts).
+        survivors = [sys.executable, str(WORKER), "survivors", str(work / "survivors.md")]
+        subprocess.run(survivors, cwd=work, check=True)
     for module, s in scores.items():
         # pytest exits 2 when collection fails: the mutant broke a call that a test module makes
         # at import (a parametrize list of optimizers). mutmut calls that "interrupted by user";

@@ -9,8 +9,10 @@ mutated function (``-x``: it stops at the first failure). It runs in the module'
 folder, where mutmut put the mutated copy of gradtx and the tests.
 
     python tools/mutation_worker.py generate              # in .mutation/MODULE: make mutants/
+    python tools/mutation_worker.py survivors OUT         # in .mutation/MODULE: their diffs
     python tools/mutation_worker.py stats OUT TESTS...    # in mutants/: who calls what
     python tools/mutation_worker.py mutants STATS LOG NAMES_FILE TESTS...
+    python tools/mutation_worker.py mutants - LOG NAMES_FILE TESTS...  # all TESTS, each mutant
 
 ``stats`` runs every selected test on the original code with mutmut's call recording on and
 writes, as JSON, the tests that reach each function, the functions called while the test
@@ -51,6 +53,25 @@ def generate() -> None:
     mutmut_main.setup_source_paths()
     generated = mutmut_main.create_mutants(2)
     print(f"mutants: {generated.mutated} files mutated, {generated.unmodified} unchanged")
+
+
+def survivors(out: str) -> None:
+    """Writes the survivors of the last run and their diffs (in .mutation/MODULE) to ``out``."""
+    from mutmut.__main__ import collect_source_file_mutation_data, get_diff_for_mutant
+
+    mutants, _ = collect_source_file_mutation_data(mutant_names=[])
+    lines = []
+    for data, name, code in sorted(mutants, key=lambda m: m[1]):
+        if code == 0:
+            diff = get_diff_for_mutant(name, path=data.path)
+            changed = [
+                line
+                for line in diff.splitlines()
+                if line[:1] in "+-" and line[:3] not in ("+++", "---")
+            ]
+            lines.append(f"## {name}\n" + "\n".join(changed) + "\n")
+    Path(out).write_text("\n".join(lines))
+    print(f"{len(lines)} survivors written to {out}")
 
 
 def _clear_test_caches() -> None:
@@ -132,14 +153,21 @@ class _Runner:
             return True
 
         stats_file, log_file, names_file = self.args
-        stats = json.loads(Path(stats_file).read_text())
         order = {item.nodeid: i for i, item in enumerate(items)}
         by_id = {item.nodeid: item for item in items}
+        everyone = None
+        if stats_file == "-":  # every collected test for every mutant (tools/mutation.py --check)
+            everyone = [item.nodeid for item in items]
+            stats = {"failed_on_original": [], "tests_by_function": {}}
+            stats["durations"] = dict.fromkeys(everyone, 0.0)
+        else:
+            stats = json.loads(Path(stats_file).read_text())
         left_out = set(stats["failed_on_original"])
         with open(log_file, "a", buffering=1) as log:
             for name in Path(names_file).read_text().split():
                 function = name.rpartition("__mutmut_")[0]
-                tests = [t for t in stats["tests_by_function"].get(function, []) if t in by_id]
+                tests = everyone or stats["tests_by_function"].get(function, [])
+                tests = [t for t in tests if t in by_id]
                 # The fastest first: most mutants are killed by the first test that fails.
                 speed = {t: (round(stats["durations"][t], 1), order[t]) for t in tests}
                 tests = sorted((t for t in tests if t not in left_out), key=speed.__getitem__)
@@ -164,6 +192,9 @@ def main() -> None:
     mode, *rest = sys.argv[1:]
     if mode == "generate":
         generate()
+        return
+    if mode == "survivors":
+        survivors(rest[0])
         return
     args = rest[:1] if mode == "stats" else rest[:3]
     tests = rest[len(args) :]
