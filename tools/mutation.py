@@ -17,10 +17,11 @@ when the tests changed.
 By default the mutants are tested in process (tools/mutation_worker.py: one collection, then
 mutant after mutant with JAX's caches cleared between them), by ``--jobs`` workers under
 ``nice -n 19``; a worker whose mutant runs past its time limit (20 times its tests' clean time,
-plus a minute) is stopped, the mutant counted as a timeout, and a new worker goes on. Survivors
-of functions that the test modules call while they are collected are re-tested in a fresh
-process, where the mutant is active during collection as well. ``--forked`` runs mutmut's own
-runner instead (a fresh fork per mutant, about 30 times slower here).
+plus a minute) is stopped, the mutant counted as a timeout, and a new worker goes on. The test
+modules are collected on the original code, so a mutant of a function that they call at import
+may survive in process and be killed in a fresh one: ``--recheck`` re-tests those survivors in a
+fresh process each (half a minute each), and survivors.md marks them. ``--forked`` runs mutmut's
+own runner instead (a fresh fork per mutant, about 30 times slower here).
 
 Show one mutant: ``cd .mutation/<module> && mutmut show <name>``. ``--check`` runs the current
 tests/test_mutants.py against mutants through mutmut's trampolines in a scratch copy (mutmut
@@ -307,7 +308,7 @@ def _recheck_forked(work: Path, names: list[str], stats: dict, results: _Results
         print(f"  fresh process: {name} {'killed' if code else 'survived'}", flush=True)
 
 
-def run_in_process(module: str, tests: list[str], jobs: int) -> Path:
+def run_in_process(module: str, tests: list[str], jobs: int, recheck: bool) -> Path:
     """Makes the mutants with mutmut and tests them in process (module docstring)."""
     work = prepare(module, tests)
     # One persistent compilation cache for the module's processes and runs (tests/conftest.py):
@@ -343,6 +344,8 @@ def run_in_process(module: str, tests: list[str], jobs: int) -> Path:
         pending.remove(name)
     print(f"  {len(pending)} mutants to test", flush=True)
     _run_in_process(work, tests, pending, stats, jobs, results)
+    if not recheck:
+        return work
     calls_at_collection = set(stats["collection_calls"])
     again = [
         n
@@ -375,6 +378,11 @@ def main() -> None:
         "--forked", action="store_true", help="mutmut's own runner (a fork per mutant; slow)"
     )
     parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="re-test in a fresh process the survivors of functions called at collection",
+    )
+    parser.add_argument(
         "--tests",
         nargs="+",
         default=["tests/test_mutants.py"],
@@ -404,7 +412,7 @@ def main() -> None:
             run = ["nice", "-n", "19", _mutmut(), "run", "--max-children", str(args.jobs)]
             subprocess.run(run, cwd=work, check=True)
         else:
-            run_in_process(module, tests_by_module[module], args.jobs)
+            run_in_process(module, tests_by_module[module], args.jobs, args.recheck)
         subprocess.run([_mutmut(), "results"], cwd=work, check=True)
         scores[module] = summary(work)
         # Every survivor's diff, for reading them (tests/MUTATION.md records the verdicts).

@@ -60,16 +60,21 @@ def survivors(out: str) -> None:
     from mutmut.__main__ import collect_source_file_mutation_data, get_diff_for_mutant
 
     mutants, _ = collect_source_file_mutation_data(mutant_names=[])
+    stats = Path("fast-stats.json")
+    at_collection = set(json.loads(stats.read_text())["collection_calls"]) if stats.exists() else ()
     lines = []
     for data, name, code in sorted(mutants, key=lambda m: m[1]):
         if code == 0:
+            function = name.rpartition("__mutmut_")[0]
+            # In process the tests were collected on the original code (tools/mutation.py).
+            mark = " (runs at collection: --recheck)" if function in at_collection else ""
             diff = get_diff_for_mutant(name, path=data.path)
             changed = [
                 line
                 for line in diff.splitlines()
                 if line[:1] in "+-" and line[:3] not in ("+++", "---")
             ]
-            lines.append(f"## {name}\n" + "\n".join(changed) + "\n")
+            lines.append(f"## {name}{mark}\n" + "\n".join(changed) + "\n")
     Path(out).write_text("\n".join(lines))
     print(f"{len(lines)} survivors written to {out}")
 
