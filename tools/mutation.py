@@ -275,25 +275,20 @@ def _run_in_process(
             print(f"  {done}/{total} mutants, {rate:.1f} a minute", flush=True)
 
 
-def _recheck_forked(work: Path, names: list[str], stats: dict, results: _Results) -> None:
-    """Re-tests survivors in a fresh process, the mutant active while the tests are collected."""
+def _recheck_forked(
+    work: Path, names: list[str], stats: dict, results: _Results, files: list[str]
+) -> None:
+    """Re-tests mutants in a fresh process each, the mutant active while the tests are collected.
+
+    A survivor runs the tests that call its function; a mutant with no such test (its function
+    runs only at import: ``__init_subclass__``, a decorator) runs the module's test ``files``.
+    Each one done is listed in fresh-checked.txt and not re-tested again.
+    """
+    done_file = work / "fresh-checked.txt"
     for name in names:
-        run = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-x",
-            "-q",
-            "-p",
-            "no:randomly",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "no:xdist",
-            "-o",
-            "addopts=",
-            *_tests_of(stats, name),
-        ]
+        tests = _tests_of(stats, name) or files
+        run = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p"]
+        run += ["no:cacheprovider", "-p", "no:xdist", "-o", "addopts=", *tests]
         env = {**os.environ, "MUTANT_UNDER_TEST": name}
         began = time.monotonic()
         result = subprocess.run(
@@ -305,6 +300,8 @@ def _recheck_forked(work: Path, names: list[str], stats: dict, results: _Results
         )
         code = KILLED if result.returncode else SURVIVED
         results.set(name, code, time.monotonic() - began)
+        with open(done_file, "a") as done:
+            done.write(name + "\n")
         print(f"  fresh process: {name} {'killed' if code else 'survived'}", flush=True)
 
 
@@ -347,12 +344,17 @@ def run_in_process(module: str, tests: list[str], jobs: int, recheck: bool) -> P
     if not recheck:
         return work
     calls_at_collection = set(stats["collection_calls"])
+    done_file = work / "fresh-checked.txt"
+    done = set(done_file.read_text().split()) if done_file.exists() else set()
     again = [
-        n
-        for n, code in results.codes().items()
-        if code == SURVIVED and n in pending and n.rpartition("__mutmut_")[0] in calls_at_collection
+        name
+        for name, code in results.codes().items()
+        if code in (SURVIVED, NO_TESTS)
+        and name not in done
+        and name.rpartition("__mutmut_")[0] in calls_at_collection
     ]
-    _recheck_forked(work, again, stats, results)
+    print(f"  {len(again)} mutants of functions run at collection, each in a fresh process")
+    _recheck_forked(work, again, stats, results, tests)
     return work
 
 
