@@ -374,7 +374,10 @@ def _format_float(value: float) -> str:
     (0.10000000149011612): it prints as the float32 it is (``0.1``).
     """
     exact = repr(value)
-    if not np.isfinite(value) or np.float32(value) != value:
+    if not np.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
+        return exact
+    # float(...): compared in float64 (a Python float beside a float32 is rounded to float32).
+    if float(np.float32(value)) != value:
         return exact
     single = repr(float(str(np.float32(value))))
     return single if len(single) < len(exact) else exact

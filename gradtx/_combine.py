@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -198,11 +199,18 @@ def _in_terms_of(
     bound = signature.bind(*args, **kwargs)
     bound.apply_defaults()
     given = error.given if error.given is not None else error.values
-    found = {arg: _carrier(value, arg, bound) for arg, value in given.items()}
-    if not all(found.values()):
+    carriers = {arg: _carrier(value, arg, bound) for arg, value in given.items()}
+    if not all(carriers.values()):
         restated = type(error)(error.transform, error.values, error.message)
         restated.given, restated.context = error.given, name
         return restated
+    # One argument of the recipe carries one value: where several claim it (``eps=0`` and a
+    # literal ``eps_root=0.0`` both equal to ``epsilon=0``), the best claim keeps it and the
+    # others, values the recipe wrote itself, keep their building block's names.
+    best: dict[str, int] = {}
+    for score, path, *_ in carriers.values():
+        best[path] = max(best.get(path, -1), score)
+    found = {arg: claim[1:] for arg, claim in carriers.items() if claim[0] == best[claim[1]]}
     renames = {arg: path for arg, (path, _, _) in found.items()}
     message = re.sub(
         r"\b(" + "|".join(map(re.escape, renames)) + r")\b",
@@ -216,7 +224,8 @@ def _in_terms_of(
 
 
 def _carrier(value: Any, arg: str, bound: inspect.BoundArguments) -> tuple | None:
-    """(path, argument, its value) of the recipe argument that carried ``value``, if one did.
+    """(score, path, argument, its value) of the recipe argument that carried ``value``, if one
+    did.
 
     The same object beats an equal one; the transform's own name breaks ties.
     """
@@ -232,7 +241,7 @@ def _carrier(value: Any, arg: str, bound: inspect.BoundArguments) -> tuple | Non
     if not scored:
         return None
     best = max(s[0] for s in scored)
-    winners = [s[1:] for s in scored if s[0] == best]
+    winners = [s for s in scored if s[0] == best]
     return winners[0] if len(winners) == 1 else None
 
 
@@ -350,7 +359,16 @@ def _loss_of_whole_params(extra_args: dict, params: Any) -> dict:
     extra = dict(extra_args)
     if extra.get("value_fn") is not None:
         value_fn = extra["value_fn"]
-        extra["value_fn"] = lambda part, *a, **k: value_fn(_fill(part, params), *a, **k)
+
+        def whole_value_fn(part, *args, **kwargs):
+            return value_fn(_fill(part, params), *args, **kwargs)
+
+        # The user's signature: a member that passes on only the keyword arguments the loss
+        # takes (line searches, L-BFGS) reads it here.
+        # (None to read: every argument goes through.)
+        with contextlib.suppress(TypeError, ValueError):
+            whole_value_fn.__signature__ = inspect.signature(value_fn)
+        extra["value_fn"] = whole_value_fn
     if extra.get("population_value_fn") is not None:
         population_fn = extra["population_value_fn"]
 

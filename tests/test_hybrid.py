@@ -103,3 +103,30 @@ def test_the_recorded_full_run_has_the_hybrid_beat_both_parts_on_every_seed():
         assert np.median(record["methods"]["hybrid"]["val_accuracy"]) > np.median(
             record["methods"][part]["val_accuracy"]
         ), part
+
+
+def test_a_partition_passes_its_loss_only_the_keywords_the_loss_takes():
+    # compat.pytorch.lbfgs alone drops keyword arguments its value_fn does not take
+    # (batch=...); inside a partition it gets the loss of the whole params, which must say
+    # the same, or the extra keyword reaches the user's function.
+    params = {"x": jnp.array([1.0, 2.0]), "y": jnp.array(1.0)}
+
+    def value_fn(p):
+        return jnp.sum(p["x"] ** 2) + p["y"] ** 2
+
+    alone = gradtx.compat.pytorch.lbfgs()
+    together = gradtx.partition(
+        {"a": gradtx.compat.pytorch.lbfgs(), "b": gradtx.sgd(0.1)}, {"x": "a", "y": "b"}
+    )
+    grads = jax.grad(value_fn)(params)
+    updates, _ = together.update(grads, together.init(params), params, value_fn=value_fn, batch=1.0)
+    x_only = {"x": params["x"]}
+    expected, _ = alone.update(
+        {"x": grads["x"]},
+        alone.init(x_only),
+        x_only,
+        value_fn=lambda p: value_fn({**params, **p}),
+        batch=1.0,
+    )
+    np.testing.assert_allclose(updates["x"], expected["x"], rtol=1e-6)
+    np.testing.assert_allclose(updates["y"], -0.1 * grads["y"], rtol=1e-6)

@@ -76,6 +76,20 @@ def test_a_value_no_argument_carried_names_the_recipe_being_built():
     assert str(raised.value) == "scale_by_adam(b1=1.2): b1 must be in [0, 1) (in _doubling(...))"
 
 
+def test_a_value_the_recipe_wrote_itself_keeps_its_building_blocks_name():
+    # Keras's epsilon=0 reaches scale_by_adam as eps beside the recipe's own eps_root=0.0: both
+    # equal 0, but only eps is the user's (the same object); eps_root keeps its name.
+    message = (
+        "keras.adam(epsilon=0): with epsilon and eps_root all 0 a zero gradient gives 0 / 0 = NaN"
+    )
+    with pytest.raises(HyperparameterError, match=f"^{re.escape(message)}"):
+        gradtx.compat.keras.adam(epsilon=0)
+    with pytest.raises(
+        HyperparameterError, match=r"^pytorch\.adamw\(eps=0\): with eps and eps_root"
+    ):
+        gradtx.compat.pytorch.adamw(eps=0)
+
+
 def test_a_value_several_arguments_carried_is_not_guessed():
     with pytest.raises(ValueError, match=re.escape("(in sgd(...))")):
         gradtx.sgd(1.5, momentum=1.5)
@@ -121,6 +135,16 @@ def test_floats_print_as_floats_and_ints_as_ints():
     assert "learning_rate=0.1," in repr(gradtx.adam(jnp.float32(0.1)))  # float32's 0.1
     assert "b2=0.9999999," in repr(gradtx.adam(0.1, b2=0.9999999))  # exact, not 1.0
     assert repr(gradtx.polyak_average(start=3)).endswith("start=3)")
+
+
+def test_a_float_that_is_no_float32_prints_exactly():
+    # Two different optimizers never print alike: 0.1 + 1e-9 is not float32's 0.1, and a
+    # number beyond float32's range prints as itself (not inf, and without an overflow warning).
+    assert gradtx.scale(0.1 + 1e-9) != gradtx.scale(0.1)
+    assert repr(gradtx.scale(0.1 + 1e-9)) == "Scale(step_size=0.100000001)"
+    assert repr(gradtx.scale_by_adam(b2=0.99999999)).count("b2=0.99999999,") == 1
+    assert repr(gradtx.scale(1e300)) == "Scale(step_size=1e+300)"
+    assert repr(gradtx.scale(-3.4e38)) == "Scale(step_size=-3.4e+38)"
 
 
 def test_nested_reprs_keep_their_indentation_and_show_the_users_trees():

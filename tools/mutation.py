@@ -48,7 +48,7 @@ else:  # Python 3.10
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("gradtx", "tests", "tools")
+COPIED = ("gradtx", "tests", "tools", "examples")
 WORKER = ROOT / "tools" / "mutation_worker.py"
 # mutmut's exit codes (mutmut.stats.status_by_exit_code).
 KILLED, SURVIVED, NO_TESTS, TIMEOUT, CRASHED = 1, 0, 33, 36, 3

@@ -1,0 +1,463 @@
+"""Tests that kill the mutants of gradtx/_base.py the other test files let survive (issue 20).
+
+Written as a user calls gradtx: repr, ==, hash, init/update; a user-defined Transform only
+where the behaviour is how a subclass's annotations are read.
+
+This module deliberately has no ``from __future__ import annotations``: the user-defined
+transforms below then carry real types in their annotations (``float``, ``float | None``), as
+a user's module without that import does; gradtx's own modules carry strings.
+"""
+
+import itertools
+import pickle
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradtx
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def _identity_jit(tx):
+    """``tx`` after a round trip through jit: its numbers come back as arrays."""
+    return jax.jit(lambda t: t)(tx)
+
+
+def test_a_transform_returned_by_jit_prints_compares_and_hashes_as_the_one_passed_in():
+    # float32, int32 and complex64 scalars print as the numbers given and equal them.
+    tx = gradtx.chain(
+        gradtx.sgd(gradtx.linear_schedule(0.5, 0.25, transition_steps=10)),
+        gradtx.scale(1 + 2j),
+    )
+    back = _identity_jit(tx)
+    assert repr(back) == repr(tx)
+    for shown in ("init_value=0.5,", "end_value=0.25,", "transition_steps=10,"):
+        assert shown in repr(back)
+    assert "Scale(step_size=(1+2j))" in repr(back)
+    assert back == tx
+    assert hash(back) == hash(tx)
+    # A float32 that is not the float given prints as short as float32 allows.
+    assert "learning_rate=0.1," in repr(_identity_jit(gradtx.sgd(0.1)))
+
+
+def test_a_vmapped_sweep_prints_its_batched_hyperparameters_as_dtype_and_shape():
+    swept = jax.vmap(lambda lr: gradtx.sgd(lr))(jnp.array([0.1, 0.2, 0.3]))
+    assert "ScaleByLearningRate(learning_rate=float32[3], flip_sign=True)" in repr(swept)
+
+
+def test_joined_schedules_print_one_per_line_indented_under_their_field():
+    # Even a short tuple of schedules takes one line per schedule.
+    assert repr(gradtx.join_schedules([gradtx.constant_schedule(1.0)], [])) == (
+        "JoinSchedules(\n"
+        "    schedules=(\n"
+        "        ConstantSchedule(value=1.0),\n"
+        "    ),\n"
+        "    boundaries=(),\n"
+        ")"
+    )
+    decay = gradtx.exponential_decay(1.0, transition_steps=10, decay_rate=0.5)
+    joined = gradtx.join_schedules([decay, gradtx.constant_schedule(0.5)], [5])
+    assert repr(gradtx.chain(gradtx.scale_by_learning_rate(joined))) == (
+        "chain(\n"
+        "    ScaleByLearningRate(\n"
+        "        learning_rate=JoinSchedules(\n"
+        "            schedules=(\n"
+        "                ExponentialDecay(\n"
+        "                    init_value=1.0,\n"
+        "                    transition_steps=10,\n"
+        "                    decay_rate=0.5,\n"
+        "                    transition_begin=0,\n"
+        "                    staircase=False,\n"
+        "                    end_value=None,\n"
+        "                ),\n"
+        "                ConstantSchedule(value=0.5),\n"
+        "            ),\n"
+        "            boundaries=(5,),\n"
+        "        ),\n"
+        "        flip_sign=True,\n"
+        "    ),\n"
+        ")"
+    )
+
+
+def _schedule_named(name):
+    def schedule(count):
+        return 0.1 * jnp.ones_like(count, dtype=jnp.float32)
+
+    schedule.__qualname__ = name
+    return schedule
+
+
+def test_a_schedule_function_prints_by_name_and_lines_wrap_past_88_columns_with_indent():
+    # Nested in a chain (indent 4), "ScaleByLearningRate(learning_rate=NAME, flip_sign=True)"
+    # is 51 + len(NAME) long: 84 + 4 = 88 columns fit on one line, 85 + 4 do not.
+    fits = gradtx.chain(gradtx.scale_by_learning_rate(_schedule_named("f" * 33)))
+    assert repr(fits) == (
+        f"chain(\n    ScaleByLearningRate(learning_rate={'f' * 33}, flip_sign=True),\n)"
+    )
+    too_long = gradtx.chain(gradtx.scale_by_learning_rate(_schedule_named("f" * 34)))
+    assert repr(too_long) == (
+        "chain(\n"
+        "    ScaleByLearningRate(\n"
+        f"        learning_rate={'f' * 34},\n"
+        "        flip_sign=True,\n"
+        "    ),\n"
+        ")"
+    )
+    # A top-level object is 88 columns wide too: 88 fits, 89 wraps.
+    assert repr(gradtx.scale_by_learning_rate(_schedule_named("f" * 37))).count("\n") == 0
+    assert repr(gradtx.scale_by_learning_rate(_schedule_named("f" * 38))).count("\n") == 3
+
+
+def test_dtype_hyperparameters_print_by_their_dtype_name():
+    def mu_dtype_shown(mu_dtype):
+        text = repr(gradtx.scale_by_adam(mu_dtype=mu_dtype))
+        return text.split("mu_dtype=")[1].split(",")[0]
+
+    assert mu_dtype_shown(jnp.bfloat16) == "bfloat16"
+    assert mu_dtype_shown(np.dtype("float32")) == "float32"
+    # A NumPy type whose own name is not its dtype's name prints as the dtype.
+    assert mu_dtype_shown(np.longdouble) == np.dtype(np.longdouble).name
+    # Python's float is no NumPy type: it prints as written.
+    assert mu_dtype_shown(float) == "float"
+
+
+def test_a_float32_hyperparameter_prints_as_short_as_float32_allows():
+    # jnp.float32(0.9) holds 0.8999999761581421: it prints as the float32 it is.
+    assert "b1=0.9," in repr(gradtx.scale_by_adam(b1=jnp.float32(0.9)))
+    # Where float32's shortest spelling is no shorter (1234567900.0), the exact value prints.
+    assert repr(gradtx.scale(jnp.float32(1.23456789e9))) == "Scale(step_size=1234567936.0)"
+
+
+# -- equality and hashing -----------------------------------------------------------------
+
+
+def test_hyperparameters_compare_by_value_whatever_their_size_and_sign_of_zero():
+    # Tiny values are different numbers, not rounded away.
+    assert gradtx.scale_by_adam(eps=1e-20) != gradtx.scale_by_adam(eps=1e-30)
+    assert gradtx.scale(1e-20 + 1j) != gradtx.scale(2e-20 + 1j)
+    # -0.0 is 0.0, for real and complex values (-1j has a real part of -0.0).
+    for a, b in [(-0.0, 0.0), (-1j, 0 - 1j)]:
+        assert gradtx.scale(a) == gradtx.scale(b)
+        assert hash(gradtx.scale(a)) == hash(gradtx.scale(b))
+    # The same complex number in complex64 and complex128 is the same hyperparameter.
+    assert gradtx.scale(np.complex64(1 + 2j)) == gradtx.scale(1 + 2j)
+    assert hash(gradtx.scale(np.complex64(1 + 2j))) == hash(gradtx.scale(1 + 2j))
+
+
+def test_hyperparameters_in_two_8_bit_float_formats_with_the_same_bits_differ():
+    one = jnp.asarray(1.0, jnp.float8_e4m3fn)
+    half = jax.lax.bitcast_convert_type(one, jnp.float8_e4m3fnuz)  # the same byte reads 0.5
+    assert float(half) == 0.5
+    assert gradtx.scale(one) != gradtx.scale(half)
+
+
+def test_different_hyperparameters_hash_differently():
+    hashes = {hash(gradtx.sgd(lr)) for lr in (0.1, 0.2, 0.3)}
+    assert len(hashes) == 3
+    assert hash(gradtx.scale(1 + 2j)) != hash(gradtx.scale(1 + 3j))
+
+
+def test_a_prng_key_hyperparameter_compares_hashes_and_prints_by_its_key_data():
+    def noise(seed):
+        return gradtx.add_noise(0.1, 0.55, key=jax.random.key(seed))
+
+    assert noise(0) == noise(0)
+    assert hash(noise(0)) == hash(noise(0))
+    assert noise(0) != noise(1)
+    assert repr(noise(0)) == "AddNoise(eta=0.1, gamma=0.55, key=uint32[2])"
+
+
+def test_under_jit_a_traced_transform_equals_only_itself_and_cannot_be_hashed():
+    seen = []
+
+    @jax.jit
+    def step(tx):
+        reference = gradtx.sgd(0.1)
+        seen.append((tx == reference, reference == tx, tx == tx))
+        with pytest.raises(TypeError, match="traced values cannot be hashed"):
+            hash(tx)
+        return tx.hyperparams()["transforms"][1].learning_rate
+
+    step(gradtx.sgd(0.1))
+    assert seen == [(False, False, True)]
+
+
+# -- normalisation when built -------------------------------------------------------------
+
+
+def test_numpy_and_jax_scalars_become_the_python_numbers_they_hold():
+    for value in (0.5, np.float32(0.5), np.float64(0.5), jnp.asarray(0.5), jnp.float32(0.5)):
+        step_size = gradtx.scale(value).step_size
+        assert type(step_size) is float and step_size == 0.5
+    # An integer given for a float hyperparameter is stored as a float.
+    assert type(gradtx.scale(jnp.asarray(2)).step_size) is float
+    # An integer hyperparameter stays an integer.
+    steps = gradtx.linear_schedule(0.5, 0.25, transition_steps=np.int64(10)).transition_steps
+    assert type(steps) is int and steps == 10
+    # So one jitted step serves them all: the leaves are the same Python numbers.
+    traces = []
+
+    @jax.jit
+    def step(tx, grads):
+        traces.append(None)
+        return tx.update(grads, tx.init(grads))[0]
+
+    grads = {"w": jnp.ones(2)}
+    for value in (0.5, np.float32(0.5), jnp.asarray(0.5), jnp.float32(0.5)):
+        step(gradtx.sgd(value), grads)
+    assert len(traces) == 1
+
+
+def test_a_static_option_is_kept_as_given():
+    # Only numeric leaves are normalised; a static ratio keeps its type.
+    assert type(gradtx.top_k_compression(ratio=1, axis_name="data").ratio) is int
+
+
+def test_a_dict_hyperparameter_is_frozen_when_built():
+    tx = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
+    with pytest.raises(TypeError, match="immutable"):
+        tx.numeric["learning_rate"] = 1.0
+    assert hash(tx) == hash(gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1))
+
+
+# -- a user's transform: its annotations say which values are numbers ---------------------
+
+
+class _Custom(gradtx.Transform):
+    rate: float
+    count: int
+    either: float | int = 1
+    maybe: float | None = None
+    anything: Any = 1.0
+    optional: Optional[float] = 1.0  # noqa: UP045 - the typing spelling users still write
+    other: tuple = ()
+    untyped: "jax.Array" = 0.5
+    quoted: "float|None" = None
+
+    def init(self, params):
+        return ()
+
+    def update(self, updates, state, params=None, **extra_args):
+        return updates, state
+
+
+def test_a_user_transform_reads_its_annotations_to_convert_ints_and_refuse_none():
+    tx = _Custom(rate=2, count=3, either=2, maybe=2, quoted=2)
+    # float (also "float|None" written as a string): an int becomes a float; int, and
+    # float | int: it stays an int.
+    kinds = [type(getattr(tx, f)) for f in ("rate", "count", "either", "maybe", "quoted")]
+    assert kinds == [float, int, int, float, float]
+    # None and flags are refused where a number is required...
+    for field in ("rate", "count", "either", "untyped"):
+        for bad in (None, True):
+            kwargs = {"rate": 1.0, "count": 1, field: bad}
+            with pytest.raises(TypeError, match=f"{field} must be a number or an array"):
+                _Custom(**kwargs)
+    # ... and allowed where the annotation admits them (None, Any, Optional) or names no number.
+    for field in ("maybe", "anything", "optional", "other", "quoted"):
+        assert getattr(_Custom(rate=1.0, count=1, **{field: None}), field) is None
+
+
+# -- errors name the call -----------------------------------------------------------------
+
+
+def test_a_string_flag_or_none_for_a_number_names_the_transform_and_argument():
+    with pytest.raises(TypeError) as error:
+        gradtx.scale_by_adam(b1="0.9")
+    assert str(error.value).startswith("scale_by_adam(b1='0.9'): b1 is a string")
+    for bad in (None, True):
+        with pytest.raises(TypeError) as error:
+            gradtx.scale_by_adam(b1=bad)
+        assert str(error.value) == f"scale_by_adam(b1={bad!r}): b1 must be a number or an array"
+
+
+def test_an_integer_or_unknown_storage_dtype_is_refused_naming_the_dtype_or_value():
+    message = "mu_dtype must be None or a floating-point dtype"
+    with pytest.raises(ValueError) as error:
+        gradtx.scale_by_adam(mu_dtype="int8")
+    assert str(error.value).startswith(f"scale_by_adam(mu_dtype=int8): {message}")
+    assert error.value.values == {"mu_dtype": np.dtype("int8")}
+    with pytest.raises(ValueError) as error:
+        gradtx.scale_by_adam(mu_dtype="no such dtype")
+    assert str(error.value).startswith(f"scale_by_adam(mu_dtype='no such dtype'): {message}")
+    # A recipe names the value as its caller wrote it.
+    with pytest.raises(ValueError) as error:
+        gradtx.adam(0.1, mu_dtype="int8")
+    assert str(error.value).startswith(f"adam(mu_dtype='int8'): {message}")
+    # A NumPy type is shown by its dtype's name (np.longlong's own name is "longlong").
+    with pytest.raises(ValueError) as error:
+        gradtx.adam(0.1, mu_dtype=np.longlong)
+    assert str(error.value).startswith(f"adam(mu_dtype=int64): {message}")
+
+
+def test_range_and_denominator_errors_name_the_transform_and_the_interval():
+    with pytest.raises(ValueError) as error:
+        gradtx.ftrl_proximal(0.1, learning_rate_power=0.5)
+    assert str(error.value) == (
+        "ftrl_proximal(learning_rate_power=0.5): learning_rate_power must be in (-inf, 0]"
+    )
+    with pytest.raises(ValueError) as error:
+        gradtx.scale_by_adam(eps=0.0, eps_root=0.0)
+    assert str(error.value).startswith(
+        "scale_by_adam(eps=0.0, eps_root=0.0): with eps and eps_root all 0"
+    )
+
+    def constant():
+        return 0.1
+
+    with pytest.raises(TypeError) as error:
+        gradtx.scale_by_learning_rate(constant)
+    assert str(error.value).startswith(
+        f"scale_by_learning_rate(learning_rate={constant.__qualname__}): a function given as "
+        "learning_rate is a schedule"
+    )
+
+
+def test_a_schedule_leaving_the_range_is_refused_naming_the_interval_and_the_value_reached():
+    with pytest.raises(ValueError) as error:
+        gradtx.ftrl_proximal(gradtx.linear_schedule(0.1, -0.5, transition_steps=10))
+    assert str(error.value).endswith(
+        "learning_rate must be in (0, inf) at every step; it reaches -0.5"
+    )
+    with pytest.raises(ValueError) as error:
+        gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, 1.5, transition_steps=10))
+    assert str(error.value).endswith("momentum must be in [0, 1] at every step; it reaches 1.5")
+    # Schedules that stay inside, up to a closed end, are accepted.
+    gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, 1.0, transition_steps=10))
+    gradtx.sgd(gradtx.linear_schedule(0.1, 0.0, transition_steps=10))
+
+
+def test_a_hyperparameter_error_survives_pickling():
+    # Errors cross process boundaries (multiprocessing, distributed launchers) pickled.
+    with pytest.raises(ValueError) as error:
+        gradtx.scale_by_adam(eps=0.0, eps_root=0.0)
+    assert error.value.args == (
+        "scale_by_adam",
+        {"eps": 0.0, "eps_root": 0.0},
+        error.value.message,
+    )
+    again = pickle.loads(pickle.dumps(error.value))
+    assert type(again) is type(error.value)
+    assert str(again) == str(error.value)
+    assert (again.transform, again.values) == ("scale_by_adam", {"eps": 0.0, "eps_root": 0.0})
+
+
+# -- init and update ----------------------------------------------------------------------
+
+
+def test_python_number_params_become_float32_arrays_and_integers_are_refused():
+    tx = gradtx.identity()
+    updates, _ = tx.update({"w": 0.5, "v": [2.0]}, tx.init({"w": 0.0, "v": [0.0]}))
+    assert repr(updates) == ("{'v': [Array(2., dtype=float32)], 'w': Array(0.5, dtype=float32)}")
+    with pytest.raises(TypeError, match=r"params leaf at \['w'\] has dtype int32"):
+        gradtx.sgd(0.1).init({"w": 2})
+
+
+def test_a_schedule_function_is_no_leaf_and_survives_jit():
+    def schedule(count):
+        return 0.5 / (1.0 + count)
+
+    tx = gradtx.sgd(schedule)
+    assert jax.tree.leaves(tx) == []
+    assert jax.tree.map(lambda x: x, tx).transforms[1].learning_rate is schedule
+    grads = {"w": jnp.ones(2)}
+    updates, _ = jax.jit(lambda t, g: t.update(g, t.init(g)))(tx, grads)
+    np.testing.assert_allclose(updates["w"], [-0.5, -0.5])
+
+
+def test_wrappers_that_refuse_integer_params_name_the_leaf_not_the_buffer():
+    params = {"w": jnp.ones(2), "n": jnp.arange(2)}
+    with pytest.raises(TypeError, match=r"params leaf at \['n'\]"):
+        gradtx.multi_tensor(gradtx.adam(0.1)).init(params)
+
+
+def test_flat_params_run_leaf_structured_transforms_on_the_leaves():
+    tree = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+    fp = gradtx.FlatParams.from_tree(tree)
+    # clip_by_block_rms clips each leaf's RMS, not the buffer's.
+    tx = gradtx.clip_by_block_rms(1.0)
+    flat_updates, _ = tx.update(fp, tx.init(fp), fp)
+    tree_updates, _ = tx.update(tree, tx.init(tree), tree)
+    for key in tree:
+        np.testing.assert_allclose(flat_updates.to_tree()[key], tree_updates[key], rtol=1e-6)
+    # An elementwise transform runs on the buffers: its state is FlatParams too.
+    state = gradtx.adam(0.1).init(fp)
+    assert isinstance(state[0].mu, gradtx.FlatParams)
+    # A partition whose labels cut a buffer in two runs per leaf.
+    part = gradtx.partition({"a": gradtx.sgd(1.0), "b": gradtx.scale(2.0)}, {"w": "a", "b": "b"})
+    updates, _ = part.update(fp, part.init(fp), fp)
+    np.testing.assert_allclose(updates.to_tree()["w"], [-3.0, -4.0])
+    np.testing.assert_allclose(updates.to_tree()["b"], [2.0])
+
+
+# -- the state check ----------------------------------------------------------------------
+
+_ANOTHER = "Was it made by another optimizer's init?"
+
+# The state check remembers init's abstract state per (transform, params) structure: params
+# under names no earlier call used make each check below compute it afresh.
+_fresh = itertools.count()
+
+
+def _fresh_params(*shapes):
+    """Params with leaves of these shapes, under names no earlier call used: {"p<n>_<i>": ...}."""
+    n = next(_fresh)
+    return {f"p{n}_{i}": jnp.ones(shape) for i, shape in enumerate(shapes)}
+
+
+def test_another_optimizers_state_is_refused_naming_where_and_both_states():
+    params = _fresh_params((2,), (2,))
+    adam = gradtx.adam(0.1)
+    with pytest.raises(TypeError, match=_ANOTHER) as error:
+        adam.update(params, gradtx.sgd(0.1).init(params), params)
+    assert str(error.value).startswith(
+        "adam.update: the state at state[0] is EmptyState where adam.init makes ScaleByAdamState."
+    )
+    # Inside a named tuple the path names its fields.
+    mask = dict(zip(params, (True, False)))
+    masked = gradtx.masked(gradtx.adam(0.1), mask)
+    other = gradtx.masked(gradtx.sgd(0.1, momentum=0.9), mask)
+    with pytest.raises(TypeError, match=_ANOTHER) as error:
+        masked.update(params, other.init(params), params)
+    assert "the state at state.inner_state[0] is TraceState where" in str(error.value)
+    # A state that lost its tuples (a list from a checkpoint) is named as what it is.
+    with pytest.raises(TypeError, match="the state at state is a list where adam.init makes"):
+        adam.update(params, list(adam.init(params)), params)
+
+
+def test_the_state_check_accepts_the_state_init_made_for_any_shapes_and_dtypes():
+    # Shampoo keeps per-matrix statistics, directly in the state's tuples when the params are
+    # a tuple: the state the check expects follows the params' shapes and dtypes.
+    matrices = (jnp.ones((2, 3)), jnp.ones((3, 2), jnp.bfloat16)) * (next(_fresh) + 1)
+    shampoo = gradtx.shampoo(0.1)
+    updates, _ = shampoo.update(matrices, shampoo.init(matrices), matrices)
+    assert len(updates) == len(matrices)
+
+
+def test_one_optimizer_serves_params_of_different_structures():
+    adam = gradtx.adam(0.1)
+    n = next(_fresh)
+    for params in ({f"w{n}": jnp.ones(2)}, ((jnp.ones(2),), (jnp.ones(3),) * (n + 1))):
+        updates, _ = adam.update(params, adam.init(params), params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
+def test_a_state_made_for_nested_tuple_params_is_refused_for_dict_params():
+    adam = gradtx.adam(0.1)
+    n = next(_fresh)
+    params = {f"w{n}": jnp.ones(2), f"b{n}": jnp.ones(2)}
+    nested = ((jnp.ones(2),), (jnp.ones(2),))
+    with pytest.raises(TypeError, match="state at state.0..mu is a tuple of 2 where adam.init"):
+        adam.update(params, adam.init(nested), params)
+
+
+def test_a_state_made_for_other_params_is_refused_where_the_params_are_used():
+    adam = gradtx.adam(0.1)
+    two, three = (jnp.ones(2),) * 2, (jnp.ones(2),) * 3
+    with pytest.raises(ValueError, match=r"do not match the optimizer state at \[2\]"):
+        adam.update(two, adam.init(three), two)
