@@ -490,8 +490,9 @@ class Lookahead(Transform):
             return (target - up(p)).astype(u.dtype), new_slow.astype(slow.dtype)
 
         pairs = jax.tree.map(leaf, params, fast_updates, state.slow)
-        outer = jax.tree.structure(params)
-        new_updates, slow = jax.tree.transpose(outer, jax.tree.structure((0, 0)), pairs)
+        # Unzipped along the params (a transpose cannot infer the inner pair without a leaf).
+        new_updates = jax.tree.map(lambda _, pair: pair[0], params, pairs)
+        slow = jax.tree.map(lambda _, pair: pair[1], params, pairs)
         if self.reset_state:
             fresh = self.fast_optimizer.init(params)
             fast_state = jax.lax.cond(sync, lambda: fresh, lambda: fast_state)

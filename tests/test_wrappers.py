@@ -552,3 +552,23 @@ def test_wrappers_keep_working_when_their_counters_saturate():
         assert bool(jnp.all(jnp.isfinite(p["x"])))
         # After a sync the fast weights are the slow ones.
         assert bool(jnp.all(p["x"] == state.slow["x"])) == (t % 2 == 0)
+
+
+def test_a_lookahead_group_that_no_parameter_is_labelled_with_takes_its_steps():
+    # A partition whose lookahead group is empty: lookahead sees params with no leaves.
+    tx = gradtx.partition(
+        {
+            "a": gradtx.sgd(0.1),
+            "la": gradtx.lookahead(gradtx.adam(0.1), sync_period=2, slow_step_size=0.5),
+        },
+        {"w": "a"},
+    )
+    params = {"w": jnp.array([1.0, 2.0])}
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update({"w": jnp.array([1.0, 1.0])}, state, params)
+        params = gradtx.apply_updates(params, updates)
+    np.testing.assert_allclose(params["w"], [0.7, 1.7], rtol=1e-6)
+    alone = gradtx.lookahead(gradtx.sgd(0.1), sync_period=1, slow_step_size=0.5)
+    updates, _ = alone.update({}, alone.init({}), {})
+    assert updates == {}
