@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import inspect
 import re
+import textwrap
 from typing import Any, NamedTuple
 
 import jax
@@ -185,7 +186,7 @@ def shared_args(marker: str, entries: str) -> Callable[[Any], Any]:
         if len(at) != 1:
             raise ValueError(f"{function.__qualname__}: its docstring needs one line {marker!r}")
         indent = lines[at[0]][: len(lines[at[0]]) - len(lines[at[0]].lstrip())]
-        text = "".join(indent + line if line.strip() else line for line in entries.splitlines(True))
+        text = textwrap.indent(entries, indent)
         function.__doc__ = "".join(lines[: at[0]]) + text + "".join(lines[at[0] + 1 :])
         return function
 

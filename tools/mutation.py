@@ -47,6 +47,9 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10
     import tomli as tomllib
 
+# tools/ is on sys.path when this file runs as a script: the worker's pytest options are shared.
+from mutation_worker import PYTEST_OPTIONS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("gradtx", "tests", "tools", "examples")
 WORKER = ROOT / "tools" / "mutation_worker.py"
@@ -113,8 +116,6 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
         shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
         shutil.copytree(ROOT / "tests", Path(scratch) / "tests")
         shutil.copy2(mutants / "pyproject.toml", scratch)
-        options = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
-        options += ["-o", "addopts="]
         if not forked:
             names_file, log = Path(scratch) / "names.txt", Path(scratch) / "log.txt"
             names_file.write_text("\n".join(names))
@@ -128,7 +129,7 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
                     print(f"{name}: {verdict} {rest[2] if verdict == 'killed' else ''}".rstrip())
             return
         for name in names:
-            run = [sys.executable, "-m", "pytest", "-x", *options, *tests]
+            run = [sys.executable, "-m", "pytest", "-x", *PYTEST_OPTIONS, *tests]
             env = {**os.environ, "MUTANT_UNDER_TEST": name}
             result = subprocess.run(run, cwd=scratch, env=env, capture_output=True, text=True)
             print(f"{name}: {'killed' if result.returncode else 'survived'}", flush=True)
@@ -152,10 +153,7 @@ class _Results:
         self.file_of = {k: p for p, m in self.meta.items() for k in m["exit_code_by_key"]}
 
     def codes(self) -> dict[str, int | None]:
-        return {
-            k: m["exit_code_by_key"][k]
-            for k, m in ((k, self.meta[p]) for k, p in self.file_of.items())
-        }
+        return {k: self.meta[p]["exit_code_by_key"][k] for k, p in self.file_of.items()}
 
     def set(self, name: str, code: int, seconds: float) -> None:
         path = self.file_of[name]
@@ -287,8 +285,7 @@ def _recheck_forked(
     done_file = work / "fresh-checked.txt"
     for name in names:
         tests = _tests_of(stats, name) or files
-        run = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:randomly", "-p"]
-        run += ["no:cacheprovider", "-p", "no:xdist", "-o", "addopts=", *tests]
+        run = [sys.executable, "-m", "pytest", "-x", *PYTEST_OPTIONS, *tests]
         env = {**os.environ, "MUTANT_UNDER_TEST": name}
         began = time.monotonic()
         result = subprocess.run(

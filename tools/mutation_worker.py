@@ -79,6 +79,11 @@ def survivors(out: str) -> None:
     print(f"{len(lines)} survivors written to {out}")
 
 
+# How every run of the tests here and in tools/mutation.py calls pytest: no reordering, no
+# cache, no xdist, and none of pyproject's addopts (doctests, --dist).
+PYTEST_OPTIONS = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
+PYTEST_OPTIONS += ["-o", "addopts="]
+
 # gradtx's own memos of results computed by code that a mutant may change.
 MEMOS = {"gradtx._base": ["_EXPECTED_STATES"]}
 
@@ -215,9 +220,7 @@ def main() -> None:
     set_mutant_under_test, _ = _mutmut_modules()
     # Record what collection calls: the test modules import gradtx and build optimizers there.
     set_mutant_under_test("stats" if mode == "stats" else "")
-    options = ["-q", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist"]
-    options += ["-o", "addopts="]
-    code = pytest.main([*options, *tests], plugins=[_Runner(mode, args)])
+    code = pytest.main([*PYTEST_OPTIONS, *tests], plugins=[_Runner(mode, args)])
     sys.exit(0 if code in (0, 1) else int(code))
 
 
