@@ -185,7 +185,7 @@ def test_sequential_milestones_and_children_are_checked():
     with pytest.raises(ValueError, match=r"sequential_lr\(milestones=\(\)\).*1 milestones"):
         lr_scheduler.sequential_lr([warm, warm], milestones=[])
     per_epoch = lr_scheduler.linear_lr(lr=0.1, step_every=10)
-    with pytest.raises(ValueError, match=r"chained_scheduler\(schedulers=.*step_every=10"):
+    with pytest.raises(ValueError, match=r"(?s)chained_scheduler\(schedulers=.*step_every=10"):
         lr_scheduler.chained_scheduler([per_epoch])
 
 
