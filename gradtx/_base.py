@@ -257,7 +257,7 @@ def _normalise(obj: Struct) -> None:
         new = value
         if isinstance(value, (np.ndarray, np.generic, jax.Array)) and _is_concrete(value):
             dtype = np.dtype(value.dtype) if not _is_key(value) else None
-            if dtype is not None and np.ndim(value) == 0 and dtype.kind in "iuf":
+            if dtype is not None and np.ndim(value) == 0 and _is_real_number(dtype):
                 new = np.asarray(value).item()
         elif isinstance(value, dict) and not field.metadata.get("static"):
             new = value if isinstance(value, FrozenDict) else FrozenDict(value)
@@ -272,6 +272,13 @@ def _normalise(obj: Struct) -> None:
             _check_float_dtype(obj, field.name)
         if new is not value:
             object.__setattr__(obj, field.name, new)
+
+
+def _is_real_number(dtype: np.dtype) -> bool:
+    """Integers and floats of every width, bfloat16 and float8 included (NumPy's kind "V")."""
+    return jax.numpy.issubdtype(dtype, jax.numpy.integer) or jax.numpy.issubdtype(
+        dtype, jax.numpy.floating
+    )
 
 
 def _declared_kinds(field: dataclasses.Field) -> set[str]:
@@ -753,8 +760,8 @@ def check_range(
 ) -> None:
     """Rejects ``getattr(obj, arg)`` outside the interval, naming both.
 
-    The value must be a finite scalar (``allow_inf`` admits +-inf where it means
-    "no limit"), a whole number when ``integer``. A gradtx schedule is checked at
+    The value must be a real, finite scalar (``allow_inf`` admits +-inf where it
+    means "no limit"), a whole number when ``integer``. A gradtx schedule is checked at
     its knots and a sample of steps (see ``_schedule_samples``). Tracers, user
     functions and None are not checked (they cannot be checked at all).
     """
@@ -762,6 +769,8 @@ def check_range(
     if _is_opaque_callable(value):
         _check_schedule_function(obj, arg, value)
         return
+    if any(np.iscomplexobj(x) for x in jax.tree.leaves(value)):
+        fail(obj, arg, f"{arg} must be real, not complex")
     if isinstance(value, Schedule):
         numbers = _schedule_samples(value)
         if numbers is None:

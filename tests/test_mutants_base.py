@@ -191,9 +191,11 @@ def test_under_jit_a_traced_transform_equals_only_itself_and_cannot_be_hashed():
 
 
 def test_numpy_and_jax_scalars_become_the_python_numbers_they_hold():
-    for value in (0.5, np.float32(0.5), np.float64(0.5), jnp.asarray(0.5), jnp.float32(0.5)):
+    narrow = (np.float16(0.5), jnp.bfloat16(0.5), jnp.asarray(0.5, jnp.float8_e4m3fn))
+    for value in (0.5, np.float32(0.5), np.float64(0.5), jnp.asarray(0.5), *narrow):
         step_size = gradtx.scale(value).step_size
         assert type(step_size) is float and step_size == 0.5
+    assert gradtx.sgd(jnp.bfloat16(0.5)) == gradtx.sgd(0.5)
     # An integer given for a float hyperparameter is stored as a float.
     assert type(gradtx.scale(jnp.asarray(2)).step_size) is float
     # An integer hyperparameter stays an integer.
@@ -211,6 +213,14 @@ def test_numpy_and_jax_scalars_become_the_python_numbers_they_hold():
     for value in (0.5, np.float32(0.5), jnp.asarray(0.5), jnp.float32(0.5)):
         step(gradtx.sgd(value), grads)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize("value", [0.5 + 0j, np.complex64(0.5), jnp.asarray(0.5 + 0j)])
+def test_a_complex_hyperparameter_is_refused_where_a_range_is_checked(value):
+    # The range check would compare only the real part; scale() keeps complex factors.
+    assert gradtx.scale(value).step_size == value
+    with pytest.raises(ValueError, match=r"sgd\(momentum=.*\): momentum must be real, not complex"):
+        gradtx.sgd(0.1, momentum=value)
 
 
 def test_a_static_option_is_kept_as_given():
