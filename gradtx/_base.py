@@ -519,11 +519,22 @@ def _guarded_update(update):
 
 def _as_arrays(tree: Any) -> Any:
     """Python numbers among the leaves as arrays of the default dtypes, as jnp makes them
-    (``{"w": 2.0}`` is a tree of one float leaf); other trees are returned as they are."""
+    (``{"w": 2.0}`` is a tree of one float leaf), and NumPy arrays of a dtype JAX does not
+    compute in now (float64 without ``jax_enable_x64``) in the one it does, as jnp would
+    without the warning an explicit ``astype(g.dtype)`` gives; other trees are returned as
+    they are."""
     leaves, treedef = jax.tree.flatten(tree)
-    if not any(isinstance(x, (int, float, complex)) for x in leaves):
+    if not any(_not_jax_ready(x) for x in leaves):
         return tree
     return treedef.unflatten([jax.numpy.asarray(x, jax.numpy.result_type(x)) for x in leaves])
+
+
+def _not_jax_ready(x: Any) -> bool:
+    if isinstance(x, (int, float, complex)):
+        return True
+    return isinstance(x, (np.ndarray, np.generic)) and x.dtype != jax.dtypes.canonicalize_dtype(
+        x.dtype
+    )
 
 
 # -- flat parameters (gradtx.FlatParams) for transforms that need leaf boundaries ------------

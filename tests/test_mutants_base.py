@@ -12,6 +12,7 @@ import itertools
 import pickle
 from typing import Any, Optional
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -366,6 +367,22 @@ def test_python_number_params_become_float32_arrays_and_integers_are_refused():
     assert repr(updates) == ("{'v': [Array(2., dtype=float32)], 'w': Array(0.5, dtype=float32)}")
     with pytest.raises(TypeError, match=r"params leaf at \['w'\] has dtype int32"):
         gradtx.sgd(0.1).init({"w": 2})
+
+
+@pytest.mark.skipif(jax.config.jax_enable_x64, reason="float64 is JAX's own dtype under x64")
+@pytest.mark.parametrize("factory", [gradtx.adafactor, gradtx.adam])
+def test_numpy_float64_params_run_as_float32_without_a_warning(factory):
+    # The suite turns warnings into errors: an astype(float64) under x64 off would fail here.
+    wide = {"w": np.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": np.float32([0.5, -0.5])}
+    narrow = jax.tree.map(jnp.float32, wide)
+    tx = factory(0.1)
+    state = tx.init(wide)
+    assert jax.tree.map(lambda x: x.dtype, state) == jax.tree.map(
+        lambda x: x.dtype, tx.init(narrow)
+    )
+    updates, _ = tx.update(wide, state, wide)
+    expected, _ = tx.update(narrow, tx.init(narrow), narrow)
+    chex.assert_trees_all_equal(updates, expected, strict=True)
 
 
 def test_a_schedule_function_is_no_leaf_and_survives_jit():
