@@ -618,6 +618,8 @@ def _is_state_node(x: Any) -> bool:
     """
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return True
+    if isinstance(x, dict):  # a partition's states by group
+        return any(_is_state_node(item) for item in x.values())
     return type(x) is tuple and any(isinstance(item, tuple) for item in x)
 
 
@@ -634,11 +636,16 @@ def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | Non
         return None  # () and EmptyState() are both the empty state
     if not (_is_state_node(expected) or _is_state_node(given)):
         return None
-    same = type(expected) is type(given) and len(expected) == len(given)
-    if not same:
+    if isinstance(expected, dict) and isinstance(given, dict):
+        if set(expected) != set(given):
+            return path, f"a dict of {list(expected)}", f"a dict of {list(given)}"
+        pairs = [(f"[{key!r}]", expected[key], given[key]) for key in expected]
+    elif type(expected) is type(given) and len(expected) == len(given):
+        names = getattr(expected, "_fields", None) or [f"[{i}]" for i in range(len(expected))]
+        pairs = list(zip(names, expected, given))
+    else:
         return path, _describe_state(expected), _describe_state(given)
-    names = getattr(expected, "_fields", None) or [f"[{i}]" for i in range(len(expected))]
-    for name, a, b in zip(names, expected, given):
+    for name, a, b in pairs:
         found = _first_state_difference(a, b, f"{path}.{name}" if name[0] != "[" else path + name)
         if found:
             return found

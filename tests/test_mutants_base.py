@@ -464,6 +464,30 @@ def test_another_optimizers_state_is_refused_naming_where_and_both_states():
         adam.update(params, list(adam.init(params)), params)
 
 
+def test_a_partitions_state_is_checked_group_by_group():
+    params = _fresh_params((2,), (2,))
+    labels = dict(zip(params, ("fast", "slow")))
+    ours = gradtx.partition({"fast": gradtx.adam(0.1), "slow": gradtx.sgd(0.1)}, labels)
+    swapped = gradtx.partition({"fast": gradtx.sgd(0.1), "slow": gradtx.adam(0.1)}, labels)
+    with pytest.raises(TypeError, match=_ANOTHER) as error:
+        ours.update(params, swapped.init(params), params)
+    assert str(error.value).startswith(
+        "partition.update: the state at state.inner_states['fast'].inner_state[0] is EmptyState "
+        "where partition.init makes ScaleByAdamState."
+    )
+    renamed = gradtx.partition(
+        {"fast": gradtx.adam(0.1), "other": gradtx.sgd(0.1)},
+        dict(zip(params, ("fast", "other"))),
+    )
+    with pytest.raises(TypeError, match=_ANOTHER) as error:
+        ours.update(params, renamed.init(params), params)
+    assert "state.inner_states is a dict of ['fast', 'other'] where partition.init makes a " in (
+        str(error.value)
+    )
+    updates, _ = ours.update(params, ours.init(params), params)  # its own state passes
+    assert jax.tree.structure(updates) == jax.tree.structure(params)
+
+
 def test_the_state_check_accepts_the_state_init_made_for_any_shapes_and_dtypes():
     # Shampoo keeps per-matrix statistics, directly in the state's tuples when the params are
     # a tuple: the state the check expects follows the params' shapes and dtypes.

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import gradtx
-from gradtx import FlatParams
+from gradtx import EmptyState, FlatParams
 from gradtx._combine import named_recipe, recipe
 
 # -- a gradient-free member of a partition scores the whole params (_loss_of_whole_params) --
@@ -150,22 +150,35 @@ def test_a_dict_is_not_taken_for_an_optax_transform():
         gradtx.chain({"w": gradtx.sgd(0.1)})
 
 
-def test_a_chain_inside_a_partition_refuses_a_state_with_another_number_of_entries():
-    # Chain.update's own check: the outermost state check stops at the partition's dict of
-    # states, so a chain inside it checks its state itself (e.g. one restored from a
-    # checkpoint of a chain that had one transform fewer).
+class _KeepsStateInAList(gradtx.Transform):
+    """A user's wrapper holding its inner state in a list, where no outer check looks."""
+
+    inner: gradtx.Transform
+
+    def init(self, params):
+        return [self.inner.init(params)]
+
+    def update(self, updates, state, params=None, **extra_args):
+        updates, inner = self.inner.update(updates, state[0], params, **extra_args)
+        return updates, [inner]
+
+
+def test_a_chain_refuses_a_state_with_another_number_of_entries():
+    # A state restored from a checkpoint of a chain that had one transform fewer. Where the
+    # outermost check sees the chain's state (here inside a partition's states) it names the
+    # path; Chain.update checks its own state where it is hidden from that check.
     params = {"w": jnp.ones(2), "b": jnp.ones(2)}
-    tx = gradtx.partition(
-        {"a": gradtx.chain(gradtx.scale(2.0), gradtx.scale(3.0)), "b": gradtx.scale(1.0)},
-        {"w": "a", "b": "b"},
-    )
+    chain = gradtx.chain(gradtx.scale(2.0), gradtx.scale(3.0))
+    tx = gradtx.partition({"a": chain, "b": gradtx.scale(1.0)}, {"w": "a", "b": "b"})
     good = tx.init(params)
     masked_state = good.inner_states["a"]
-    for inner, count in [(masked_state.inner_state[:1], "1"), (None, "no")]:
-        states = {**good.inner_states, "a": masked_state._replace(inner_state=inner)}
-        bad = good._replace(inner_states=states)
+    short = {**good.inner_states, "a": masked_state._replace(inner_state=(EmptyState(),))}
+    with pytest.raises(TypeError, match=re.escape("inner_states['a'].inner_state is a tuple of 1")):
+        tx.update(params, good._replace(inner_states=short), params)
+    hidden = _KeepsStateInAList(inner=chain)
+    for inner, count in [(chain.init(params)[:1], "1"), (None, "no")]:
         with pytest.raises(ValueError, match=f"chain: the state has {count} entries for 2 "):
-            tx.update(params, bad, params)
+            hidden.update(params, [inner], params)
 
 
 def test_a_named_chain_prints_under_its_name():
