@@ -328,9 +328,9 @@ def run_in_process(module: str, tests: list[str], jobs: int, recheck: bool) -> P
         stats_file.write_text(json.dumps(stats, indent=1))
         if stats["failed_on_original"]:
             print(f"  left out, failing on the original code: {stats['failed_on_original']}")
-        if changed_tests:  # new tests may kill old survivors
+        if changed_tests:  # new tests may kill old survivors and reach uncovered mutants
             for name, code in results.codes().items():
-                if code == SURVIVED:
+                if code in (SURVIVED, NO_TESTS):
                     results.meta[results.file_of[name]]["exit_code_by_key"][name] = None
     pending = [name for name, code in results.codes().items() if code is None]
     for name in [n for n in pending if not _tests_of(stats, n)]:
