@@ -160,9 +160,11 @@ class ClipByBlockNorm(_Stateless):
             norm = jnp.sqrt(jnp.sum(jnp.abs(u32) ** 2))
             max_norm = hp(self.max_norm, u32)
             denominator = jnp.maximum(norm, max_norm)
-            return (u32 * max_norm / jnp.where(denominator > 0, denominator, 1)).astype(
-                jnp.result_type(u)
-            )
+            scaled = u32 * max_norm / jnp.where(denominator > 0, denominator, 1)  # Keras's bits
+            # An infinite bound (inf / inf) or a NaN norm (a divisor of 1) would spoil the
+            # leaf: it is left as it is, as clip_by_block_rms and clip_by_global_norm leave it.
+            keep = jnp.isinf(max_norm) | jnp.isnan(norm)
+            return jnp.where(keep, u32, scaled).astype(jnp.result_type(u))
 
         return jax.tree.map(leaf, updates), state
 
@@ -176,6 +178,9 @@ def clip_by_block_norm(max_norm: float) -> ClipByBlockNorm:
 
     Args:
         max_norm: the largest L2 norm of a leaf, >= 0 (inf: no clipping).
+
+    A leaf whose norm is NaN is left as it is (Keras makes it all NaN), as
+    :func:`clip_by_block_rms` and :func:`clip_by_global_norm` leave it.
 
     Reference: Keras ``keras.optimizers.Optimizer(clipnorm=...)``.
 
