@@ -796,11 +796,12 @@ def check_range(
         interval = _interval(low, high, low_open, high_open, allow_inf)
         what = f"{arg} must be in {interval} at every step"
         scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
-        # A schedule's own float32 rounding around its end values may step over a closed
-        # bound; an open bound is never reached (ftrl's learning rate decayed to 0 is refused).
+        # A schedule's own float32 rounding around its end values may step over a bound, and
+        # one decaying towards an open bound reaches it by underflow (exponential_decay at
+        # 2**31 steps): the slack is kept for both kinds of bound.
         slack = 1e-6 * scale
-        too_low = numbers <= low if low_open else numbers < low - slack
-        too_high = numbers >= high if high_open else numbers > high + slack
+        too_low = numbers <= low - slack if low_open else numbers < low - slack
+        too_high = numbers >= high + slack if high_open else numbers > high + slack
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
             worst = np.min(numbers[too_low]) if np.any(too_low) else np.max(numbers[too_high])
