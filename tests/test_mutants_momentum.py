@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import torch
 
 import gradtx
 
@@ -34,6 +33,7 @@ def _run(tx, grads, params=None):
 
 def _torch_sgd_updates(grads, **options):
     """The steps ``p_t - p_{t-1}`` of ``torch.optim.SGD(lr=1, **options)``."""
+    torch = pytest.importorskip("torch")  # the reference extra
     p = torch.zeros(len(grads[0]), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.SGD([p], lr=1.0, **options)
     steps = []

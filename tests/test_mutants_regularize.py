@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import torch
 
 import gradtx
 
@@ -158,6 +157,7 @@ def test_soft_threshold_refuses_a_negative_threshold_and_needs_the_params():
 
 def test_adam_then_decoupled_weight_decay_is_torchs_adamw(x64):
     # In float64: in float32, 1 - 0.999**t rounds to 1e-5 of itself in Adam (as in optax).
+    torch = pytest.importorskip("torch")  # the reference extra
     lr, wd = 0.1, 0.5
     tx = gradtx.chain(
         gradtx.scale_by_adam(),
