@@ -112,6 +112,11 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
     code), or with ``forked`` in a fresh process per mutant, active during collection too.
     """
     mutants = ROOT / ".mutation" / module / "mutants"
+    unknown = sorted(set(names) - set(_Results(mutants).codes()))
+    if unknown:  # a short name (without "gradtx.MODULE.") would run the original and "survive"
+        sys.exit(
+            f"no such mutants in .mutation/{module} (full names, as in survivors.md): {unknown}"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
         shutil.copytree(ROOT / "tests", Path(scratch) / "tests")
