@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from ._base import check_range, static, Transform
-from ._combine import as_transform
+from ._combine import as_transform, FromOptax
 from ._flat import buffer_layout, BufferLayout, is_sharded, pack
 from ._tree import check_same_structure
 
@@ -63,15 +63,13 @@ class MultiTensorState(NamedTuple):
         return MultiTensorState(packed, children["layout"], children["offsets"])
 
 
-def _unsafe(transform: Any) -> str | None:
-    """The name of the first part of ``transform`` that needs per-leaf structure, if any."""
-    if not isinstance(transform, Transform):
-        return type(transform).__name__
-    if not getattr(type(transform), "elementwise", False):
-        return transform.name
+def _unsafe(transform: Any) -> Any:
+    """The first part of ``transform`` that needs per-leaf structure, or None."""
+    if not isinstance(transform, Transform) or not getattr(type(transform), "elementwise", False):
+        return transform
     for child in transform.children_transforms():
         found = _unsafe(child)
-        if found:
+        if found is not None:
             return found
     return None
 
@@ -158,10 +156,17 @@ class MultiTensor(Transform):
         if self.bucket_limit is not None:
             check_range(self, "bucket_limit", low=1)
         culprit = _unsafe(self.inner)
-        if culprit:
+        if isinstance(culprit, FromOptax):
             raise ValueError(
-                f"multi_tensor: {culprit} needs each leaf's own structure and cannot run on "
-                f"flat buffers; keep it outside: chain({culprit}(...), multi_tensor(...))"
+                "multi_tensor: an optax transform cannot run on flat buffers (gradtx cannot see "
+                "whether it treats each leaf alone); keep it outside: "
+                "chain(optax_transform, multi_tensor(...)), or build it from gradtx's transforms"
+            )
+        if culprit is not None:
+            name = culprit.name if isinstance(culprit, Transform) else type(culprit).__name__
+            raise ValueError(
+                f"multi_tensor: {name} needs each leaf's own structure and cannot run on "
+                f"flat buffers; keep it outside: chain({name}(...), multi_tensor(...))"
             )
 
     def init(self, params):
