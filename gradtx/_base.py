@@ -618,8 +618,8 @@ def _is_state_node(x: Any) -> bool:
     """
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return True
-    if isinstance(x, dict):  # a partition's states by group
-        return any(_is_state_node(item) for item in x.values())
+    if isinstance(x, dict):  # a partition's states by group, not a params-shaped dict
+        return any(_is_state_node(item) and len(item) for item in x.values())
     return type(x) is tuple and any(isinstance(item, tuple) for item in x)
 
 
