@@ -589,13 +589,18 @@ def _check_no_updates(tx: Transform, params: Any) -> None:
         )
 
 
-_EXPECTED_STATES: dict = {}  # (transform structure, params structure) -> init's abstract state
+_EXPECTED_STATES: dict = {}  # (transform structure, abstract params) -> init's abstract state
 
 
 def _expected_state(tx: Transform, params: Any) -> Any:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype_of(x)), params)
     try:
-        key = (jax.tree.structure(tx), jax.tree.structure(params))
+        # The shapes belong in the key: a transform can lay out its state by them (muon's groups).
+        key = (
+            jax.tree.structure(tx),
+            jax.tree.structure(abstract),
+            tuple(jax.tree.leaves(abstract)),
+        )
         hash(key)
     except TypeError:  # an unhashable static part: compute it every time
         return jax.eval_shape(tx.init, abstract)
@@ -618,8 +623,8 @@ def _is_state_node(x: Any) -> bool:
     """
     if isinstance(x, tuple) and hasattr(x, "_fields"):
         return True
-    if isinstance(x, dict):  # a partition's states by group, not a params-shaped dict
-        return any(_is_state_node(item) and len(item) for item in x.values())
+    if isinstance(x, dict):  # a partition's states by group (or a masked group's MaskedNodes)
+        return any(_is_state_node(item) for item in x.values())
     return type(x) is tuple and any(isinstance(item, tuple) for item in x)
 
 
@@ -628,7 +633,8 @@ def _describe_state(x: Any) -> str:
         return type(x).__name__
     if type(x) is tuple:
         return f"a tuple of {len(x)}"
-    return f"a {type(x).__name__}"
+    name = type(x).__name__
+    return f"{'an' if name[0] in 'AEIOUaeiou' else 'a'} {name}"
 
 
 def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | None:

@@ -500,6 +500,26 @@ def test_one_optimizer_serves_params_of_different_structures():
         assert jax.tree.structure(updates) == jax.tree.structure(params)
 
 
+def test_one_optimizer_serves_params_of_one_structure_and_different_shapes():
+    # muon groups its params by shape (matrices to muon, the rest to adam): the state the check
+    # expects was once remembered by structure alone, and params of the same names but other
+    # shapes were refused ("the state at ...mu['w'] is an ArrayImpl where muon.init makes
+    # MaskedNode").
+    muon = gradtx.muon(0.02)
+    n = next(_fresh)
+    for params in (
+        {f"w{n}": jnp.ones((3, 4)), f"b{n}": jnp.ones(4)},
+        {f"w{n}": 2.0, f"b{n}": -1.0},
+        {f"w{n}": jnp.ones(4), f"b{n}": jnp.ones((4, 3))},
+    ):
+        updates, _ = muon.update(params, muon.init(params), params)
+        assert jax.tree.structure(updates) == jax.tree.structure(params)
+    # A state made for other shapes is still refused.
+    matrix, vector = {f"w{n}": jnp.ones((3, 4))}, {f"w{n}": jnp.ones(4)}
+    with pytest.raises(TypeError, match=_ANOTHER):
+        muon.update(vector, muon.init(matrix), vector)
+
+
 def test_a_state_made_for_nested_tuple_params_is_refused_for_dict_params():
     adam = gradtx.adam(0.1)
     n = next(_fresh)
