@@ -145,7 +145,13 @@ def pack(tree: Any, layout: BufferLayout, who: str, what: str) -> dict:
         if start is None:
             buffers[key] = leaf
         else:
-            parts.setdefault(key, []).append((path, jnp.ravel(leaf)))
+            # A weakly typed leaf takes the dtype it was laid out by (a weak float32 scalar is
+            # float64 under x64, as on the per-leaf path): lossless, that is what weak means.
+            piece = jnp.ravel(leaf)
+            dtype = jnp.result_type(leaf)
+            parts.setdefault(key, []).append(
+                (path, piece.astype(dtype) if piece.dtype != dtype else piece)
+            )
     for key, pieces in parts.items():
         first_path, first = pieces[0]
         for path, piece in pieces:
