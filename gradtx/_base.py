@@ -786,19 +786,26 @@ def check_range(
 
     The value must be a real, finite scalar (``allow_inf`` admits +-inf where it
     means "no limit"), a whole number when ``integer``. A gradtx schedule is checked at
-    its knots and a sample of steps (see ``_schedule_samples``). Tracers, user
+    its knots and a sample of steps (see ``_schedule_samples``) and must be a number at
+    steps 0..64 (NaN there is refused; beyond, it may be overflow). Tracers, user
     functions and None are not checked (they cannot be checked at all).
     """
     value = getattr(obj, arg)
     if _is_opaque_callable(value):
         _check_schedule_function(obj, arg, value)
         return
+    if isinstance(value, (bool, np.bool_)):  # a flag where a range is checked (a field of Any)
+        raise HyperparameterTypeError(obj.name, {arg: value}, f"{arg} must be a number or an array")
     if any(np.iscomplexobj(x) for x in jax.tree.leaves(value)):
         fail(obj, arg, f"{arg} must be real, not complex")
     if isinstance(value, Schedule):
         numbers = _schedule_samples(value)
         if numbers is None:
             return
+        # The first samples are the steps 0..64: NaN there is no overflow at 2**31 but a bug.
+        if np.any(np.isnan(numbers[:65])):
+            step = int(np.argmax(np.isnan(numbers[:65])))
+            fail(obj, arg, f"{arg} must be a number at every step; it is NaN at step {step}")
         interval = _interval(low, high, low_open, high_open, allow_inf)
         what = f"{arg} must be in {interval} at every step"
         scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
