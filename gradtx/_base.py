@@ -503,7 +503,7 @@ def _guarded_update(update):
             if params is not None and updates is not None:
                 check_same_structure(updates, params, "params")
                 check_same_shapes(updates, params, "params")
-            _check_state(self, state, updates if params is None else params)
+            _check_state(self, state, params, updates)
         _calls.depth = depth + 1
         try:
             flat = _needs_leaves(self, updates, params)
@@ -658,11 +658,21 @@ def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | Non
     return None
 
 
-def _check_state(tx: Transform, state: Any, params: Any) -> None:
-    """Raises a TypeError when ``state`` is not what ``tx.init`` makes (another optimizer's)."""
-    try:
-        expected = _expected_state(tx, params)
-    except TypeError:  # integer params: the transform that refuses them says so, naming the leaf
+def _check_state(tx: Transform, state: Any, params: Any, updates: Any) -> None:
+    """Raises a TypeError when ``state`` is not what ``tx.init`` makes (another optimizer's).
+
+    The state init would make for the params, or for the updates where there are no params or
+    init refuses them (integer params beside float updates: a transform that ignores params).
+    """
+    for tree in (params, updates):
+        if tree is None:
+            continue
+        try:
+            expected = _expected_state(tx, tree)
+            break
+        except TypeError:  # integer leaves: the transform that refuses them says so, naming one
+            continue
+    else:
         return
     found = _first_state_difference(expected, state, "state")
     if found is None:

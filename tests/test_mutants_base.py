@@ -520,6 +520,25 @@ def test_one_optimizer_serves_params_of_one_structure_and_different_shapes():
         muon.update(vector, muon.init(matrix), vector)
 
 
+def test_integer_params_beside_float_updates_check_the_state_made_for_the_updates():
+    # adam ignores its params: integer params (a step counter in the model) beside float
+    # updates take a step. The state check used to skip itself there (init refuses integer
+    # params), and another optimizer's state then failed inside JAX ("dtype object").
+    n = next(_fresh)
+    floats, integers = {f"w{n}": jnp.ones(2)}, {f"w{n}": jnp.ones(2, jnp.int32)}
+    adam = gradtx.adam(0.1)
+    updates, _ = adam.update(floats, adam.init(floats), integers)
+    np.testing.assert_allclose(updates[f"w{n}"], [-0.1, -0.1], rtol=1e-5)
+    with pytest.raises(TypeError, match=_ANOTHER) as error:
+        adam.update(floats, gradtx.sgd(0.1).init(floats), integers)
+    assert "the state at state[0] is EmptyState where adam.init makes ScaleByAdamState" in str(
+        error.value
+    )
+    # Integer updates are refused naming the leaf, whatever the state.
+    with pytest.raises(TypeError, match=r"the updates leaf at \['w\d+'\] has dtype int32"):
+        adam.update(integers, gradtx.sgd(0.1).init(floats), integers)
+
+
 def test_a_state_made_for_nested_tuple_params_is_refused_for_dict_params():
     adam = gradtx.adam(0.1)
     n = next(_fresh)
