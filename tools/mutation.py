@@ -405,6 +405,9 @@ def main() -> None:
     unknown = [m for m in args.modules if m not in tests_by_module]
     if unknown:
         sys.exit(f"mutation: no tests_by_module entry for {unknown} in pyproject.toml")
+    missing = [t for m in args.modules for t in tests_by_module[m] if not (ROOT / t).is_file()]
+    if missing:  # pytest would run the others and every mutant would look less tested
+        sys.exit(f"mutation: tests_by_module names test files that do not exist: {missing}")
     scores = {}
     for module in args.modules:
         work = ROOT / ".mutation" / module
