@@ -42,15 +42,21 @@ def test_step_decay_schedule_default_gamma_is_pytorchs_0_1():
     np.testing.assert_allclose(_values(schedule, range(10)), expected, rtol=1e-6)
 
 
-def test_step_decay_schedule_with_its_defaults_is_torch_step_lr():
+def _torch_learning_rates(scheduler_type, steps, **kwargs):
+    """The learning rates a torch scheduler gives SGD(lr=1.0) at steps 0..steps-1."""
     torch = pytest.importorskip("torch")
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)  # gamma's default
-    expected = []
-    for _ in range(10):
-        expected.append(optimizer.param_groups[0]["lr"])
+    scheduler = getattr(torch.optim.lr_scheduler, scheduler_type)(optimizer, **kwargs)
+    rates = []
+    for _ in range(steps):
+        rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
+    return rates
+
+
+def test_step_decay_schedule_with_its_defaults_is_torch_step_lr():
+    expected = _torch_learning_rates("StepLR", 10, step_size=3)  # gamma's default
     schedule = gradtx.step_decay_schedule(1.0, step_size=3)
     np.testing.assert_allclose(_values(schedule, range(10)), expected, rtol=1e-6)
 
@@ -71,14 +77,7 @@ def test_cosine_warm_restarts_defaults_restart_every_period_towards_0():
 
 
 def test_cosine_warm_restarts_defaults_are_torchs():
-    torch = pytest.importorskip("torch")
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=4)
-    expected = []
-    for _ in range(17):
-        expected.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+    expected = _torch_learning_rates("CosineAnnealingWarmRestarts", 17, T_0=4)
     schedule = gradtx.cosine_warm_restarts_schedule(1.0, period=4)
     np.testing.assert_allclose(_values(schedule, range(17)), expected, rtol=1e-6, atol=1e-7)
 
