@@ -315,9 +315,11 @@ def _check_kind(obj: Struct, field: dataclasses.Field, value: Any) -> None:
             f"{field.name} is a string: a number, array or schedule is expected",
         )
     if (value is None or isinstance(value, bool)) and _wants_a_number(field):
-        raise HyperparameterTypeError(
-            obj.name, {field.name: value}, f"{field.name} must be a number or an array"
-        )
+        _refuse_as_no_number(obj, field.name, value)
+
+
+def _refuse_as_no_number(obj: Struct, arg: str, value: Any) -> None:
+    raise HyperparameterTypeError(obj.name, {arg: value}, f"{arg} must be a number or an array")
 
 
 def _is_key(value: Any) -> bool:
@@ -596,11 +598,8 @@ def _expected_state(tx: Transform, params: Any) -> Any:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), _dtype_of(x)), params)
     try:
         # The shapes belong in the key: a transform can lay out its state by them (muon's groups).
-        key = (
-            jax.tree.structure(tx),
-            jax.tree.structure(abstract),
-            tuple(jax.tree.leaves(abstract)),
-        )
+        leaves, structure = jax.tree.flatten(abstract)
+        key = (jax.tree.structure(tx), structure, tuple(leaves))
         hash(key)
     except TypeError:  # an unhashable static part: compute it every time
         return jax.eval_shape(tx.init, abstract)
@@ -757,7 +756,7 @@ def _schedule_samples(schedule: Schedule) -> np.ndarray | None:
     knots = {int(v) for x in leaves for v in np.ravel(_as_numpy(x)) if np.isfinite(v)}
     knots = {k for k in knots if 0 <= k < 2**31}
     near = {k + d for k in knots for d in (-1, 0, 1)}
-    steps = near | {a + b for a in knots for b in knots} | set(range(65))
+    steps = near | {a + b for a in knots for b in knots} | set(range(_FIRST_STEPS))
     steps |= {2**p for p in range(31)} | {2**31 - 1}
     counts = sorted(s for s in steps if 0 <= s < 2**31)
     # One padded length, so that every schedule reuses the same compiled kernels.
@@ -774,6 +773,7 @@ def _schedule_samples(schedule: Schedule) -> np.ndarray | None:
 
 
 _SAMPLES = 1024
+_FIRST_STEPS = 65  # steps 0..64 are always sampled, and come first
 
 
 @jax.jit
@@ -805,7 +805,7 @@ def check_range(
         _check_schedule_function(obj, arg, value)
         return
     if isinstance(value, (bool, np.bool_)):  # a flag where a range is checked (a field of Any)
-        raise HyperparameterTypeError(obj.name, {arg: value}, f"{arg} must be a number or an array")
+        _refuse_as_no_number(obj, arg, value)
     if any(np.iscomplexobj(x) for x in jax.tree.leaves(value)):
         fail(obj, arg, f"{arg} must be real, not complex")
     if isinstance(value, Schedule):
@@ -813,9 +813,11 @@ def check_range(
         if numbers is None:
             return
         # The first samples are the steps 0..64: NaN there is no overflow at 2**31 but a bug.
-        if np.any(np.isnan(numbers[:65])):
-            step = int(np.argmax(np.isnan(numbers[:65])))
-            fail(obj, arg, f"{arg} must be a number at every step; it is NaN at step {step}")
+        early_nan = np.flatnonzero(np.isnan(numbers[:_FIRST_STEPS]))
+        if early_nan.size:
+            fail(
+                obj, arg, f"{arg} must be a number at every step; it is NaN at step {early_nan[0]}"
+            )
         interval = _interval(low, high, low_open, high_open, allow_inf)
         what = f"{arg} must be in {interval} at every step"
         scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
