@@ -91,8 +91,8 @@ class SimulatedAnnealing(Transform):
         check_range(self, "step_size", low=0.0)
         check_range(self, "n_chains", low=1, integer=True)
         if isinstance(self.temperature, Schedule):
-            values = _schedule_samples(self.temperature)
-            if values is not None and np.any(np.diff(values) > 1e-6 * np.max(values)):
+            samples = _schedule_samples(self.temperature)
+            if samples is not None and np.any(np.diff(samples[1]) > 1e-6 * np.max(samples[1])):
                 fail(self, "temperature", "a cooling schedule must not increase")
 
     def init(self, params):

@@ -742,18 +742,20 @@ def _concrete_numbers(value: Any) -> np.ndarray | None:
     return None
 
 
-def _schedule_samples(schedule: Schedule) -> np.ndarray | None:
-    """A schedule's values at its knots and at steps around them, to check their range.
+def _schedule_samples(schedule: Schedule) -> tuple[np.ndarray, np.ndarray] | None:
+    """The steps where a schedule is checked and its values there: its knots and steps around them.
 
     The steps are 0..64, every integer among the schedule's numbers (boundaries,
     warmup and decay lengths) with its neighbours and their pairwise sums, and
-    powers of two up to 2**31: where every schedule family takes its extremes.
-    None when the schedule holds traced values.
+    powers of two up to 2**31: where every schedule family takes its extremes, in
+    increasing order. None when the schedule holds traced values.
     """
     leaves = jax.tree.leaves(schedule)
     if not all(_is_concrete(x) for x in leaves):
         return None
-    knots = {int(v) for x in leaves for v in np.ravel(_as_numpy(x)) if np.isfinite(v)}
+    # As floats: a Python integer past int64 (transition_steps=2**64) is an object array.
+    numbers = np.concatenate([np.ravel(_as_numpy(x)).astype(float) for x in leaves] or [[]])
+    knots = {int(v) for v in numbers if np.isfinite(v)}
     knots = {k for k in knots if 0 <= k < 2**31}
     near = {k + d for k in knots for d in (-1, 0, 1)}
     steps = near | {a + b for a in knots for b in knots} | set(range(_FIRST_STEPS))
@@ -769,7 +771,7 @@ def _schedule_samples(schedule: Schedule) -> np.ndarray | None:
         return None
     if not _is_concrete(values):
         return None
-    return np.asarray(values, dtype=float)[: len(counts)]
+    return np.asarray(counts), np.asarray(values, dtype=float)[: len(counts)]
 
 
 _SAMPLES = 1024
@@ -809,9 +811,10 @@ def check_range(
     if any(np.iscomplexobj(x) for x in jax.tree.leaves(value)):
         fail(obj, arg, f"{arg} must be real, not complex")
     if isinstance(value, Schedule):
-        numbers = _schedule_samples(value)
-        if numbers is None:
+        samples = _schedule_samples(value)
+        if samples is None:
             return
+        steps, numbers = samples
         # The first samples are the steps 0..64: NaN there is no overflow at 2**31 but a bug.
         early_nan = np.flatnonzero(np.isnan(numbers[:_FIRST_STEPS]))
         if early_nan.size:
@@ -829,8 +832,13 @@ def check_range(
         too_high = numbers >= high + slack if high_open else numbers > high + slack
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
-            worst = np.min(numbers[too_low]) if np.any(too_low) else np.max(numbers[too_high])
-            fail(obj, arg, f"{what}; it reaches {worst:g}")
+            pick = (
+                np.where(too_low, -numbers, -np.inf)
+                if np.any(too_low)
+                else np.where(too_high, numbers, -np.inf)
+            )
+            worst = int(np.argmax(pick))  # the first step of the farthest value
+            fail(obj, arg, f"{what}; it reaches {numbers[worst]:g} at step {steps[worst]}")
         return
     numbers = _concrete_numbers(value)
     if numbers is None:

@@ -138,7 +138,7 @@ def test_constant_momentum_and_b1_keep_their_bits():
 
 
 # The error names the port and the argument the user wrote, showing the schedule.
-_ABOVE_ONE = r"^%s at every step; it reaches 1\.5$"
+_ABOVE_ONE = r"^%s at every step; it reaches 1\.5 at step 0$"
 
 
 def test_the_ports_checks_take_a_schedule():

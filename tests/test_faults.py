@@ -87,12 +87,12 @@ def test_container_type_differences_name_the_containers(params, grads, mine, the
         ),
         (
             lambda: gradtx.adam(gradtx.cosine_decay_schedule(-1.0, 10)),
-            r"learning_rate must be in \[0, inf\) at every step; it reaches -1$",
+            r"learning_rate must be in \[0, inf\) at every step; it reaches -1 at step 0$",
         ),
         (
             # Negative only after the warmup: found at the schedule's knots.
             lambda: gradtx.sgd(gradtx.warmup_cosine_decay_schedule(0.0, 1.0, 10, 100, -0.5)),
-            r"learning_rate must be in \[0, inf\) at every step; it reaches -0.5",
+            r"learning_rate must be in \[0, inf\) at every step; it reaches -0.5 at step 100$",
         ),
         (
             lambda: gradtx.adam(0.1, eps=0.0),

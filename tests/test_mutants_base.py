@@ -333,11 +333,13 @@ def test_a_schedule_leaving_the_range_is_refused_naming_the_interval_and_the_val
     with pytest.raises(ValueError) as error:
         gradtx.ftrl_proximal(gradtx.linear_schedule(0.1, -0.5, transition_steps=10))
     assert str(error.value).endswith(
-        "learning_rate must be in (0, inf) at every step; it reaches -0.5"
+        "learning_rate must be in (0, inf) at every step; it reaches -0.5 at step 10"
     )
     with pytest.raises(ValueError) as error:
         gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, 1.5, transition_steps=10))
-    assert str(error.value).endswith("momentum must be in [0, 1] at every step; it reaches 1.5")
+    assert str(error.value).endswith(
+        "momentum must be in [0, 1] at every step; it reaches 1.5 at step 10"
+    )
     # Schedules that stay inside, up to a closed end, are accepted.
     gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, 1.0, transition_steps=10))
     gradtx.sgd(gradtx.linear_schedule(0.1, 0.0, transition_steps=10))

@@ -54,7 +54,9 @@ def _refusal(build):
 def test_a_schedule_leaving_the_range_at_one_sampled_step_is_refused(step, boundaries):
     message = _refusal(lambda: gradtx.sgd(0.1, momentum=_dip(step, boundaries)))
     assert message.startswith("sgd(momentum=JoinSchedules(")
-    assert message.endswith("momentum must be in [0, 1] at every step; it reaches -0.5")
+    assert message.endswith(
+        f"momentum must be in [0, 1] at every step; it reaches -0.5 at step {step}"
+    )
 
 
 @pytest.mark.parametrize("step, boundaries", [(65, ()), (998, (1000,)), (1002, (1000,))])
@@ -67,17 +69,21 @@ def test_a_schedule_over_2_30_steps_is_sampled_up_to_the_last_int32_step():
     # Its knots' sum, 2**31, is no int32 step: it is left out, not turned into an error.
     gradtx.sgd(gradtx.linear_schedule(0.5, 0.1, transition_steps=2**30))
     message = _refusal(lambda: gradtx.sgd(gradtx.linear_schedule(0.5, -0.1, 2**30)))
-    assert message.endswith("learning_rate must be in [0, inf) at every step; it reaches -0.1")
+    assert message.endswith(
+        "learning_rate must be in [0, inf) at every step; it reaches -0.1 at step 1073741823"
+    )
 
 
 def test_a_schedule_that_leaves_the_range_only_past_a_million_steps_is_refused():
     # 0.5 * r**t, r = 1 + 4 * 2**-23 (a float32), is 0.82 at 2**20 and passes 1 near t = 1.45e6;
-    # it overflows to inf by 2**31 - 1, the largest value sampled.
+    # it overflows to inf by 2**28, the first power of two sampled where it is past 1.
     growth = gradtx.exponential_decay(0.5, transition_steps=1, decay_rate=1 + 4 * 2.0**-23)
     assert growth(2**20) < 1 < growth(2**21)
     message = _refusal(lambda: gradtx.sgd(0.1, momentum=growth))
     assert message.startswith("sgd(momentum=ExponentialDecay(")
-    assert message.endswith("momentum must be in [0, 1] at every step; it reaches inf")
+    assert message.endswith(
+        "momentum must be in [0, 1] at every step; it reaches inf at step 268435456"
+    )
 
 
 # -- the message ----------------------------------------------------------------------------
@@ -86,17 +92,17 @@ def test_a_schedule_that_leaves_the_range_only_past_a_million_steps_is_refused()
 def test_a_schedules_message_shows_an_open_end_and_an_allowed_infinity():
     message = _refusal(lambda: gradtx.adam(0.1, b1=gradtx.linear_schedule(0.9, 1.5, 10)))
     assert message.startswith("adam(b1=LinearSchedule(")
-    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1.5")
+    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1.5 at step 10")
     message = _refusal(lambda: gradtx.clip_by_global_norm(gradtx.linear_schedule(1.0, -1.0, 10)))
     assert message.startswith("clip_by_global_norm(max_norm=LinearSchedule(")
-    assert message.endswith("max_norm must be in [0, inf] at every step; it reaches -1")
+    assert message.endswith("max_norm must be in [0, inf] at every step; it reaches -1 at step 10")
 
 
 def test_a_schedule_that_is_infinite_at_every_step_is_refused():
     message = _refusal(lambda: gradtx.sgd(0.1, momentum=gradtx.constant_schedule(float("inf"))))
     assert message == (
         "sgd(momentum=ConstantSchedule(value=inf)): "
-        "momentum must be in [0, 1] at every step; it reaches inf"
+        "momentum must be in [0, 1] at every step; it reaches inf at step 0"
     )
 
 
@@ -106,12 +112,16 @@ def test_a_schedule_that_is_infinite_at_every_step_is_refused():
 def test_the_slack_is_a_millionth_of_the_schedules_largest_value_and_at_least_of_one():
     # Largest value 0.5: the slack is 1e-6, and -1.5e-6 is beyond it.
     message = _refusal(lambda: gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, -1.5e-6, 10)))
-    assert message.endswith("momentum must be in [0, 1] at every step; it reaches -1.5e-06")
+    assert message.endswith(
+        "momentum must be in [0, 1] at every step; it reaches -1.5e-06 at step 10"
+    )
     # Largest value 100: the slack is 1e-4, so -1e-5 (float32 rounding of a decay to 0) passes
     # and -2e-4 does not.
     gradtx.sgd(gradtx.linear_schedule(100.0, -1e-5, 10))
     message = _refusal(lambda: gradtx.sgd(gradtx.linear_schedule(100.0, -2e-4, 10)))
-    assert message.endswith("learning_rate must be in [0, inf) at every step; it reaches -0.0002")
+    assert message.endswith(
+        "learning_rate must be in [0, inf) at every step; it reaches -0.0002 at step 10"
+    )
 
 
 def test_a_schedule_ending_exactly_at_a_bound_plus_the_slack_passes_a_closed_bound_only():
@@ -120,7 +130,9 @@ def test_a_schedule_ending_exactly_at_a_bound_plus_the_slack_passes_a_closed_bou
     gradtx.sgd(gradtx.linear_schedule(1e6, -1.0, 10))  # [0, inf)
     gradtx.ftrl_proximal(0.1, learning_rate_power=gradtx.linear_schedule(-1e6, 1.0, 10))  # <= 0
     message = _refusal(lambda: gradtx.ftrl_proximal(gradtx.linear_schedule(1e6, -1.0, 10)))
-    assert message.endswith("learning_rate must be in (0, inf) at every step; it reaches -1")
+    assert message.endswith(
+        "learning_rate must be in (0, inf) at every step; it reaches -1 at step 10"
+    )
 
 
 def test_values_inside_an_open_bound_by_less_than_the_slack_are_accepted():
@@ -135,7 +147,7 @@ def test_a_value_beyond_an_open_bound_by_exactly_the_slack_is_refused(x64):
     end = 1.000001000001
     assert end == 1.0 + 1e-6 * end
     message = _refusal(lambda: gradtx.adam(0.1, b1=gradtx.linear_schedule(0.9, end, 10)))
-    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1")
+    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1 at step 10")
 
 
 def test_the_slack_is_compared_in_float64_not_in_the_schedules_float32():
@@ -146,7 +158,9 @@ def test_the_slack_is_compared_in_float64_not_in_the_schedules_float32():
         [gradtx.constant_schedule(3.0), gradtx.constant_schedule(beyond)], [10]
     )
     message = _refusal(lambda: gradtx.sgd(schedule))
-    assert message.endswith("learning_rate must be in [0, inf) at every step; it reaches -3e-06")
+    assert message.endswith(
+        "learning_rate must be in [0, inf) at every step; it reaches -3e-06 at step 10"
+    )
 
 
 # -- how the schedule is evaluated ----------------------------------------------------------
@@ -161,7 +175,8 @@ def test_the_range_check_counts_in_int32_as_the_optimizers_step_counter(x64):
     assert warmup(jnp.asarray(2**31 - 1, jnp.int32)) < 0
     message = _refusal(lambda: gradtx.sgd(gradtx.join_schedules([warmup], [])))
     assert message.endswith(
-        "learning_rate must be in [0, inf) at every step; it reaches -2.14748e+08"
+        "learning_rate must be in [0, inf) at every step; "
+        "it reaches -2.14748e+08 at step 2147483647"
     )
 
 
@@ -236,3 +251,14 @@ def test_a_schedule_that_is_nan_at_an_early_step_is_refused_naming_the_step():
         [gradtx.constant_schedule(0.1), gradtx.constant_schedule(float("nan"))], [2**30]
     )
     gradtx.sgd(very_late)
+
+
+def test_a_schedule_whose_length_is_past_int64_is_accepted_and_runs():
+    # transition_steps=2**64 ("never ends") is a Python integer NumPy can only hold as an object;
+    # the check read it with NumPy's isfinite and failed with "ufunc 'isfinite' not supported".
+    # It cannot be a jitted argument either, so the check leaves it (as any schedule it cannot
+    # evaluate) to run: the schedule itself computes in floats, eagerly and under jit.
+    tx = gradtx.sgd(gradtx.linear_schedule(0.5, 0.1, transition_steps=2**64))
+    params = jnp.ones(2)
+    updates, _ = jax.jit(tx.update)(params, tx.init(params))
+    np.testing.assert_array_equal(updates, [-0.5, -0.5])

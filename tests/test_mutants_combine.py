@@ -276,7 +276,7 @@ CARRIED = [
     (
         lambda: _scheduled_sgd(_DOWN, _UP),
         f"_scheduled_sgd(schedule={_DOWN!r}): schedule must be in [0, inf) at every step; "
-        "it reaches -1",
+        "it reaches -1 at step 10",
     ),
     # The very object beats an equal one, even one with the transform's argument's name.
     (
