@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -22,13 +23,9 @@ import gradtx
 
 
 def _steps(tx, grads, n):
-    """The updates and states of ``n`` eager steps on the same gradients."""
-    state = tx.init(grads)
-    out = []
-    for _ in range(n):
-        updates, state = tx.update(grads, state)
-        out.append((updates, state))
-    return out
+    """The (updates, state) of ``n`` eager steps on the same gradients, from ``tx.init(grads)``."""
+    steps = run_steps(tx, [grads] * n, init=grads, jit="eager")
+    return list(zip(steps.updates, steps.states[1:]))
 
 
 def test_scale_by_schedule_multiplies_by_the_schedule_at_counts_0_1_2():
@@ -136,10 +133,7 @@ def test_an_optax_transform_in_a_chain_gets_params_and_only_the_arguments_it_tak
 def test_an_optax_transform_in_a_chain_keeps_its_state_between_steps():
     # FromOptax.update hands the inner transform its own state.
     tx = gradtx.chain(optax.trace(decay=0.5))
-    grads = {"w": jnp.ones(1)}
-    state = tx.init(grads)
-    for expected in (1.0, 1.5, 1.75):
-        updates, state = tx.update(grads, state)
+    for (updates, _), expected in zip(_steps(tx, {"w": jnp.ones(1)}, 3), (1.0, 1.5, 1.75)):
         np.testing.assert_allclose(updates["w"], [expected])
 
 

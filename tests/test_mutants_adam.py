@@ -5,11 +5,11 @@ The verdicts, mutant by mutant, and how the runs were made: tests/MUTATION.md (i
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 from gradtx._adam import _radam_rho
@@ -20,29 +20,12 @@ GRADS = np.random.default_rng(0).normal(size=(8, 3)) * np.array([1e-3, 0.1, 1.0]
 GRADS[1] *= 10.0
 
 
-@jax.jit
-def _step(tx, g, state):
-    return tx.update(g, state)
-
-
-def _run(tx, grads=GRADS, dtype=jnp.float32, step=_step, keep=False):
+def _run(tx, grads=GRADS, dtype=jnp.float32, jit="traced", keep=False):
     """The updates of ``tx`` over ``grads`` (one row a step, float64, or as they came with
     ``keep``) and the last state."""
-    state = tx.init(jnp.zeros(grads.shape[1], dtype))
-    out = []
-    for g in grads:
-        u, state = step(tx, jnp.asarray(g, dtype), state)
-        out.append(u if keep else np.asarray(u, np.float64))
-    return (out if keep else np.stack(out)), state
-
-
-def _optax_run(tx, grads=GRADS):
-    state = tx.init(jnp.zeros(grads.shape[1]))
-    out = []
-    for g in grads:
-        u, state = tx.update(jnp.asarray(g, jnp.float32), state)
-        out.append(np.asarray(u, np.float64))
-    return np.stack(out)
+    steps = run_steps(tx, [jnp.asarray(g, dtype) for g in grads], jit=jit)
+    out = steps.updates if keep else np.stack([np.asarray(u, np.float64) for u in steps.updates])
+    return out, steps.states[-1]
 
 
 # -- naive float64 references of the docstrings' update rules --------------------------------
@@ -166,7 +149,7 @@ def test_the_default_hyperparameters_are_the_documented_ones(tx, expected):
 )
 def test_a_constant_b1_gives_optaxs_bits(ours, theirs):
     # _b1_at returns a number as it is, so 1 - b1 is formed in float64 as optax does.
-    np.testing.assert_array_equal(_optax_run(ours()), _optax_run(theirs()))
+    np.testing.assert_array_equal(_run(ours(), jit="eager")[0], _run(theirs(), jit="eager")[0])
 
 
 # -- b1 as a schedule -----------------------------------------------------------------------
@@ -186,10 +169,7 @@ def test_a_b1_schedule_is_evaluated_at_the_step_count(name):
     def b1(count):
         return 0.8 + 0.0 * count
 
-    def eager(tx, g, state):
-        return tx.update(g, state)
-
-    scheduled, _ = _run(FACTORIES[name](b1=b1), step=eager)
+    scheduled, _ = _run(FACTORIES[name](b1=b1), jit="eager")
     _assert_close(scheduled, _run(FACTORIES[name](b1=0.8))[0])
 
 

@@ -5,14 +5,12 @@ The verdicts, mutant by mutant, and how the runs were made: tests/MUTATION.md (i
 
 from __future__ import annotations
 
-import functools
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.contrib
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -29,21 +27,11 @@ def _optax(name, **kwargs):
     return getattr(optax.contrib if name == "scale_by_adopt" else optax, name)(**kwargs)
 
 
-@jax.jit
-def _step(tx, g, state):
-    return tx.update(g, state)
-
-
 def _run(tx, grads=GRADS, dtype=jnp.float32):
     """The updates of ``tx`` (gradtx's, or optax's) over ``grads`` (one row a step) as NumPy,
     and the last state."""
-    step = functools.partial(_step, tx) if isinstance(tx, gradtx.Transform) else jax.jit(tx.update)
-    state = tx.init(jnp.zeros(grads.shape[1], dtype))
-    out = []
-    for g in grads:
-        u, state = step(jnp.asarray(g, dtype), state)
-        out.append(np.asarray(u))
-    return np.stack(out), state
+    steps = run_steps(tx, [jnp.asarray(g, dtype) for g in grads])
+    return np.stack([np.asarray(u) for u in steps.updates]), steps.states[-1]
 
 
 # -- public defaults --------------------------------------------------------------------------

@@ -8,12 +8,12 @@ compared by its numbers, not by the signature (mutmut's trampoline keeps the ori
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import optax.contrib
 import pytest
+from replay import run_steps
 
 import gradtx
 from gradtx import compat
@@ -31,21 +31,13 @@ GRADS = np.stack(
 ).astype(np.float32)  # the float64 references start from the same numbers
 
 
-@jax.jit
-def _step(tx, g, state, params):
-    return tx.update(g, state, params)
-
-
 def _run(tx, grads=GRADS, dtype=jnp.float32, params=None, keep=False):
     """The updates of ``tx`` over ``grads`` (one row a step; float64 unless ``keep``), and the
     last state. ``params`` (zeros by default) are passed to every update."""
-    params = jnp.zeros(grads.shape[1], dtype) if params is None else params
-    state = tx.init(params)
-    out = []
-    for g in grads:
-        u, state = _step(tx, jnp.asarray(g, dtype), state, params)
-        out.append(u if keep else np.asarray(u, np.float64))
-    return (out if keep else np.stack(out)), state
+    grads = [jnp.asarray(g, dtype) for g in grads]
+    steps = run_steps(tx, grads, jnp.zeros_like(grads[0]) if params is None else params)
+    out = steps.updates if keep else np.stack([np.asarray(u, np.float64) for u in steps.updates])
+    return out, steps.states[-1]
 
 
 def _assert_close(actual, expected):
@@ -84,12 +76,9 @@ def test_the_defaults_give_optaxs_numbers(name):
         ),
     }[name]
     grads = GRADS[:5]
-    theirs_tx, state, expected = theirs(), None, []
-    state = theirs_tx.init(jnp.zeros(3))
-    for g in grads:
-        u, state = theirs_tx.update(jnp.asarray(g, jnp.float32), state)
-        expected.append(np.asarray(u, np.float64))
-    _assert_close(_run(ours(), grads)[0], np.stack(expected))
+    theirs_steps = run_steps(theirs(), [jnp.asarray(g, jnp.float32) for g in grads], jit="eager")
+    expected = np.stack([np.asarray(u, np.float64) for u in theirs_steps.updates])
+    _assert_close(_run(ours(), grads)[0], expected)
 
 
 def _laprop_reference(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -23,14 +24,10 @@ GRADS = [
 
 
 def _run(tx, grads=GRADS):
-    """The updates of every step, from ``tx.init`` of the first gradients."""
-    state = tx.init(jax.tree.map(jnp.zeros_like, grads[0]))
-    update = jax.jit(tx.update)
-    out = []
-    for g in grads:
-        u, state = update(g, state)
-        out.append(u)
-    return out, state
+    """The updates of every step, from ``tx.init`` of zeros like the first gradients, and the
+    last state: ``jax.jit(tx.update)``, the hyperparameters constants of the trace."""
+    steps = run_steps(tx, grads, jit="bound")
+    return steps.updates, steps.states[-1]
 
 
 def _assert_trees_close(actual, expected, rtol=1e-5):
@@ -158,13 +155,10 @@ DTYPE_CASES = {
 def test_the_state_is_stored_in_the_dtypes_asked_and_the_updates_keep_the_gradients(make, fields):
     # bfloat16 params would otherwise get bfloat16 state; the arithmetic runs in float32 and the
     # updates are cast back to the gradients' bfloat16.
-    tx = make()
-    state, update = tx.init(BF16_PARAMS), jax.jit(tx.update)
-    for name, dtype in fields.items():
-        assert getattr(state, name)["w"].dtype == dtype, name
-    for g in BF16_GRADS:
-        u, state = update(g, state)
+    steps = run_steps(make(), BF16_GRADS, init=BF16_PARAMS, jit="bound")
+    for u in steps.updates:
         assert u["w"].dtype == jnp.bfloat16
+    for state in steps.states:  # from init on
         for name, dtype in fields.items():
             assert getattr(state, name)["w"].dtype == dtype, name
 

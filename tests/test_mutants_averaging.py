@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -19,16 +20,13 @@ P0 = {"w": jnp.array([3.0, 7.3], jnp.float32)}
 UPDATES = [jnp.array(u, jnp.float32) for u in ([-2.9, -7.5], [1.0, 1.0], [2.0, 2.0], [4.0, 2.0])]
 
 
-def _trajectory(tx, params=P0, updates=UPDATES):
-    """The params after each step and the average after each step."""
-    state, seen, averages = tx.init(params), [], []
-    for u in updates:
-        u = {"w": u}
-        u, state = tx.update(u, state, params)
-        params = gradtx.apply_updates(params, u)
-        seen.append(params["w"])
-        averages.append(gradtx.tree_get(state, "average")["w"])
-    return seen, averages
+def _trajectory(tx, params=P0, updates=UPDATES, init=None):
+    """The params after each step and the average after each step (eager steps)."""
+    steps = run_steps(
+        tx, [{"w": u} for u in updates], params, init=init, apply=gradtx.apply_updates, jit="eager"
+    )
+    averages = [gradtx.tree_get(state, "average")["w"] for state in steps.states[1:]]
+    return [p["w"] for p in steps.params[1:]], averages
 
 
 @pytest.mark.parametrize(
@@ -53,11 +51,9 @@ def test_a_weight_of_one_makes_the_average_an_exact_copy_of_the_params(tx):
     # so nothing of what the state held leaks in. Here a state from another run whose average
     # holds an inf: inf + (0.8 - inf) would be NaN.
     params = {"w": jnp.array([0.1, -0.2], jnp.float32)}
-    state = tx.init({"w": jnp.array([3.0, jnp.inf], jnp.float32)})
-    for u in UPDATES[1:3]:
-        u, state = tx.update({"w": u}, state, params)
-        params = gradtx.apply_updates(params, u)
-        np.testing.assert_array_equal(gradtx.tree_get(state, "average")["w"], params["w"])
+    init = {"w": jnp.array([3.0, jnp.inf], jnp.float32)}
+    for p, average in zip(*_trajectory(tx, params, UPDATES[1:3], init)):
+        np.testing.assert_array_equal(average, p)
 
 
 def test_ema_params_decays_by_0_999_by_default():

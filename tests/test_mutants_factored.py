@@ -17,6 +17,7 @@ import ml_dtypes
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -26,12 +27,10 @@ def _rng(seed=0):
 
 
 def _steps(tx, grads, params, steps):
-    """Every step's updates of ``tx`` (jitted once), fed the same gradients and params."""
-    update, state, out = jax.jit(tx.update), tx.init(params), []
-    for g in grads[:steps]:
-        u, state = update(g, state, params)
-        out.append(u)
-    return out, state
+    """Every step's updates of ``tx`` (jitted once) over ``grads[:steps]``, fed the same params,
+    and the last state."""
+    run = run_steps(tx, grads[:steps], params, jit="bound")
+    return run.updates, run.states[-1]
 
 
 def _assert_trees_close(ours, theirs, rtol):

@@ -5,12 +5,14 @@ The verdicts, mutant by mutant, and how the runs were made: tests/MUTATION.md (i
 
 from __future__ import annotations
 
+import operator
 import re
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from replay import run_steps
 
 import gradtx
 from gradtx._ftrl import FtrlProximal
@@ -35,13 +37,11 @@ def _reference(lr_at, power, n0, l1, l2, l2_shrinkage, beta, weight_decay):
 
 
 def _run(tx, dtype=None):
-    params = jnp.asarray(PARAMS, dtype)
-    state, updates = tx.init(params), []
-    for g in GRADS:
-        u, state = tx.update(jnp.asarray(g, dtype), state, params)
-        params = params + u
-        updates.append(u)
-    return updates, state
+    """The updates of eager steps over ``GRADS`` from ``PARAMS`` (moved by ``params + u``), and
+    the last state."""
+    grads = [jnp.asarray(g, dtype) for g in GRADS]
+    steps = run_steps(tx, grads, jnp.asarray(PARAMS, dtype), apply=operator.add, jit="eager")
+    return steps.updates, steps.states[-1]
 
 
 def test_ftrl_proximals_defaults_are_the_documented_ones():

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -19,16 +20,11 @@ GRADS = [
 ]
 
 
-def _run(tx, grads, params=None):
-    """The updates and the states of ``tx`` over ``grads`` (dicts of one leaf ``w``), jitted."""
-    params = {"w": jnp.zeros_like(grads[0])} if params is None else params
-    state, update = tx.init(params), jax.jit(tx.update)
-    outs, states = [], []
-    for g in grads:
-        u, state = update({"w": jnp.asarray(g)}, state)
-        outs.append(u["w"])
-        states.append(state)
-    return outs, states
+def _run(tx, grads, params=None, jit="bound"):
+    """The updates and the states of ``tx`` over ``grads`` (dicts of one leaf ``w``), jitted
+    unless ``jit="eager"``; ``params`` (zeros by default) only initialise the state."""
+    steps = run_steps(tx, [{"w": jnp.asarray(g)} for g in grads], init=params, jit=jit)
+    return [u["w"] for u in steps.updates], steps.states[1:]
 
 
 def _torch_sgd_updates(grads, **options):
@@ -70,21 +66,17 @@ def test_scale_by_momentum_with_dampening_or_nesterov_matches_torch_sgd(nesterov
 def test_trace_equals_optax_trace(nesterov):
     options = {} if nesterov is None else {"nesterov": nesterov}
     ours, states = _run(gradtx.trace(0.5, **options), GRADS)
-    tx = optax.trace(0.5, **options)
-    state = tx.init({"w": jnp.zeros(3)})
-    for g, a, s in zip(GRADS, ours, states, strict=True):
-        b, state = tx.update({"w": jnp.asarray(g)}, state)
-        np.testing.assert_allclose(a, b["w"], rtol=1e-6)
+    theirs, their_states = _run(optax.trace(0.5, **options), GRADS, jit="eager")
+    for a, s, b, state in zip(ours, states, theirs, their_states, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(s.trace["w"], state.trace["w"], rtol=1e-6)
 
 
 def test_ema_debiases_by_default_as_optax_ema():
     ours, states = _run(gradtx.ema(0.8), GRADS)
-    tx = optax.ema(0.8)
-    state = tx.init({"w": jnp.zeros(3)})
-    for g, a, s in zip(GRADS, ours, states, strict=True):
-        b, state = tx.update({"w": jnp.asarray(g)}, state)
-        np.testing.assert_allclose(a, b["w"], rtol=1e-6)
+    theirs, their_states = _run(optax.ema(0.8), GRADS, jit="eager")
+    for a, s, b, state in zip(ours, states, theirs, their_states, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(s.ema["w"], state.ema["w"], rtol=1e-6)
     np.testing.assert_allclose(ours[0], GRADS[0], rtol=1e-6)  # debiased: the first is g itself
 
@@ -172,12 +164,10 @@ def test_bias_correction_divides_by_one_minus_decay_to_the_step():
 def test_an_undebiased_ema_then_bias_correction_is_optax_ema():
     # The docstring's identity, and optax's bias correction (optax.tree_utils).
     ours, _ = _run(gradtx.chain(gradtx.ema(0.8, debias=False), gradtx.bias_correction(0.8)), GRADS)
-    tx = optax.ema(0.8, debias=True)
-    state = tx.init({"w": jnp.zeros(3)})
+    theirs, _ = _run(optax.ema(0.8, debias=True), GRADS, jit="eager")
     m = np.zeros(3)
-    for t, (g, a) in enumerate(zip(GRADS, ours, strict=True), start=1):
-        b, state = tx.update({"w": jnp.asarray(g)}, state)
-        np.testing.assert_allclose(a, b["w"], rtol=1e-6)
+    for t, (g, a, b) in enumerate(zip(GRADS, ours, theirs, strict=True), start=1):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
         m = 0.8 * m + 0.2 * g
         np.testing.assert_allclose(a, optax.tree_utils.tree_bias_correction(m, 0.8, t), rtol=1e-6)
 

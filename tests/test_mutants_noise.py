@@ -9,17 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from replay import run_steps
 
 import gradtx
 
 
 def _steps(tx, updates, steps):
-    """The noisy updates of ``steps`` calls on the same updates."""
-    state, out = tx.init(updates), []
-    for _ in range(steps):
-        noisy, state = tx.update(updates, state)
-        out.append(noisy)
-    return out
+    """The noisy updates of ``steps`` eager calls on the same updates."""
+    return run_steps(tx, [updates] * steps, init=updates, jit="eager").updates
 
 
 def test_add_noise_without_a_key_draws_optaxs_noise_of_key_0():

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -38,14 +39,9 @@ def _selected(mask, key):
 
 def _run(tx, grads=GRADS, params=PARAMS):
     """Steps ``tx`` over ``grads``, applying its updates: the (params, updates, state) of each."""
-    params = jax.tree.map(jnp.asarray, params)
-    state, update = tx.init(params), jax.jit(tx.update)
-    steps = []
-    for g in grads:
-        u, state = update(jax.tree.map(jnp.asarray, g), state, params)
-        steps.append((params, u, state))
-        params = gradtx.apply_updates(params, u)
-    return steps
+    grads, params = jax.tree.map(jnp.asarray, (grads, params))
+    steps = run_steps(tx, grads, params, apply=gradtx.apply_updates, jit="bound")
+    return list(zip(steps.params[:-1], steps.updates, steps.states[1:]))
 
 
 def _assert_close(actual, desired):

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from replay import run_steps
 
 import gradtx
 
@@ -22,13 +23,10 @@ GRADS = np.asarray(
 
 
 def _run(tx, grads, params):
-    """Updates and final state of ``tx`` over ``grads`` (one row per step), params fixed."""
-    state = tx.init(params)
-    updates = []
-    for g in grads:
-        u, state = tx.update({"w": jnp.asarray(g, params["w"].dtype)}, state, params)
-        updates.append(np.asarray(u["w"], np.float32))
-    return np.stack(updates), state
+    """Updates and final state of ``tx`` over ``grads`` (one row per step), params fixed, eager."""
+    grads = [{"w": jnp.asarray(g, params["w"].dtype)} for g in grads]
+    steps = run_steps(tx, grads, params, jit="eager")
+    return np.stack([np.asarray(u["w"], np.float32) for u in steps.updates]), steps.states[-1]
 
 
 # -- Lion (scale_by_lion, ScaleByLion) ------------------------------------------------------
@@ -123,13 +121,11 @@ def test_scale_by_rprop_with_its_defaults_steps_as_torch(learning_rate, signs, b
     weight = torch.zeros(2, requires_grad=True)
     optimizer = torch.optim.Rprop([weight], lr=learning_rate)
     tx = gradtx.chain(gradtx.scale_by_rprop(learning_rate), gradtx.scale(-1.0))
-    params = {"w": jnp.zeros(2)}
-    state = tx.init(params)
-    for g in grads:
+    rows = [{"w": jnp.asarray(g)} for g in grads]
+    ours = run_steps(tx, rows, {"w": jnp.zeros(2)}, apply=gradtx.apply_updates, jit="eager")
+    for g, state, params in zip(grads, ours.states[1:], ours.params[1:], strict=True):
         weight.grad = torch.from_numpy(g.copy())
         optimizer.step()
-        updates, state = tx.update({"w": jnp.asarray(g)}, state, params)
-        params = gradtx.apply_updates(params, updates)
         step_sizes = optimizer.state[weight]["step_size"].numpy()
         np.testing.assert_array_equal(state[0].step_sizes["w"], step_sizes)
         np.testing.assert_allclose(params["w"], weight.detach().numpy(), rtol=1e-6)
