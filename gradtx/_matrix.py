@@ -431,7 +431,11 @@ def _as_rows(ns_coeffs: Any) -> Any:
     """Coefficients as a tuple (of tuples): numeric leaves, hashable."""
     if isinstance(ns_coeffs, (str, bytes)):
         return ns_coeffs
-    if np.ndim(ns_coeffs) == 2 or (
+    try:
+        rank = np.ndim(ns_coeffs)
+    except ValueError:  # ragged rows: kept as rows, for _check_coefficients to name them
+        rank = None
+    if rank == 2 or (
         isinstance(ns_coeffs, (tuple, list)) and ns_coeffs and np.ndim(ns_coeffs[0]) == 1
     ):
         return tuple(tuple(row) for row in ns_coeffs)
