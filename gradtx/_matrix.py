@@ -12,7 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._adam import scale_by_adam
-from ._base import check_choice, check_denominator, check_range, static, Struct, Transform
+from ._base import (
+    check_choice,
+    check_denominator,
+    check_range,
+    fail,
+    static,
+    Struct,
+    Transform,
+)
 from ._combine import _FrozenTree, Chain, chain, EmptyState, named_recipe, recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -189,19 +197,19 @@ def _coefficient_shape(ns_coeffs: Any) -> tuple[int, ...]:
     return (-1,)
 
 
-def _check_coefficients(owner: str, ns_coeffs: Any, ns_steps: Any) -> None:
+def _coefficient_problem(ns_coeffs: Any, ns_steps: Any) -> tuple[str, str] | None:
+    """The argument at fault and what is wrong with the coefficients, or None."""
     shape = _coefficient_shape(ns_coeffs)
     if len(shape) not in (1, 2) or shape[-1] != 3:
-        raise ValueError(
-            f"{owner}(ns_coeffs={ns_coeffs!r}): ns_coeffs must be (a, b, c) or one (a, b, c) "
-            "per step, of shape (3,) or (n, 3)"
+        return "ns_coeffs", (
+            "ns_coeffs must be (a, b, c) or one (a, b, c) per step, of shape (3,) or (n, 3)"
         )
     if len(shape) == 2 and shape[0] > ns_steps:
-        raise ValueError(
-            f"{owner}(ns_steps={ns_steps}): ns_coeffs has {shape[0]} rows, one per step, "
-            f"for {ns_steps} steps; ns_steps must be at least the number of rows (as optax "
-            "requires; the rows are then what runs)"
+        return "ns_steps", (
+            f"ns_coeffs has {shape[0]} rows, one per step, for {ns_steps} steps; ns_steps "
+            "must be at least the number of rows (as optax requires; the rows are then what runs)"
         )
+    return None
 
 
 def _check_option(owner: str, arg: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -294,7 +302,13 @@ def orthogonalize_via_newton_schulz(
     owner = "orthogonalize_via_newton_schulz"
     _check_option(owner, "preconditioning", preconditioning, PRECONDITIONINGS)
     _check_option(owner, "eps_mode", eps_mode, EPS_MODES)
-    _check_coefficients(owner, ns_coeffs, ns_steps)
+    if isinstance(ns_steps, bool) or not isinstance(ns_steps, (int, np.integer)) or ns_steps < 0:
+        raise ValueError(f"{owner}(ns_steps={ns_steps!r}): ns_steps must be a whole number >= 0")
+    problem = _coefficient_problem(ns_coeffs, ns_steps)
+    if problem:
+        arg, message = problem
+        value = ns_coeffs if arg == "ns_coeffs" else ns_steps
+        raise ValueError(f"{owner}({arg}={value!r}): {message}")
     x = jnp.asarray(x)
     where = f"orthogonalize_via_newton_schulz: x of dtype {x.dtype}"
     view = _matrix_view(x.shape, _normalise_spec(dimension_numbers), where)
@@ -370,7 +384,9 @@ class ScaleByMuon(Transform):
             self, "weight_dimension_numbers", _freeze_specs(self.weight_dimension_numbers)
         )
         check_range(self, "ns_steps", low=0, integer=True)
-        _check_coefficients(self.name, self.ns_coeffs, self.ns_steps)
+        problem = _coefficient_problem(self.ns_coeffs, self.ns_steps)
+        if problem:
+            fail(self, *problem)
         # Without bias correction beta = 1 is a frozen buffer; with it, 1 - beta**t = 0.
         check_range(self, "beta", low=0.0, high=1.0, high_open=self.debias)
         check_range(self, "eps", low=0.0)

@@ -341,3 +341,22 @@ def test_scale_by_shape_keeps_a_bfloat16_leaf_bfloat16(consistent_rms):
     factor = 2.0 if consistent_rms is None else np.float32(np.sqrt(np.float32(8)) * np.float32(0.2))
     assert got.dtype == jnp.bfloat16
     _assert_bits_equal(got, (factor * u["w"].astype(jnp.float32)).astype(jnp.bfloat16))
+
+
+def test_muon_names_itself_for_bad_coefficients_as_for_its_other_arguments():
+    # The coefficient checks raised a plain ValueError naming scale_by_muon; they now fail like
+    # every other argument, so the recipe the user called is named.
+    with pytest.raises(ValueError, match=r"^muon\(ns_coeffs=\(1\.0, 2\.0\)\): ns_coeffs must be"):
+        gradtx.muon(0.1, ns_coeffs=(1.0, 2.0))
+    rows = ((3.4445, -4.775, 2.0315),) * 3
+    with pytest.raises(ValueError, match=r"^muon\(ns_steps=2\): ns_coeffs has 3 rows"):
+        gradtx.muon(0.1, ns_coeffs=rows, ns_steps=2)
+
+
+@pytest.mark.parametrize("ns_steps", [-1, 2.0, True])
+def test_orthogonalize_refuses_a_step_count_that_is_no_whole_number_from_0(ns_steps):
+    # -1 failed inside jnp.broadcast_to ("shape must have every element be nonnegative").
+    with pytest.raises(
+        ValueError, match=rf"^{NS}\(ns_steps={ns_steps!r}\): ns_steps must be a whole"
+    ):
+        gradtx.orthogonalize_via_newton_schulz(jnp.ones((2, 3)), ns_steps=ns_steps)
