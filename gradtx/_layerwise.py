@@ -24,6 +24,7 @@ from ._tree import (
     ema,
     hp,
     safe_increment,
+    squares_dtype,
     tree_global_norm,
     tree_zeros_like,
     up,
@@ -192,8 +193,12 @@ class ScaleBySM3State(NamedTuple):
 
 
 def _cover(p: Any) -> tuple:
-    """SM3's accumulators for one leaf: one per row, column... (rank >= 2), else one per entry."""
-    shape, dtype = jnp.shape(p), jnp.finfo(jnp.result_type(p)).dtype
+    """SM3's accumulators for one leaf: one per row, column... (rank >= 2), else one per entry.
+
+    Sums of squares: float32 for float16 leaves (a float16 one overflows at |g| > 256).
+    """
+    shape = jnp.shape(p)
+    dtype = squares_dtype(p) or jnp.finfo(jnp.result_type(p)).dtype
     if len(shape) < 2:
         return (jnp.zeros(shape, dtype),)
     return tuple(jnp.zeros((n,), dtype) for n in shape)
@@ -270,7 +275,10 @@ def scale_by_sm3(b1: Any = 0.9, b2: float = 1.0, eps: float = 1e-8) -> ScaleBySm
     An m x n matrix holds m + n statistics (Adagrad: m * n), plus an m x n
     momentum unless ``b1=None``. ``b1, b2`` in [0, 1], ``eps >= 0``.
     Unlike optax: scalar leaves work (optax raises IndexError), complex
-    gradients accumulate |g|**2, and ``b1=None`` drops the momentum buffer.
+    gradients accumulate |g|**2, ``b1=None`` drops the momentum buffer, and
+    float16 leaves keep their statistics in float32 (optax's float16 sums
+    overflow to inf at |g| > 256, after which every update is 0, and lose
+    squares below 1.7e-4 to rounding).
 
     Args:
         b1: momentum, in [0, 1]; None keeps no momentum. Default 0.9.

@@ -217,10 +217,13 @@ def tree_squares_like(tree: Any, value: Any = 0.0, dtype: Any = None) -> Any:
     Adam's step into m / eps. bfloat16 has float32's range and keeps its dtype.
     """
 
-    def storage(x):
-        return dtype or (jnp.float32 if jnp.result_type(x) == jnp.float16 else None)
+    return jax.tree.map(lambda x: tree_full_like(x, value, dtype or squares_dtype(x)), tree)
 
-    return jax.tree.map(lambda x: tree_full_like(x, value, storage(x)), tree)
+
+def squares_dtype(x: Any) -> Any:
+    """The dtype squares of ``x`` are stored in: float32 for float16 (see
+    ``tree_squares_like``), else None (``x``'s own)."""
+    return jnp.float32 if jnp.result_type(x) == jnp.float16 else None
 
 
 def tree_cast(tree: Any, dtype: Any) -> Any:
