@@ -832,12 +832,11 @@ def check_range(
         too_high = numbers >= high + slack if high_open else numbers > high + slack
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
-            pick = (
-                np.where(too_low, -numbers, -np.inf)
-                if np.any(too_low)
-                else np.where(too_high, numbers, -np.inf)
-            )
-            worst = int(np.argmax(pick))  # the first step of the farthest value
+            # The farthest value beyond the bound, at the first step it is reached.
+            if np.any(too_low):
+                worst = int(np.argmin(np.where(too_low, numbers, np.inf)))
+            else:
+                worst = int(np.argmax(np.where(too_high, numbers, -np.inf)))
             fail(obj, arg, f"{what}; it reaches {numbers[worst]:g} at step {steps[worst]}")
         return
     numbers = _concrete_numbers(value)

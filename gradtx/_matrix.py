@@ -449,7 +449,7 @@ def _as_rows(ns_coeffs: Any) -> Any:
         return ns_coeffs
     try:
         rank = np.ndim(ns_coeffs)
-    except ValueError:  # ragged rows: kept as rows, for _check_coefficients to name them
+    except ValueError:  # ragged rows: kept as rows, for _coefficient_problem to name
         rank = None
     if rank == 2 or (
         isinstance(ns_coeffs, (tuple, list)) and ns_coeffs and np.ndim(ns_coeffs[0]) == 1
