@@ -92,7 +92,7 @@ class SimulatedAnnealing(Transform):
         check_range(self, "n_chains", low=1, integer=True)
         if isinstance(self.temperature, Schedule):
             samples = _schedule_samples(self.temperature)
-            values = None if samples is None else samples[1]
+            values = None if samples is None else samples.values
             if values is not None and np.any(np.diff(values) > 1e-6 * np.max(values)):
                 fail(self, "temperature", "a cooling schedule must not increase")
 

@@ -18,7 +18,7 @@ import inspect
 import math
 import re
 import threading
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NamedTuple, NoReturn
 
 import jax
 import numpy as np
@@ -742,7 +742,17 @@ def _concrete_numbers(value: Any) -> np.ndarray | None:
     return None
 
 
-def _schedule_samples(schedule: Schedule) -> tuple[np.ndarray, np.ndarray] | None:
+class _Samples(NamedTuple):
+    """A schedule's values at the steps ``_schedule_samples`` chose, in increasing order."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    # The first steps and the knots with their neighbours: where a value is one the schedule
+    # is built to take (its start, its end values), not one it drifts to far out.
+    own: np.ndarray
+
+
+def _schedule_samples(schedule: Schedule) -> _Samples | None:
     """The steps where a schedule is checked and its values there: its knots and steps around them.
 
     The steps are 0..64, every integer among the schedule's numbers (boundaries,
@@ -771,7 +781,10 @@ def _schedule_samples(schedule: Schedule) -> tuple[np.ndarray, np.ndarray] | Non
         return None
     if not _is_concrete(values):
         return None
-    return np.asarray(counts), np.asarray(values, dtype=float)[: len(counts)]
+    own = [count < _FIRST_STEPS or count in near for count in counts]
+    return _Samples(
+        np.asarray(counts), np.asarray(values, dtype=float)[: len(counts)], np.asarray(own)
+    )
 
 
 _SAMPLES = 1024
@@ -799,8 +812,10 @@ def check_range(
     The value must be a real, finite scalar (``allow_inf`` admits +-inf where it
     means "no limit"), a whole number when ``integer``. A gradtx schedule is checked at
     its knots and a sample of steps (see ``_schedule_samples``) and must be a number at
-    steps 0..64 (NaN there is refused; beyond, it may be overflow). Tracers, user
-    functions and None are not checked (they cannot be checked at all).
+    steps 0..64 (NaN there is refused; beyond, it may be overflow). It may pass a bound by
+    a millionth of its largest value (float32 rounding), an open bound only far from its
+    knots (an underflow). Tracers, user functions and None are not checked (they cannot be
+    checked at all).
     """
     value = getattr(obj, arg)
     if _is_opaque_callable(value):
@@ -814,7 +829,7 @@ def check_range(
         samples = _schedule_samples(value)
         if samples is None:
             return
-        steps, numbers = samples
+        steps, numbers, own = samples
         # The first samples are the steps 0..64: NaN there is no overflow at 2**31 but a bug.
         early_nan = np.flatnonzero(np.isnan(numbers[:_FIRST_STEPS]))
         if early_nan.size:
@@ -824,12 +839,15 @@ def check_range(
         interval = _interval(low, high, low_open, high_open, allow_inf)
         what = f"{arg} must be in {interval} at every step"
         scale = max(1.0, float(np.max(np.abs(numbers[np.isfinite(numbers)]), initial=0.0)))
-        # A schedule's own float32 rounding around its end values may step over a bound, and
-        # one decaying towards an open bound reaches it by underflow (exponential_decay at
-        # 2**31 steps): the slack is kept for both kinds of bound.
+        # A schedule's own float32 rounding around its end values may step over a closed
+        # bound, and one decaying towards an open bound reaches it by underflow far out
+        # (exponential_decay(0.2, 25, 0.7) at 2**13 steps): both keep a slack. An open bound
+        # reached at the first steps or at a knot is a value the schedule is built to take
+        # (linear_schedule(0.9, 1.0, 10) at step 10): no slack there.
         slack = 1e-6 * scale
-        too_low = numbers <= low - slack if low_open else numbers < low - slack
-        too_high = numbers >= high + slack if high_open else numbers > high + slack
+        open_slack = np.where(own, 0.0, slack)
+        too_low = numbers <= low - open_slack if low_open else numbers < low - slack
+        too_high = numbers >= high + open_slack if high_open else numbers > high + slack
         bad = too_low | too_high  # NaN compares False: a schedule may overflow at 2**31
         if np.any(bad):
             # The farthest value beyond the bound, at the first step it is reached.

@@ -343,7 +343,7 @@ def test_a_schedule_leaving_the_range_is_refused_naming_the_interval_and_the_val
     # Schedules that stay inside, up to a closed end, are accepted.
     gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.5, 1.0, transition_steps=10))
     gradtx.sgd(gradtx.linear_schedule(0.1, 0.0, transition_steps=10))
-    # An open bound keeps the slack: a decay reaches it by underflow after 2**31 steps.
+    # An open bound keeps the slack far out: this decay reaches it by underflow at 2**13 steps.
     gradtx.ftrl_proximal(gradtx.exponential_decay(0.2, 25, 0.7, staircase=True))
 
 

@@ -2,7 +2,8 @@
 
 ``check_range`` samples a schedule at the steps ``_schedule_samples`` chooses (0..64, the
 schedule's integer numbers, their neighbours and pairwise sums, powers of two up to 2**31) and
-allows a slack of 1e-6 times the schedule's largest value at either bound. Each test builds, as a
+allows a slack of 1e-6 times the schedule's largest value at either bound (at an open bound only
+away from the first steps and the knots' neighbours). Each test builds, as a
 user would, a schedule that leaves the range at exactly one of those steps, or that ends exactly
 at a bound plus the slack, and asserts the error or that the schedule is accepted.
 """
@@ -17,15 +18,15 @@ import pytest
 import gradtx
 
 
-def _dip(step, boundaries=()):
-    """0.5 at every step but ``step``, where it is -0.5: a momentum out of [0, 1] there only.
+def _dip(step, boundaries=(), low=-0.5):
+    """0.5 at every step but ``step``, where it is ``low``: a momentum out of [0, 1] there only.
 
     The pieces are functions, which hide their numbers from the check, so the schedule's only
     numbers (the knots the check samples around) are its ``boundaries``.
     """
     starts = (0, *boundaries)
     pieces = [
-        lambda count, start=start: jnp.where(count + start == step, -0.5, 0.5) for start in starts
+        lambda count, start=start: jnp.where(count + start == step, low, 0.5) for start in starts
     ]
     return gradtx.join_schedules(pieces, boundaries)
 
@@ -161,6 +162,53 @@ def test_the_slack_is_compared_in_float64_not_in_the_schedules_float32():
     assert message.endswith(
         "learning_rate must be in [0, inf) at every step; it reaches -3e-06 at step 10"
     )
+
+
+# -- open bounds: a schedule's own values have no slack, a far underflow has -----------------
+
+
+def test_a_schedule_that_ends_at_an_open_bound_is_refused_naming_the_step():
+    # R3: b1 = 1 makes Adam's bias correction 1 - b1**t zero (updates -inf from step 10).
+    message = _refusal(lambda: gradtx.adam(0.1, b1=gradtx.linear_schedule(0.9, 1.0, 10)))
+    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1 at step 10")
+    # FTRL divides by its learning rate, which must stay above 0.
+    message = _refusal(lambda: gradtx.ftrl_proximal(gradtx.linear_schedule(0.1, 0.0, 10)))
+    assert message.endswith(
+        "learning_rate must be in (0, inf) at every step; it reaches 0 at step 10"
+    )
+    # The same schedules are accepted where the bound is closed.
+    gradtx.sgd(0.1, momentum=gradtx.linear_schedule(0.9, 1.0, 10))
+    gradtx.sgd(gradtx.linear_schedule(0.1, 0.0, 10))
+
+
+def test_an_end_value_that_rounds_onto_an_open_bound_in_float32_is_refused():
+    # 0.99999999 is 1.0 in float32, the precision the schedule runs in.
+    message = _refusal(lambda: gradtx.adam(0.1, b2=gradtx.linear_schedule(0.9, 0.99999999, 300)))
+    assert message.endswith("b2 must be in [0, 1) at every step; it reaches 1 at step 300")
+
+
+def test_an_open_bound_reached_at_a_first_step_or_beside_a_knot_is_refused():
+    # 0.01**t is flushed to 0 in float32 from step 19 on, one of the first 65 steps.
+    message = _refusal(lambda: gradtx.ftrl_proximal(gradtx.exponential_decay(1.0, 1, 0.01)))
+    assert message.endswith(
+        "learning_rate must be in (0, inf) at every step; it reaches 0 at step 19"
+    )
+    # At 99, 100 and 101 (the knot 100 and its neighbours) each, and nowhere else.
+    for step in (99, 100, 101):
+        message = _refusal(lambda step=step: gradtx.ftrl_proximal(_dip(step, [100], low=0.0)))
+        assert message.endswith(f"it reaches 0 at step {step}")
+
+
+def test_an_open_bound_reached_far_out_by_underflow_keeps_the_slack():
+    # Keras's ExponentialDecay(0.2, 25, 0.7, staircase=True) underflows to 0 only after about
+    # 7000 steps (sampled at 2**13): a recorded Keras reference case, accepted.
+    gradtx.ftrl_proximal(gradtx.exponential_decay(0.2, 25, 0.7, staircase=True))
+    # 0 at step 2**20 only (sampled as a power of two): accepted far from a knot, refused when
+    # 2**20 + 1 is one.
+    far = 2**20
+    gradtx.ftrl_proximal(_dip(far, [7], low=0.0))
+    message = _refusal(lambda: gradtx.ftrl_proximal(_dip(far, [far + 1], low=0.0)))
+    assert message.endswith(f"it reaches 0 at step {far}")
 
 
 # -- how the schedule is evaluated ----------------------------------------------------------
