@@ -619,9 +619,11 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
     their dtype. Schedules are evaluated at each step and their value is
     stored too. ``static_args`` must name arguments of ``inner_factory``.
 
-    Difference from optax: the default ``hyperparam_dtype`` is float32
+    Differences from optax: the default ``hyperparam_dtype`` is float32
     (float64 under x64), not the params' widest dtype: with bfloat16 params a
-    ``b2=0.999`` stays 0.999 instead of rounding to 1.0.
+    ``b2=0.999`` stays 0.999 instead of rounding to 1.0. A factory's
+    ``**options`` reach it as the keywords given (optax passes one keyword
+    ``options={...}``, which a factory forwarding them to an optimizer refuses).
 
     Args:
         inner_factory: a function returning a transform (``gradtx.adam``, an
@@ -662,7 +664,7 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()  # defaults become state too, as in optax
         numeric, fixed = {}, {}
-        for name, value in bound.arguments.items():
+        for name, value in _keyword_arguments(signature, bound.arguments):
             if name not in names and _is_hyperparameter(value):
                 numeric[name] = _as_schedule(value) if callable(value) else value
             else:
@@ -675,6 +677,33 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
         )
 
     return factory
+
+
+def _keyword_arguments(signature: inspect.Signature, arguments: dict) -> list[tuple[str, Any]]:
+    """Bound arguments as the keywords the factory is called with: ``**options`` unpacked.
+
+    optax passes a ``**options`` parameter on as one keyword named ``options``, so a factory
+    that forwards its keywords (``lambda lr, **options: sgd(lr, **options)``) fails.
+    """
+    pairs = []
+    for name, value in arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            pairs.extend(value.items())
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(
+                    f"inject_hyperparams: the factory is called with keywords, so its *{name} "
+                    f"cannot take {value!r}; give those values by name"
+                )
+        elif kind is inspect.Parameter.POSITIONAL_ONLY:
+            raise TypeError(
+                f"inject_hyperparams: the factory is called with keywords, so its "
+                f"positional-only argument {name} cannot be given"
+            )
+        else:
+            pairs.append((name, value))
+    return pairs
 
 
 class CautiousState(NamedTuple):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -489,6 +491,45 @@ def test_inject_hyperparams_rejects_static_args_the_factory_does_not_have():
         gradtx.inject_hyperparams(gradtx.scale, static_args="lr")
     with pytest.raises(ValueError, match="static_args=\\['step_size', 'mask'\\]"):
         gradtx.inject_hyperparams(gradtx.scale, static_args=["step_size", "mask"])
+
+
+def test_inject_hyperparams_unpacks_the_keywords_a_factory_forwards():
+    # optax binds **options as one argument named "options" and calls sgd(..., options={...}).
+    def forwarding(learning_rate, **options):
+        return gradtx.sgd(learning_rate, **options)
+
+    tx = gradtx.inject_hyperparams(forwarding, static_args="nesterov")(
+        0.1, momentum=0.9, nesterov=True
+    )
+    assert tx.fixed == (("nesterov", True),)
+    params = {"w": jnp.array([1.0, -2.0])}
+    state, reference_state = tx.init(params), gradtx.sgd(0.1, 0.9, nesterov=True).init(params)
+    assert set(state.hyperparams) == {"learning_rate", "momentum"}
+    for grad in (jnp.array([1.0, 2.0]), jnp.array([-0.5, 3.0])):
+        updates, state = tx.update({"w": grad}, state, params)
+        expected, reference_state = gradtx.sgd(0.1, 0.9, nesterov=True).update(
+            {"w": grad}, reference_state, params
+        )
+        np.testing.assert_array_equal(updates["w"], expected["w"])
+    # With no option given the factory gets none (not options={}).
+    assert gradtx.inject_hyperparams(forwarding)(0.1).init(params).hyperparams.keys() == {
+        "learning_rate"
+    }
+
+
+def test_inject_hyperparams_refuses_what_it_cannot_pass_by_keyword():
+    def rest(learning_rate, *more):
+        return gradtx.sgd(learning_rate)
+
+    gradtx.inject_hyperparams(rest)(0.1)  # an empty *more is no argument
+    with pytest.raises(TypeError, match=re.escape("its *more cannot take (0.2,)")):
+        gradtx.inject_hyperparams(rest)(0.1, 0.2)
+
+    def positional(learning_rate, /):
+        return gradtx.sgd(learning_rate)
+
+    with pytest.raises(TypeError, match="positional-only argument learning_rate"):
+        gradtx.inject_hyperparams(positional)(0.1)
 
 
 # -- state buffers and counters ----------------------------------------------------------
