@@ -142,8 +142,8 @@ def site() -> Path:
     # Incremental: a second build with nothing changed takes seconds. The notebooks are not
     # executed unless GRADTX_DOCS_EXECUTE says so (.ci/docs: "cache"): test_notebooks runs
     # them, and the build checks the pages, the API and the links in a few minutes of CPU.
-    # Each xdist worker that runs a test of this module builds (xdist_group does not keep them
-    # on one worker): one at a time, into the same folder, so the second finds it up to date.
+    # The tests that read the site are one xdist group (one worker builds it); the lock keeps
+    # any other process building into the same folder (a second pytest run) one at a time.
     HTML.parent.mkdir(parents=True, exist_ok=True)
     with open(HTML.parent / "build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -168,6 +168,10 @@ def _local_target(page: Path, url: str) -> tuple[Path, str] | None:
     return target, unquote(parts.fragment)
 
 
+on_the_site_worker = pytest.mark.xdist_group("docs_site")  # one worker builds the site
+
+
+@on_the_site_worker
 def test_internal_links_resolve(site):
     # _static holds the theme's templates, not pages.
     pages = {p.resolve(): p for p in site.rglob("*.html") if "_static" not in p.parts}
@@ -186,6 +190,7 @@ def test_internal_links_resolve(site):
     assert not broken, "\n".join(broken[:50])
 
 
+@on_the_site_worker
 def test_every_api_entry_has_a_page(site):
     conf = _conf()
     missing = [
@@ -241,6 +246,7 @@ def _assert_math_rendered(page: _Page):
     assert not [tex for tex in RAW_TEX if tex in visible], "raw TeX visible on the page"
 
 
+@on_the_site_worker
 def test_index_in_a_browser(site):
     page = _render(site / "index.html", "index.png")
     _assert_math_rendered(page)
@@ -248,6 +254,7 @@ def test_index_in_a_browser(site):
     assert any(src.endswith("landscapes.png") for src in page.images)
 
 
+@on_the_site_worker
 def test_api_page_of_adam_in_a_browser(site):
     page = _render(site / "api" / "_autosummary" / "gradtx.adam.html", "api_adam.png")
     visible = "".join(page.text)
@@ -255,6 +262,7 @@ def test_api_page_of_adam_in_a_browser(site):
     assert page.tags.get("pre", 0) >= 2  # the update rule and the doctest
 
 
+@on_the_site_worker
 def test_notebook_page_in_a_browser(site):
     page = _render(site / "notebooks" / "landscapes.html", "notebook_landscapes.png")
     _assert_math_rendered(page)
@@ -265,6 +273,7 @@ def test_notebook_page_in_a_browser(site):
     assert [src for src in page.images if "_images" in src]
 
 
+@on_the_site_worker
 def test_optimizer_page_in_a_browser(site):
     pages = sorted(p for p in (site / "optimizers").glob("*.html") if p.name != "index.html")
     if not pages:
@@ -276,6 +285,7 @@ def test_optimizer_page_in_a_browser(site):
 
 
 @pytest.mark.skipif(os.environ.get("GRADTX_DOCS_INTERSPHINX") == "1", reason="online build")
+@on_the_site_worker
 def test_mathjax_is_served_by_the_site(site):
     """Offline: the pages load the site's own copy of MathJax, not a CDN's."""
     assert (site / "_static" / "mathjax" / "tex-chtml.js").exists()
