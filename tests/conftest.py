@@ -29,9 +29,14 @@ def keras_float64():
     if keras.backend.backend() != "jax":
         pytest.skip(f"Keras runs on {keras.backend.backend()}, not JAX")
     x64, floatx = jax.config.jax_enable_x64, keras.config.floatx()
+    # Keras fixes its global dtype policy at the floatx of the first layer or variable made
+    # and keeps it: after another test made one in float32, a set_floatx("float64") no longer
+    # reaches new layers. A cleared session starts from the floatx set then.
+    keras.utils.clear_session(free_memory=False)
     yield
     jax.config.update("jax_enable_x64", x64)
     keras.config.set_floatx(floatx)
+    keras.utils.clear_session(free_memory=False)
 
 
 # XLA:CPU maps about three memory regions per compiled executable, and jit caches keep every
