@@ -85,9 +85,7 @@ class BufferLayout:
             if (path, here) != (other_path, there):
                 return f"leaf {path} is {here} in {names[0]}, {other_path} {there} in {names[1]}"
         if len(self.paths) != len(other.paths):
-            return (
-                f"{len(self.paths)} leaves in the updates' layout, {len(other.paths)} in the other"
-            )
+            return f"{len(self.paths)} leaves in {names[0]}, {len(other.paths)} in {names[1]}"
         return None
 
     def holds(self, x: Any) -> bool:
@@ -327,11 +325,24 @@ class FlatParams:
         """Packs ``tree`` (a tree like ``like.to_tree()``) into ``like``'s layout.
 
         A buffer whose leaves all hold the same placeholder (not an array: a
-        masked-out leaf) becomes that placeholder, as :meth:`to_tree` gives it.
+        masked-out leaf) becomes that placeholder, as :meth:`to_tree` gives it;
+        a buffer holding both is refused (its arrays would be lost).
         """
         layout = like.layout
         leaves = layout.treedef.flatten_up_to(tree)
         held = {key: leaf for leaf, key in zip(leaves, layout.keys) if not hasattr(leaf, "shape")}
+        for key, placeholder in held.items():
+            arrays = [
+                path
+                for leaf, at, path in zip(leaves, layout.keys, layout.paths)
+                if at == key and hasattr(leaf, "shape")
+            ]
+            if arrays:
+                raise ValueError(
+                    f"FlatParams.from_tree_like: the tree holds {placeholder!r} and arrays (at "
+                    f"{', '.join(arrays)}) for the params in {key}, which share one buffer: a "
+                    "buffer is all arrays or one placeholder"
+                )
         if held:  # packed as zeros (dead code, removed by XLA), then replaced
             leaves = [
                 jnp.zeros(shape, dtype) if key in held else leaf

@@ -148,6 +148,21 @@ def test_bad_groups_name_the_argument():
         FlatParams.from_tree({"a": jnp.ones(2), "b": jnp.ones(2)}, groups={"a": True})
 
 
+def test_a_buffer_of_arrays_and_placeholders_is_refused_not_dropped():
+    # One buffer holds a and b: a placeholder for a would have replaced b's numbers too.
+    like = FlatParams.from_tree({"a": jnp.ones(2), "b": jnp.ones(3)})
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "FlatParams.from_tree_like: the tree holds MaskedNode() and arrays (at ['b']) for "
+            "the params in float32"
+        ),
+    ):
+        FlatParams.from_tree_like({"a": gradtx.MaskedNode(), "b": jnp.full(3, 5.0)}, like)
+    masked = FlatParams.from_tree_like({"a": gradtx.MaskedNode(), "b": gradtx.MaskedNode()}, like)
+    assert masked.to_tree() == {"a": gradtx.MaskedNode(), "b": gradtx.MaskedNode()}
+
+
 def test_integer_buffers_are_refused_by_optimizers_like_integer_leaves():
     fp = FlatParams.from_tree({"w": jnp.ones(2), "step": jnp.zeros((), jnp.int32)})
     with pytest.raises(TypeError, match=r"leaf at \['int32'\] has dtype int32"):

@@ -5,12 +5,8 @@ The verdicts, mutant by mutant, and how the runs were made: tests/MUTATION.md (i
 
 from __future__ import annotations
 
-import os
-import pathlib
-import subprocess
-import sys
-
 import chex
+from devices import run_on_cpu_devices
 import jax
 import jax.numpy as jnp
 import optax
@@ -46,8 +42,6 @@ def test_the_default_bucket_limit_on_an_accelerator_is_2_to_the_19_elements(monk
 
 
 SHARDED = """
-import os
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
 import jax, jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import gradtx
@@ -63,14 +57,7 @@ print(sorted((k, v.shape) for k, v in state.inner_state[0].mu.items()))
 
 
 def test_a_small_leaf_sharded_over_devices_stays_whole_and_replicated_ones_share_a_buffer():
-    root = pathlib.Path(__file__).parents[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    out = subprocess.run(
-        [sys.executable, "-c", SHARDED], capture_output=True, text=True, env=env, timeout=120
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert out.stdout.strip().splitlines()[-1] == str(
+    assert run_on_cpu_devices(SHARDED, devices=2)[-1] == str(
         [("['rows']", (4, 2)), ("bucket_float32", (5,))]
     )
 
