@@ -664,7 +664,7 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()  # defaults become state too, as in optax
         numeric, fixed = {}, {}
-        for name, value in _keyword_arguments(signature, bound.arguments):
+        for name, value in _keyword_arguments(signature, bound.arguments, inner_factory):
             if name not in names and _is_hyperparameter(value):
                 numeric[name] = _as_schedule(value) if callable(value) else value
             else:
@@ -679,12 +679,15 @@ def inject_hyperparams(inner_factory: Any, static_args: Any = (), hyperparam_dty
     return factory
 
 
-def _keyword_arguments(signature: inspect.Signature, arguments: dict) -> list[tuple[str, Any]]:
-    """Bound arguments as the keywords the factory is called with: ``**options`` unpacked.
+def _keyword_arguments(
+    signature: inspect.Signature, arguments: dict, factory: Any
+) -> list[tuple[str, Any]]:
+    """Bound arguments as the keywords ``factory`` is called with: ``**options`` unpacked.
 
     optax passes a ``**options`` parameter on as one keyword named ``options``, so a factory
     that forwards its keywords (``lambda lr, **options: sgd(lr, **options)``) fails.
     """
+    who = f"inject_hyperparams({getattr(factory, '__name__', factory)})"
     pairs = []
     for name, value in arguments.items():
         kind = signature.parameters[name].kind
@@ -693,12 +696,12 @@ def _keyword_arguments(signature: inspect.Signature, arguments: dict) -> list[tu
         elif kind is inspect.Parameter.VAR_POSITIONAL:
             if value:
                 raise TypeError(
-                    f"inject_hyperparams: the factory is called with keywords, so its *{name} "
+                    f"{who}: the factory is called with keywords, so its *{name} "
                     f"cannot take {value!r}; give those values by name"
                 )
         elif kind is inspect.Parameter.POSITIONAL_ONLY:
             raise TypeError(
-                f"inject_hyperparams: the factory is called with keywords, so its "
+                f"{who}: the factory is called with keywords, so its "
                 f"positional-only argument {name} cannot be given"
             )
         else:
