@@ -124,7 +124,8 @@ def power_iteration(
     Args:
         matrix: a square array, or a function computing ``A v`` on a pytree.
         v0: the starting vector (pytree); required when ``matrix`` is a function.
-        num_iters: the most iterations. Default 100.
+        num_iters: the most iterations; with 0 the eigenvalue is the start
+            vector's Rayleigh quotient (optax returns 0 there). Default 100.
         error_tolerance: relative residual at which to stop. Default 1e-6.
         precision: ``jax.lax.Precision`` of the products. Default HIGHEST.
         key: PRNG key for the random start; None for ``PRNGKey(0)``.
