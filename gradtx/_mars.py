@@ -110,6 +110,7 @@ def _mars_steps(b1, b2, eps, gamma, optimizer, max_norm, clip_by, mu_dtype, nu_d
     return tuple(steps)
 
 
+@recipe
 def scale_by_mars(
     b1: float = 0.95,
     b2: float = 0.99,
