@@ -15,6 +15,7 @@ import pytest
 from replay import run_steps
 
 import gradtx
+from gradtx._tree import tree_cast
 
 GRADS = [
     {"w": jnp.array([1.0, -2.0, 0.5]), "b": jnp.array([0.25])},
@@ -22,10 +23,6 @@ GRADS = [
     {"w": jnp.array([0.75, -0.25, -1.0]), "b": jnp.array([0.5])},
 ]
 PARAMS = {"w": jnp.array([0.5, -1.0, 2.0]), "b": jnp.array([0.1])}
-
-
-def _cast(tree, dtype):
-    return jax.tree.map(lambda x: x.astype(dtype), tree)
 
 
 def _assert_runs_alike(ours, theirs, params=PARAMS, grads=GRADS, rtol=1e-6):
@@ -45,7 +42,7 @@ def test_scale_by_cocob_on_its_defaults_is_optaxs():
 
 def test_scale_by_cocob_under_x64_keeps_float32_leaves_bit_for_bit_as_optax(x64):
     # optax's alpha is a Python float (weakly typed): float32 arithmetic for float32 leaves.
-    params, grads = _cast(PARAMS, jnp.float32), [_cast(g, jnp.float32) for g in GRADS]
+    params, grads = tree_cast(PARAMS, jnp.float32), [tree_cast(g, jnp.float32) for g in GRADS]
     ours = run_steps(gradtx.scale_by_cocob(alpha=3.0), grads, params, jit="eager")
     theirs = run_steps(optax.contrib.scale_by_cocob(alpha=3.0), grads, params, jit="eager")
     for u, v in zip(ours.updates, theirs.updates):
@@ -108,7 +105,7 @@ def test_mechanize_state_keeps_its_types_so_a_jitted_step_compiles_once():
 
 
 def test_mechanize_gives_bfloat16_updates_for_bfloat16_params():
-    params, grads = _cast(PARAMS, jnp.bfloat16), [_cast(g, jnp.bfloat16) for g in GRADS]
+    params, grads = tree_cast(PARAMS, jnp.bfloat16), [tree_cast(g, jnp.bfloat16) for g in GRADS]
     run = run_steps(gradtx.mechanize(gradtx.sgd(1.0)), grads, params, jit="eager")
     for updates in run.updates:
         chex.assert_trees_all_equal_dtypes(updates, params)

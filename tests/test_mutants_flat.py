@@ -170,35 +170,39 @@ def test_a_masked_out_buffer_reads_and_writes_as_the_per_leaf_masked_nodes():
 # -- segment_mask and segment_labels ------------------------------------------------------------
 
 
-def test_segment_labels_names_its_call_and_argument_when_a_buffer_is_cut():
-    fp = FlatParams.from_tree(_params())
-    with pytest.raises(
-        ValueError,
-        match=(
+@pytest.mark.parametrize(
+    ("method", "tree", "message"),
+    [
+        (
+            "segment_labels",
+            {"a": "x", "b": "y"},
             r"^FlatParams\.segment_labels\(labels\): the labels is 'x' at \['a'\] and 'y' at "
             r"\['b'\], both in buffer 'float32'; build the FlatParams with "
-            r"FlatParams\.from_tree\(params, groups=labels\)"
+            r"FlatParams\.from_tree\(params, groups=labels\)",
         ),
-    ):
-        fp.segment_labels({"a": "x", "b": "y"})
+        (
+            "segment_mask",
+            {"a": True, "b": False},
+            r"^FlatParams\.segment_mask\(mask\): the mask is True at \['a'\] and False at "
+            r"\['b'\], both in buffer 'float32'; build the FlatParams with "
+            r"FlatParams\.from_tree\(params, groups=mask\)",
+        ),
+    ],
+)
+def test_a_segment_that_cuts_a_buffer_is_refused_naming_the_call_and_argument(
+    method, tree, message
+):
+    fp = FlatParams.from_tree(_params())
+    with pytest.raises(ValueError, match=message):
+        getattr(fp, method)(tree)
+
+
+def test_segment_labels_of_a_grouped_flat_params_give_one_label_per_buffer():
     grouped = FlatParams.from_tree(_params(), groups={"a": "x", "b": "y"})
     assert grouped.segment_labels({"a": "x", "b": "y"}).buffers == {
         "float32[x]": "x",
         "float32[y]": "y",
     }
-
-
-def test_segment_mask_names_its_call_and_argument_when_a_buffer_is_cut():
-    fp = FlatParams.from_tree(_params())
-    with pytest.raises(
-        ValueError,
-        match=(
-            r"^FlatParams\.segment_mask\(mask\): the mask is True at \['a'\] and False at "
-            r"\['b'\], both in buffer 'float32'; build the FlatParams with "
-            r"FlatParams\.from_tree\(params, groups=mask\)"
-        ),
-    ):
-        fp.segment_mask({"a": True, "b": False})
 
 
 def test_segment_mask_gives_one_bool_per_buffer_whatever_the_mask_holds():
