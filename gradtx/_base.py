@@ -916,7 +916,8 @@ def _interval(
     # An infinite end is open unless infinity itself is allowed ("no limit").
     low_open = low_open or (low == -math.inf and not allow_inf)
     high_open = high_open or (high == math.inf and not allow_inf)
-    return ("(" if low_open else "[") + f"{low:g}, {high:g}" + (")" if high_open else "]")
+    ends = ", ".join(str(end) if isinstance(end, int) else f"{end:g}" for end in (low, high))
+    return ("(" if low_open else "[") + ends + (")" if high_open else "]")
 
 
 def check_choice(obj: Struct, arg: str, choices: tuple[Any, ...]) -> None:

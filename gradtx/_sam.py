@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, NamedTuple
 
@@ -14,13 +15,24 @@ from ._combine import as_transform, chain, EmptyState, freeze_tree, resolve_tree
 from ._momentum import sgd
 from ._regularize import _require_params
 from ._state import apply_updates
-from ._tree import hp, tree_cast_like, tree_global_norm, up, zero_count
+from ._tree import default_float, hp, tree_cast_like, tree_global_norm, up, zero_count
 
 
-def _divide_by_norm(tree: Any, norm: jax.Array) -> Any:
-    """``tree / norm`` leaf by leaf in the compute dtype; 0 where the norm is 0 (not NaN)."""
-    safe = jnp.where(norm > 0, norm, 1)
-    return jax.tree.map(lambda x: (up(x) / safe.astype(up(x).dtype)).astype(x.dtype), tree)
+def _divide_by_norm(tree: Any, measured: Any) -> Any:
+    """``tree / ||measured||_2`` leaf by leaf in the compute dtype; 0 where measured is all 0.
+
+    The norm is taken of measured divided by a power of two near its largest magnitude and
+    multiplied back: exact in binary, so the plain norm's bits where that is right, and not
+    0 (or inf) where its squares underflow (or overflow): float32 entries all below 1e-19
+    still give a unit vector. A NaN anywhere makes every entry NaN, as optax's division.
+    """
+    magnitudes = (jnp.max(jnp.abs(up(x)), initial=0) for x in jax.tree.leaves(measured))
+    largest = functools.reduce(jnp.maximum, magnitudes, jnp.zeros((), default_float()))
+    unit = jnp.ldexp(jnp.full_like(largest, 0.5), jnp.frexp(largest)[1])  # (largest/2, largest]
+    # Divided in the unit's dtype (exact) and cast back: a float32 leaf beside float64 ones.
+    norm = tree_global_norm(jax.tree.map(lambda x: (up(x) / unit).astype(up(x).dtype), measured))
+    norm = unit * jnp.where(norm == 0, 1, norm)
+    return jax.tree.map(lambda x: (up(x) / norm.astype(up(x).dtype)).astype(x.dtype), tree)
 
 
 class Normalize(Transform):
@@ -34,7 +46,7 @@ class Normalize(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
-        return _divide_by_norm(updates, tree_global_norm(updates)), state
+        return _divide_by_norm(updates, updates), state
 
 
 def normalize() -> Normalize:
@@ -46,7 +58,9 @@ def normalize() -> Normalize:
 
     SAM's ascent direction: ``chain(normalize(), sgd(rho))`` is the adversarial
     optimizer of Foret et al.'s SAM inside :func:`sam`. Difference from optax: a
-    zero gradient gives a zero update (optax: 0 / 0 = NaN). No arguments.
+    zero gradient gives a zero update (optax: 0 / 0 = NaN), and one whose squares
+    underflow (float32 entries all below about 1e-19) a unit vector (optax: inf). No
+    arguments.
 
     Reference: Foret et al., *Sharpness-Aware Minimization*, ICLR 2021, arXiv:2010.01412.
 
@@ -87,7 +101,7 @@ class ScaleByAsam(Transform):
         t = jax.tree.map(lambda on, sub: jax.tree.map(lambda p: operator(p, on), sub), mask, params)
         t_g = jax.tree.map(lambda t, g: t * up(g), t, updates)
         t2_g = jax.tree.map(jnp.multiply, t, t_g)
-        return tree_cast_like(_divide_by_norm(t2_g, tree_global_norm(t_g)), updates), state
+        return tree_cast_like(_divide_by_norm(t2_g, t_g), updates), state
 
 
 def scale_by_asam(eta: float = 0.01, *, mask: Any = None) -> ScaleByAsam:
@@ -158,7 +172,8 @@ class Sam(Transform):
     def __post_init__(self):
         object.__setattr__(self, "optimizer", as_transform(self.optimizer))
         object.__setattr__(self, "adv_optimizer", as_transform(self.adv_optimizer))
-        check_range(self, "sync_period", low=1, integer=True)
+        # Below 2**31: the count of steps since the last sync is int32.
+        check_range(self, "sync_period", low=1, high=2**31 - 1, integer=True)
         object.__setattr__(self, "sync_period", int(self.sync_period))  # range() in opaque mode
 
     def init(self, params):

@@ -175,6 +175,38 @@ def test_normalize_matches_optax_and_gives_zero_for_a_zero_gradient():
     chex.assert_trees_all_equal(tx.update(zeros, tx.init(zeros))[0], zeros)  # optax: NaN
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e-25, 1e25])
+def test_normalize_gives_a_unit_vector_where_the_squares_underflow_or_overflow(scale):
+    # float32 squares of 1e-25 underflow to 0 and of 1e25 overflow (optax: inf and 0);
+    # the norm is taken relative to a power of two, so ordinary gradients keep optax's bits.
+    grads = {"a": jnp.array([3.0, -1.0]) * scale, "b": jnp.array([[2.0], [0.5]]) * scale}
+    tx, theirs = gradtx.normalize(), optax.contrib.normalize()
+    out = tx.update(grads, tx.init(grads))[0]
+    wide = jax.tree.map(lambda g: np.asarray(g, np.float64), grads)
+    norm = np.sqrt(sum(np.sum(g**2) for g in jax.tree.leaves(wide)))
+    want = jax.tree.map(lambda g: g / norm, wide)
+    chex.assert_trees_all_close(out, want, rtol=2e-7)
+    if scale == 1.0:
+        chex.assert_trees_all_equal(out, theirs.update(grads, theirs.init(grads))[0])
+
+
+def test_normalize_of_a_gradient_with_a_nan_is_nan_everywhere():
+    grads = {"a": jnp.array([jnp.nan, 4.0]), "b": jnp.array([3.0])}
+    tx = gradtx.normalize()
+    out = tx.update(grads, tx.init(grads))[0]
+    assert all(np.isnan(leaf).all() for leaf in jax.tree.leaves(out))  # as optax's
+
+
+def test_scale_by_asam_gives_its_rule_for_a_gradient_whose_squares_underflow():
+    params = {"w": jnp.array([1.0, -2.0])}
+    grads = {"w": jnp.array([3e-22, 4e-22])}
+    tx = gradtx.scale_by_asam(0.01)
+    t = np.abs(np.asarray(params["w"], np.float64)) + 0.01
+    g = np.asarray(grads["w"], np.float64)
+    want = t**2 * g / np.linalg.norm(t * g)
+    np.testing.assert_allclose(tx.update(grads, tx.init(params), params)[0]["w"], want, rtol=1e-6)
+
+
 # -- ASAM against the paper's Algorithm 1 --------------------------------------------------
 
 
@@ -307,14 +339,19 @@ def test_update_without_params_is_refused():
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 0), r"sam\(sync_period=0\): .*\[1, inf\)"),
+        (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 0), r"^sam\(sync_period=0\): .*2147483647]"),
+        # The count of steps since the last sync is int32 (it overflowed at the first update).
+        (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 2**31), r"sam\(sync_period=2147483648\): "),
         (lambda: gradtx.sam(gradtx.sgd(0.1), _adv(), 1.5), r"sam\(sync_period=1.5\): .*whole"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), rho=-0.1), r"asam\(rho=-0.1\): rho must be"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), eta=-1e-3), r"asam\(eta=-0.001\): eta must be"),
         (lambda: gradtx.asam(gradtx.sgd(0.1), rho=np.nan), r"asam\(rho=nan\): rho must be"),
         (lambda: gradtx.scale_by_asam(eta=-1.0), r"scale_by_asam\(eta=-1.0\): .*\[0, inf\)"),
     ],
-    ids=["sync_period_0", "sync_period_fraction", "rho", "eta", "rho_nan", "scale_by_asam_eta"],
+    ids=[
+        *["sync_period_0", "sync_period_2**31", "sync_period_fraction"],
+        *["rho", "eta", "rho_nan", "scale_by_asam_eta"],
+    ],
 )
 def test_bad_hyperparameters_are_refused_when_built(build, message):
     with pytest.raises(ValueError, match=message):
