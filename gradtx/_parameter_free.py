@@ -493,7 +493,10 @@ class ScaleByPolyak(Transform):
         step = jnp.where(
             denominator <= _FLOAT64_EPS,
             0.0,
-            jnp.minimum(gap / jnp.where(denominator > 0, denominator, 1.0), self.max_learning_rate),
+            # NaN stays NaN: the logged step of a NaN gradient is NaN, as its update.
+            jnp.minimum(
+                gap / jnp.where(denominator == 0, 1.0, denominator), self.max_learning_rate
+            ),
         )
         return tree_scale(step, updates), ScaleByPolyakState(step.astype(state.step_size.dtype))
 

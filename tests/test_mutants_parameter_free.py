@@ -252,6 +252,14 @@ def test_scale_by_polyak_defaults_are_optaxs():
         assert float(gradtx.tree_get(state, "step_size")) == pytest.approx(step, rel=1e-6)
 
 
+def test_scale_by_polyak_logs_a_nan_step_for_a_nan_gradient():
+    # optax's step is NaN there too (its update: NaN); the state logs what was taken.
+    tx = gradtx.scale_by_polyak()
+    u, state = tx.update(jnp.asarray([np.nan, 1.0]), tx.init(_params()), value=2.0)
+    assert np.isnan(u).all()
+    assert np.isnan(float(gradtx.tree_get(state, "step_size")))
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
