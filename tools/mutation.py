@@ -405,6 +405,10 @@ def main() -> None:
     unknown = [m for m in args.modules if m not in tests_by_module]
     if unknown:
         sys.exit(f"mutation: no tests_by_module entry for {unknown} in pyproject.toml")
+    selection = set(pyproject["tool"]["mutmut"]["pytest_add_cli_args_test_selection"])
+    unlisted = sorted({t for tests in tests_by_module.values() for t in tests} - selection)
+    if unlisted:  # a plain `mutmut run` over the whole package would miss their kills
+        sys.exit(f"mutation: pytest_add_cli_args_test_selection lacks {unlisted} (tests_by_module)")
     missing = [t for m in args.modules for t in tests_by_module[m] if not (ROOT / t).is_file()]
     if missing:  # pytest would run the others and every mutant would look less tested
         sys.exit(f"mutation: tests_by_module names test files that do not exist: {missing}")
