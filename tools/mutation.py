@@ -128,6 +128,8 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
             subprocess.run(run, cwd=scratch, check=True, stdout=subprocess.DEVNULL)
             for line in log.read_text().splitlines():
                 kind, name, *rest = line.split()
+                if kind == "original":
+                    sys.exit(f"{name} fails without a mutant: fix it before checking mutants")
                 if kind == "done":
                     verdicts = {SURVIVED: "survived", NO_TESTS: "no tests"}
                     verdict = verdicts.get(int(rest[0]), "killed")

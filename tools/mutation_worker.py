@@ -118,6 +118,7 @@ class _Runner:
     def _run(self, items, mutant: str) -> str | None:
         """Runs items in order with the given mutant active; the first failing test, or None."""
         from _pytest.runner import runtestprotocol
+        from _pytest.warnings import catch_warnings_for_item
         import jax
 
         set_mutant_under_test, _ = _mutmut_modules()
@@ -128,7 +129,10 @@ class _Runner:
         try:
             for i, item in enumerate(items):
                 following = items[i + 1] if i + 1 < len(items) else None
-                reports = runtestprotocol(item, nextitem=following, log=False)
+                # pytest's own protocol hook applies the warning filters (pyproject's
+                # "error", the test's filterwarnings marks): runtestprotocol alone does not.
+                with catch_warnings_for_item(item.config, item.ihook, "runtest", item):
+                    reports = runtestprotocol(item, nextitem=following, log=False)
                 failures = [report for report in reports if report.failed]
                 if failures:
                     failed = item.nodeid
@@ -176,6 +180,11 @@ class _Runner:
         everyone = None
         if stats_file == "-":  # every collected test for every mutant (tools/mutation.py --check)
             everyone = [item.nodeid for item in items]
+            # A test that fails without a mutant would count as every mutant's kill.
+            failed = self._run(items, "")
+            if failed is not None:
+                Path(log_file).write_text(f"original {failed}\n")
+                return True
             stats = {"failed_on_original": [], "tests_by_function": {}}
             stats["durations"] = dict.fromkeys(everyone, 0.0)
         else:
