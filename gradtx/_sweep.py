@@ -180,11 +180,16 @@ def _values(name: str, values: Any) -> tuple:
         )
     if len(values) == 0:
         raise ValueError(f"sweep({name}=[]): give at least one value")
-    return tuple(
-        v.item()
-        if isinstance(v, (np.ndarray, np.generic, jax.Array)) and _is_concrete(v) and v.ndim == 0
-        else v
-        for v in values
+    return tuple(v.item() if _is_number(v) else v for v in values)
+
+
+def _is_number(v: Any) -> bool:
+    """A concrete array scalar of numbers (a PRNG key has no Python value: kept an array)."""
+    return (
+        isinstance(v, (np.ndarray, np.generic, jax.Array))
+        and _is_concrete(v)
+        and v.ndim == 0
+        and not jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key)
     )
 
 

@@ -150,6 +150,20 @@ def test_members_transforms_and_repr():
     assert jax.tree.leaves(state)[0].shape[0] == 6
 
 
+def test_a_grid_of_prng_keys_seeds_each_member_as_alone():
+    # A new-style key scalar has no Python value (.item() raised NotImplementedError).
+    keys = [jax.random.key(0), jax.random.key(1)]
+    sw = sweep(gradtx.simulated_annealing, key=keys)
+    params = jnp.ones(3)
+    stacked = sw.replicate(params)
+    updates, _ = sw.update(None, sw.init(stacked), stacked, value_fn=lambda p: jnp.sum(p**2))
+    for index, key in enumerate(keys):
+        alone = gradtx.simulated_annealing(key=key)
+        expected, _ = alone.update(None, alone.init(params), params, value_fn=lambda p: p @ p)
+        np.testing.assert_array_equal(updates[index], expected)
+    assert not np.array_equal(updates[0], updates[1])
+
+
 def test_bad_grids_name_the_keyword_and_value():
     with pytest.raises(ValueError, match=r"learning_rate=-1") as error:
         sweep(gradtx.adam, learning_rate=[0.1, -1])
