@@ -57,6 +57,7 @@ from ._tree import (
     default_float,
     hp,
     prng_key,
+    tree_divide_by_norm,
     tree_full_like,
     tree_map_unzip,
     up,
@@ -323,15 +324,15 @@ def sign_compression(axis_name: Any) -> SignCompression:
 def _orthogonalize(p: jax.Array) -> jax.Array:
     """Gram-Schmidt on the columns of ``p``, as torch's PowerSGD hook does it.
 
-    A zero column stays zero (torch's hook divides 0 by 0 unless given an epsilon).
+    A zero column stays zero (torch's hook divides 0 by 0 unless given an epsilon); a
+    column whose squares underflow is still made a unit vector (tree_divide_by_norm).
     """
     columns = []
     for i in range(p.shape[1]):
         col = p[:, i]
         for done in columns:
             col = col - jnp.sum(done * col) * done
-        norm = jnp.linalg.norm(col)
-        columns.append(col / jnp.where(norm > 0, norm, 1))
+        columns.append(tree_divide_by_norm(col, col))
     return jnp.stack(columns, axis=1)
 
 
@@ -397,9 +398,14 @@ class PowerSGD(Transform):
             else:
                 n, m = shape
                 matrix = accumulated.reshape(n, m)
-                p_hat = _orthogonalize(_mean(matrix @ _orthogonalize(q), self.axis_name))
+                warm = _orthogonalize(q)
+                p_hat = _orthogonalize(_mean(matrix @ warm, self.axis_name))
                 q = _mean(matrix.T @ p_hat, self.axis_name)
                 average = (p_hat @ q.T).reshape(jnp.shape(g))
+                # A column of Q that came out 0 (a zero gradient, or one of lower rank than
+                # r) would stay 0 at every later step: the next step starts from the last
+                # nonzero one. Q is the workers' mean, so all of them choose alike.
+                q = jnp.where(jnp.any(q != 0, axis=0), q, warm)
                 nbytes = (n + m) * q.shape[1] * _itemsize(g)
             # As torch: the residual is what this worker's gradient lacks in the average.
             return average.astype(jnp.result_type(g)), accumulated - average, q, _bytes(nbytes)
@@ -441,7 +447,10 @@ def powersgd(
 
     Differences from torch's hook: no dense warm-up (torch's
     ``start_powerSGD_iter``, 1,000 dense steps by default), a zero column stays zero in
-    Gram-Schmidt instead of needing ``orthogonalization_epsilon``, Gram-Schmidt
+    Gram-Schmidt instead of needing ``orthogonalization_epsilon``, and a column of the new
+    Q that is zero (a zero gradient, or one of rank below r) is not kept for the next step:
+    the previous one is (torch's hook keeps the zero, or NaN without an epsilon, and that
+    column never recovers); Gram-Schmidt
     at every rank (torch uses QR above rank 2: the same span, other signs).
     Torch also orthogonalises the warm-started Q, which the paper's Algorithm 1
     does not; so does this, for conditioning only: Gram-Schmidt of ``M Q R`` is

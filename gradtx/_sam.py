@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, NamedTuple
 
@@ -15,24 +14,7 @@ from ._combine import as_transform, chain, EmptyState, freeze_tree, resolve_tree
 from ._momentum import sgd
 from ._regularize import _require_params
 from ._state import apply_updates
-from ._tree import default_float, hp, tree_cast_like, tree_global_norm, up, zero_count
-
-
-def _divide_by_norm(tree: Any, measured: Any) -> Any:
-    """``tree / ||measured||_2`` leaf by leaf in the compute dtype; 0 where measured is all 0.
-
-    The norm is taken of measured divided by a power of two near its largest magnitude and
-    multiplied back: exact in binary, so the plain norm's bits where that is right, and not
-    0 (or inf) where its squares underflow (or overflow): float32 entries all below 1e-19
-    still give a unit vector. A NaN anywhere makes every entry NaN, as optax's division.
-    """
-    magnitudes = (jnp.max(jnp.abs(up(x)), initial=0) for x in jax.tree.leaves(measured))
-    largest = functools.reduce(jnp.maximum, magnitudes, jnp.zeros((), default_float()))
-    unit = jnp.ldexp(jnp.full_like(largest, 0.5), jnp.frexp(largest)[1])  # (largest/2, largest]
-    # Divided in the unit's dtype (exact) and cast back: a float32 leaf beside float64 ones.
-    norm = tree_global_norm(jax.tree.map(lambda x: (up(x) / unit).astype(up(x).dtype), measured))
-    norm = unit * jnp.where(norm == 0, 1, norm)
-    return jax.tree.map(lambda x: (up(x) / norm.astype(up(x).dtype)).astype(x.dtype), tree)
+from ._tree import hp, tree_cast_like, tree_divide_by_norm, up, zero_count
 
 
 class Normalize(Transform):
@@ -46,7 +28,7 @@ class Normalize(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
-        return _divide_by_norm(updates, updates), state
+        return tree_divide_by_norm(updates, updates), state
 
 
 def normalize() -> Normalize:
@@ -101,7 +83,7 @@ class ScaleByAsam(Transform):
         t = jax.tree.map(lambda on, sub: jax.tree.map(lambda p: operator(p, on), sub), mask, params)
         t_g = jax.tree.map(lambda t, g: t * up(g), t, updates)
         t2_g = jax.tree.map(jnp.multiply, t, t_g)
-        return tree_cast_like(_divide_by_norm(t2_g, t_g), updates), state
+        return tree_cast_like(tree_divide_by_norm(t2_g, t_g), updates), state
 
 
 def scale_by_asam(eta: float = 0.01, *, mask: Any = None) -> ScaleByAsam:

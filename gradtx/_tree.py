@@ -9,6 +9,7 @@ it), and eps=1e-8 does not underflow in float16.
 from __future__ import annotations
 
 from collections.abc import Callable
+import functools
 from typing import Any
 
 import jax
@@ -266,6 +267,23 @@ def tree_global_norm(tree: Any) -> jax.Array:
     """The L2 norm of all leaves together, accumulated in at least float32."""
     squares = [jnp.sum(jnp.abs(up(x)) ** 2) for x in jax.tree.leaves(tree)]
     return jnp.sqrt(sum(squares, jnp.zeros((), default_float())))
+
+
+def tree_divide_by_norm(tree: Any, measured: Any) -> Any:
+    """``tree / ||measured||_2`` leaf by leaf in the compute dtype; 0 where measured is all 0.
+
+    The norm is taken of measured divided by a power of two near its largest magnitude and
+    multiplied back: exact in binary, so the plain norm's bits where that is right, and not
+    0 (or inf) where its squares underflow (or overflow): float32 entries all below 1e-19
+    still give a unit vector. A NaN anywhere makes every entry NaN, as optax's division.
+    """
+    magnitudes = (jnp.max(jnp.abs(up(x)), initial=0) for x in jax.tree.leaves(measured))
+    largest = functools.reduce(jnp.maximum, magnitudes, jnp.zeros((), default_float()))
+    unit = jnp.ldexp(jnp.full_like(largest, 0.5), jnp.frexp(largest)[1])  # (largest/2, largest]
+    # Divided in the unit's dtype (exact) and cast back: a float32 leaf beside float64 ones.
+    norm = tree_global_norm(jax.tree.map(lambda x: (up(x) / unit).astype(up(x).dtype), measured))
+    norm = unit * jnp.where(norm == 0, 1, norm)
+    return jax.tree.map(lambda x: (up(x) / norm.astype(up(x).dtype)).astype(x.dtype), tree)
 
 
 def ema(g: jax.Array, moment: jax.Array, decay: Any, order: int = 1) -> jax.Array:

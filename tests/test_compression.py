@@ -227,6 +227,20 @@ def test_powersgd_equals_algorithm_1_with_the_same_initial_q():
     assert np.linalg.matrix_rank(np.asarray(updates[0]["w"])) == 2
 
 
+@pytest.mark.parametrize("first", [0.0, 1e-21], ids=["zero", "underflowing"])
+def test_powersgd_recovers_from_a_zero_or_tiny_gradient(first):
+    # Q = M^T P was 0 after such a step (1e-21's squares underflow in float32: its P was
+    # not normalised) and stayed 0: every later update 0, the residual growing.
+    tx = gradtx.powersgd(1, axis_name=None)
+    state = tx.init({"w": jnp.zeros((6, 5))})
+    updates, state = tx.update({"w": jnp.full((6, 5), first)}, state)
+    np.testing.assert_allclose(updates["w"], first, rtol=1e-5, atol=0)  # rank 1: sent exactly
+    for _ in range(2):
+        updates, state = tx.update({"w": jnp.ones((6, 5))}, state)
+        np.testing.assert_allclose(updates["w"], 1.0, rtol=1e-6)
+        np.testing.assert_allclose(state.residual["w"], 0.0, atol=1e-6)
+
+
 def test_powersgd_sends_dense_what_would_not_compress():
     # 6 x 5 at rank 2 is 22 numbers against 30: compressed at rate 1, not at torch's 2.
     grads = _grads(1)
