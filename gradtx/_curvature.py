@@ -113,7 +113,8 @@ def _rademacher_like(key: jax.Array, params: Any) -> Any:
     """Independent +-1 probes shaped like ``params``: one key per leaf, as optax draws them."""
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, len(leaves))
-    # Drawn in float32 whatever the leaf (optax's stream), then cast: +-1 is exact.
+    # Drawn as optax draws them (float32 +-1 whatever the leaf; under x64 a key gives
+    # other probes than without, in optax too), then cast: +-1 is exact.
     probes = [
         jax.random.rademacher(k, jnp.shape(x), jnp.float32).astype(jnp.result_type(x))
         for k, x in zip(keys, leaves)
