@@ -430,7 +430,10 @@ def scale_by_sophia(
 
     Differences from optax: ``gamma`` must be > 0 and ``eps`` > 0 (at 0 the step
     is m / 0); ``verbose`` needs ``print_win_rate_every_n_steps`` >= 1 (optax
-    takes a modulo by 0).
+    takes a modulo by 0); with a ``mu_dtype`` narrower than float32, m is formed in
+    float32 and the step taken from m as stored, as gradtx's Adam does (optax forms
+    ``b1 m`` in mu_dtype and steps from the unrounded m): the steps differ in
+    mu_dtype's last bits.
 
     Args:
         b1: decay of the momentum, in [0, 1). Default 0.965.
