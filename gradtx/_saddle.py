@@ -18,7 +18,14 @@ from ._curvature import hvp
 from ._linesearch import _kwargs_for
 from ._momentum import sgd
 from ._scale import scale_by_learning_rate
-from ._tree import default_float, prng_key, tree_cast_like, tree_global_norm, up
+from ._tree import (
+    default_float,
+    prng_key,
+    tree_cast_like,
+    tree_divide_by_norm,
+    tree_global_norm,
+    up,
+)
 
 _HIGHEST = lax.Precision.HIGHEST
 
@@ -31,8 +38,8 @@ def _ravel(tree: Any) -> jax.Array:
 
 
 def _unit(v: jax.Array) -> jax.Array:
-    norm = jnp.linalg.norm(v)
-    return v / jnp.where(norm > 0, norm, 1.0)
+    """v / ||v||, 0 for 0; a vector whose squares underflow is still made a unit vector."""
+    return tree_divide_by_norm(v, v)
 
 
 def _project_out(basis: jax.Array, w: jax.Array) -> jax.Array:
@@ -64,7 +71,7 @@ def _lanczos_basis(
     zero start is such a restart too.
     """
     empty = jnp.zeros((num_iters, start.shape[0]), start.dtype)
-    q0 = jnp.where(jnp.linalg.norm(start) > 0, _unit(start), _fresh_direction(empty, 0))
+    q0 = jnp.where(jnp.any(start != 0), _unit(start), _fresh_direction(empty, 0))
     zeros = jnp.zeros(num_iters, start.dtype)
 
     def step(j, carry):

@@ -154,6 +154,21 @@ def test_lanczos_from_zero_starts_from_a_fresh_direction(x64):
     np.testing.assert_allclose(values, [-1.0, 2.0, 3.0], atol=1e-12)
 
 
+def test_a_start_whose_squares_underflow_is_not_a_zero_start():
+    # float32 1e-23: its squares are 0, and the start was taken for a zero one (a fresh
+    # direction: Ritz values -0.6 and 2.7). It spans the (-1, 0.5) eigenspace, as [1, 1, 0, 0].
+    A = jnp.diag(jnp.asarray([-1.0, 0.5, 2.0, 3.0]))
+    values, _ = gradtx.lanczos(lambda v: A @ v, jnp.asarray([1e-23, 1e-23, 0.0, 0.0]), 2)
+    np.testing.assert_allclose(values, [-1.0, 0.5], rtol=1e-6)
+    # Saddle-free Newton's step on that subspace is exactly (|H| + damping)^-1 g.
+    d = jnp.asarray([-1.0, 0.5, 2.0, 3.0])
+    params = jnp.asarray([1e-23, 1e-23, 0.0, 0.0])
+    tx = gradtx.scale_by_saddle_free_newton(krylov_dim=2, damping=1e-30)
+    grads = d * params
+    updates, _ = tx.update(grads, tx.init(params), params, value_fn=lambda p: 0.5 * p @ (d * p))
+    np.testing.assert_allclose(updates, grads / jnp.abs(d), rtol=1e-6, atol=0)
+
+
 def test_lanczos_takes_at_most_as_many_steps_as_dimensions():
     values, vectors = _dense_lanczos(jnp.diag(jnp.arange(3.0)), jnp.ones(3), 10)
     assert values.shape == (3,) and vectors.shape == (3, 3)
