@@ -26,6 +26,7 @@ from ._scale import scale_by_learning_rate
 from ._tree import (
     bias_correction,
     check_float_leaves,
+    check_real_leaves,
     debias,
     ema,
     hp,
@@ -319,6 +320,10 @@ def _check_estimator(obj: Transform) -> None:
 # -- Sophia ----------------------------------------------------------------------------
 
 
+# Why Sophia refuses complex leaves (check_real_leaves).
+_ORDERED = "compares gamma h with eps and clips its step (an order complex numbers lack)"
+
+
 class SophiaState(NamedTuple):
     count: jax.Array
     mu: Any
@@ -355,6 +360,7 @@ class ScaleBySophia(Transform):
             fail(self, "print_win_rate_every_n_steps", "verbose=True prints every n >= 1 steps")
 
     def init(self, params):
+        check_real_leaves(params, "scale_by_sophia", _ORDERED)
         return SophiaState(
             zero_count(),
             tree_zeros_like(params, self.mu_dtype),
@@ -364,6 +370,7 @@ class ScaleBySophia(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         _require_params(self, params)
+        check_real_leaves(updates, "scale_by_sophia", _ORDERED)
         count = safe_increment(state.count)
         bc1 = bias_correction(self.b1, count)
 

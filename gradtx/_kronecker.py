@@ -21,6 +21,7 @@ from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
 from ._tree import (
     bias_correction,
+    check_real_leaves,
     compute_dtype,
     default_float,
     hp,
@@ -186,14 +187,8 @@ def _gram(x: jax.Array, axis: int) -> jax.Array:
     return jnp.tensordot(x, x, axes=(others, others), precision=_HIGHEST)
 
 
-def _check_real_leaves(tree: Any, name: str) -> None:
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        if jnp.issubdtype(jnp.result_type(leaf), jnp.complexfloating):
-            raise TypeError(
-                f"{name}: the leaf at {jax.tree_util.keystr(path) or '<root>'} is complex; "
-                f"{name} builds real statistics matrices G G^T and takes real leaves only "
-                "(split complex params into real and imaginary parts)"
-            )
+# Why Shampoo and SOAP refuse complex leaves (check_real_leaves).
+_STATISTICS = "builds real statistics matrices G G^T"
 
 
 def _map_leaves(fn, updates, *trees):
@@ -322,7 +317,7 @@ class ScaleByShampoo(Transform):
         return _Blocks(shape, tuple(_split(d, self.block_size) for d in shape))
 
     def init(self, params):
-        _check_real_leaves(params, "scale_by_shampoo")
+        check_real_leaves(params, "scale_by_shampoo", _STATISTICS)
 
         def leaf(p):
             dtype = compute_dtype(p)
@@ -391,7 +386,7 @@ class ScaleByShampoo(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del extra_args
-        _check_real_leaves(updates, "scale_by_shampoo")
+        check_real_leaves(updates, "scale_by_shampoo", _STATISTICS)
         count = state.count
         if params is None:
             if not (isinstance(self.weight_decay, float) and self.weight_decay == 0):
@@ -772,7 +767,7 @@ class ScaleBySoap(Transform):
         return shape, tuple(d <= self.max_precond_dim for d in shape)
 
     def init(self, params):
-        _check_real_leaves(params, "scale_by_soap")
+        check_real_leaves(params, "scale_by_soap", _STATISTICS)
 
         def leaf(p):
             dtype = compute_dtype(p)
@@ -798,7 +793,7 @@ class ScaleBySoap(Transform):
 
     def update(self, updates, state, params=None, **extra_args):
         del params, extra_args
-        _check_real_leaves(updates, "scale_by_soap")
+        check_real_leaves(updates, "scale_by_soap", _STATISTICS)
         count = state.count
         first = count == 0  # the authors' first step only sets up the eigenbasis
         t = jnp.maximum(count, 1)

@@ -158,6 +158,17 @@ def check_same_structure(updates: Any, reference: Any, what: str = "optimizer st
     )
 
 
+def check_real_leaves(tree: Any, name: str, why: str) -> None:
+    """Raises a TypeError naming the first complex leaf: ``name`` ``why`` (its reason)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if jnp.issubdtype(jnp.result_type(leaf), jnp.complexfloating):
+            raise TypeError(
+                f"{name}: the leaf at {jax.tree_util.keystr(path) or '<root>'} is complex; "
+                f"{name} {why} and takes real leaves only "
+                "(split complex params into real and imaginary parts)"
+            )
+
+
 def check_same_shapes(updates: Any, reference: Any, what: str = "optimizer state") -> None:
     """Raises a ValueError naming the first leaf whose shape differs (never broadcast).
 

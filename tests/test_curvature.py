@@ -509,6 +509,17 @@ def test_integer_leaves_are_refused_naming_the_path():
             call()
 
 
+def test_sophia_refuses_complex_leaves_naming_the_path():
+    # Its max(gamma h, eps) and clip need an order: jnp.clip raised its own error.
+    real, complex_ = {"w": jnp.ones(2)}, {"w": jnp.ones(2, jnp.complex64)}
+    named = r"^scale_by_sophia: the leaf at \['w'\] is complex; .* takes real leaves only"
+    tx = gradtx.sophia(0.1, update_interval=1)
+    with pytest.raises(TypeError, match=named):
+        tx.init(complex_)
+    with pytest.raises(TypeError, match=named):
+        tx.update(complex_, tx.init(real), real, obj_fn=lambda p: jnp.sum(p["w"] ** 2))
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
