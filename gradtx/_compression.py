@@ -446,12 +446,12 @@ def powersgd(
     their dense size. ``rank`` >= 1 (static; ``r = min(n, m, rank)``).
 
     Differences from torch's hook: no dense warm-up (torch's
-    ``start_powerSGD_iter``, 1,000 dense steps by default), a zero column stays zero in
-    Gram-Schmidt instead of needing ``orthogonalization_epsilon``, and a column of the new
-    Q that is zero (a zero gradient, or one of rank below r) is not kept for the next step:
+    ``start_powerSGD_iter``, 1,000 dense steps by default); a zero column stays zero in
+    Gram-Schmidt instead of needing ``orthogonalization_epsilon``; a column of the new Q
+    that is zero (a zero gradient, or one of rank below r) is not kept for the next step,
     the previous one is (torch's hook keeps the zero, or NaN without an epsilon, and that
-    column never recovers); Gram-Schmidt
-    at every rank (torch uses QR above rank 2: the same span, other signs).
+    column never recovers); Gram-Schmidt at every rank (torch uses QR above rank 2: the
+    same span, other signs).
     Torch also orthogonalises the warm-started Q, which the paper's Algorithm 1
     does not; so does this, for conditioning only: Gram-Schmidt of ``M Q R`` is
     that of ``M Q`` for an upper-triangular ``R``: the same numbers up to rounding.
