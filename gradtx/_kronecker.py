@@ -14,8 +14,18 @@ from typing import Any, NamedTuple
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
-from ._base import check_choice, check_denominator, check_range, fail, static, Transform
+from ._base import (
+    _concrete_numbers,
+    check_choice,
+    check_denominator,
+    check_range,
+    fail,
+    fail_missing,
+    static,
+    Transform,
+)
 from ._combine import Chain, named_recipe, recipe
 from ._regularize import add_decayed_weights
 from ._scale import scale_by_learning_rate
@@ -389,7 +399,14 @@ class ScaleByShampoo(Transform):
         check_real_leaves(updates, "scale_by_shampoo", _STATISTICS)
         count = state.count
         if params is None:
-            if not (isinstance(self.weight_decay, float) and self.weight_decay == 0):
+            decay = _concrete_numbers(self.weight_decay)
+            if decay is None:  # a transform passed through jit: its weight_decay is traced
+                fail_missing(
+                    self,
+                    "the params (its weight_decay is traced here, so it may not be 0)",
+                    "update(updates, state, params)",
+                )
+            if np.any(decay != 0):
                 fail(self, "weight_decay", "weight decay needs the params: pass params=")
             params = jax.tree.map(jnp.zeros_like, updates)  # only weight_decay reads them
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 import jax
 from jax import lax
@@ -420,6 +421,26 @@ def test_weight_decay_without_params_is_refused():
     params = {"w": jnp.ones((2, 2))}
     with pytest.raises(ValueError, match=r"weight_decay=0.1\): weight decay needs the params"):
         tx.update(params, tx.init(params))
+
+
+def test_a_zero_weight_decay_array_or_a_traced_one_without_params():
+    # A concrete zero, whatever its type, needs no params; a traced weight_decay (the
+    # transform passed through jit) may be non-zero, so the params are asked for by name.
+    g = {"w": jnp.asarray([[1.0, 2.0], [0.5, -1.0]])}
+    tx = gradtx.scale_by_shampoo(weight_decay=jnp.asarray(0.0))
+    expected = gradtx.scale_by_shampoo().update(g, tx.init(g))[0]
+    np.testing.assert_array_equal(tx.update(g, tx.init(g))[0]["w"], expected["w"])
+    message = (
+        "scale_by_shampoo.update needs the params (its weight_decay is traced here, so it may"
+        " not be 0): call update(updates, state, params)"
+    )
+    step = jax.jit(lambda tx, g, state: tx.update(g, state)[0])
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):  # JAX adds a note
+        step(tx, g, tx.init(g))
+    np.testing.assert_array_equal(
+        jax.jit(lambda tx, g, state: tx.update(g, state, g)[0])(tx, g, tx.init(g))["w"],
+        expected["w"],
+    )
 
 
 @pytest.mark.parametrize(
