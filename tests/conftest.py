@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 import jax
@@ -37,6 +38,22 @@ def keras_float64():
     jax.config.update("jax_enable_x64", x64)
     keras.config.set_floatx(floatx)
     keras.utils.clear_session(free_memory=False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_default_dtype():
+    """torch's default dtype as it was before the test.
+
+    The reference recorders (tests/reference/record*.py) set it to float64 for their whole
+    run, and the live comparisons call them: without this, a later test's ``torch.zeros``
+    is float64 or float32 depending on which tests ran before it.
+    """
+    torch = sys.modules.get("torch")
+    dtype = torch.get_default_dtype() if torch else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_default_dtype(dtype or torch.float32)
 
 
 # XLA:CPU maps about three memory regions per compiled executable, and jit caches keep every
