@@ -94,15 +94,20 @@ def parameters(n: int, popsize: int | None, separable: bool, active: bool) -> Pa
     """Every strategy parameter, as cma 4.5.0 computes it by default."""
     lam = default_popsize(n) if popsize is None else popsize
     weights, mu, mueff, mueff_minus = recombination_weights(lam)
+    c_1 = min(1, lam / 6) * 2 / ((n + 1.3) ** 2.0 + mueff)
+    c_mu = min(1 - c_1, 2.0 * (0.25 + mueff + 1 / mueff - 2) / ((n + 2) ** 2.0 + mueff))
+    # cma finalizes the negative weights with these full-covariance rates first, even for
+    # CMA_diagonal: their positive-definiteness cap (1 - c_1 - c_mu) / c_mu / n is 0 once c_mu
+    # reaches 1 - c_1 (large populations: popsize 62 at n = 2), which zeroes the negative
+    # weights for good; otherwise the separable pass below sets them anew.
+    zeroed = c_mu == 1 - c_1
     if separable:
         c_c = (1 + 1 / n + mueff / n) / (n**0.5 + 1 / n + 2 * mueff / n)
         c_1 = 1.0 / (n + 2.0 * n**0.5 + mueff / n)
         c_mu = min(1 - c_1, (0.25 + mueff + 1.0 / mueff - 2) / (n + 4 * n**0.5 + mueff / 2.0))
     else:
         c_c = (4.0 + mueff / n) / (n + (4.0 + 2 * mueff / n))
-        c_1 = min(1, lam / 6) * 2 / ((n + 1.3) ** 2.0 + mueff)
-        c_mu = min(1 - c_1, 2.0 * (0.25 + mueff + 1 / mueff - 2) / ((n + 2) ** 2.0 + mueff))
-    if active and weights[-1] < 0:
+    if active and weights[-1] < 0 and not zeroed:
         # cma's finalize_negative_weights: zero decay (c1 + cmu sum w = 0), then two caps.
         total = 1 + c_1 / c_mu
         if not separable:  # keeps C positive definite

@@ -84,8 +84,13 @@ def test_matches_live_cma(index, x64):
 
 @pytest.mark.parametrize(
     ("n", "popsize", "separable"),
-    [(2, None, False), (10, None, False), (10, 11, False), (100, None, True), (299, 40, True)],
-)
+    [
+        (2, None, False), (10, None, False), (10, 11, False), (100, None, True), (299, 40, True),
+        # popsize 62 at n = 2 and 97 at n = 3 are the first whose full-covariance c_mu reaches
+        # 1 - c_1: cma's first pass zeroes the negative weights, also for CMA_diagonal
+        (2, 61, True), (2, 62, True), (3, 97, True), (2, 62, False),
+    ],
+)  # fmt: skip
 def test_parameters_are_cma_defaults(n, popsize, separable):
     cma = pytest.importorskip("cma")
     options = {"verbose": -9, "CMA_diagonal": separable}
@@ -104,6 +109,16 @@ def test_parameters_are_cma_defaults(n, popsize, separable):
     np.testing.assert_allclose(p.chi_n, cma.utilities.math.Mh.chiN(n), rtol=1e-13)
     if not separable:
         np.testing.assert_allclose(p.eigen_gap, es.sm.lazy_update_gap, rtol=1e-14)
+
+
+def test_large_populations_drop_the_negative_weights_as_cma_does():
+    # cma 4.5.0's weights (the live test above): from the population where the
+    # full-covariance c_mu reaches 1 - c_1, sep-CMA-ES too recombines the best half only.
+    assert np.all(parameters(2, 61, True, active=True).weights[31:] < 0)
+    for n, popsize in ((2, 62), (3, 97)):
+        weights = parameters(n, popsize, True, active=True).weights
+        assert np.all(weights[popsize // 2 :] == 0) and np.all(weights[: popsize // 2] > 0)
+        np.testing.assert_array_equal(weights, parameters(n, popsize, True, active=False).weights)
 
 
 def ellipsoid(params):
