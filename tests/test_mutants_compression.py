@@ -238,6 +238,20 @@ def test_powersgd_of_a_zero_gradient_is_zero():
     np.testing.assert_array_equal(state.residual["w"], np.zeros((4, 3)))
 
 
+def test_powersgd_keeps_the_warm_column_only_where_q_came_out_zero():
+    # A gradient of rank 1 (one entry) at rank 2: Gram-Schmidt leaves P's second column
+    # exactly 0, so Q's second column comes out 0 and the state keeps the previous one
+    # (orthonormalised), while the first column is the new one.
+    tx = gradtx.powersgd(2, axis_name=None, key=1, min_compression_rate=1.0)
+    g = {"w": jnp.zeros((6, 6)).at[0, 0].set(3.0)}
+    state = tx.init(g)
+    warm = np.linalg.qr(np.asarray(state.q["w"], np.float64))[0]
+    _, state = tx.update(g, state)
+    q = np.asarray(state.q["w"])
+    np.testing.assert_allclose(np.abs(q[:, 1]), np.abs(warm[:, 1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.abs(q[:, 0]), [3.0, 0, 0, 0, 0, 0], rtol=1e-6)
+
+
 def test_powersgd_rank_is_at_most_the_smaller_side():
     # r = min(n, m, rank): rank 3 on 2 x 10 and 10 x 2 leaves is rank 2, (n + m) * 2 entries.
     rng = np.random.default_rng(1)
