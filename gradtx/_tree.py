@@ -281,7 +281,7 @@ def tree_global_norm(tree: Any) -> jax.Array:
 
 
 def tree_divide_by_norm(tree: Any, measured: Any) -> Any:
-    """``tree / ||measured||_2`` leaf by leaf in the compute dtype; 0 where measured is all 0.
+    """``tree / ||measured||_2`` leaf by leaf in the compute dtype; ``tree`` where measured is 0.
 
     The norm is taken of measured divided by a power of two near its largest magnitude and
     multiplied back: exact in binary, so the plain norm's bits where that is right, and not
@@ -293,7 +293,7 @@ def tree_divide_by_norm(tree: Any, measured: Any) -> Any:
     unit = jnp.ldexp(jnp.full_like(largest, 0.5), jnp.frexp(largest)[1])  # (largest/2, largest]
     # Divided in the unit's dtype (exact) and cast back: a float32 leaf beside float64 ones.
     norm = tree_global_norm(jax.tree.map(lambda x: (up(x) / unit).astype(up(x).dtype), measured))
-    norm = unit * jnp.where(norm == 0, 1, norm)
+    norm = jnp.where(norm == 0, 1, unit * norm)  # measured all 0 (a 0 tree, for the callers)
     return jax.tree.map(lambda x: (up(x) / norm.astype(up(x).dtype)).astype(x.dtype), tree)
 
 

@@ -17,9 +17,11 @@ import gradtx
 from gradtx import FlatParams
 from gradtx._tree import (
     bias_correction,
+    check_real_leaves,
     decay_power,
     tree_cast,
     tree_cast_like,
+    tree_divide_by_norm,
     tree_full_like,
     tree_vdot,
     tree_widen,
@@ -205,3 +207,40 @@ def test_tree_widen_promotes_leaves_to_at_least_the_default_float_keeping_comple
         assert _dtypes(wide) == {"f": "float64", "z": "complex128"}
         np.testing.assert_array_equal(wide["f"], np.float32(0.1).astype(np.float64))
         np.testing.assert_array_equal(wide["z"], [1 + 2j])
+
+
+# -- tree_divide_by_norm (normalize, ASAM, PowerSGD's Gram-Schmidt, Lanczos) and
+# -- check_real_leaves (Shampoo, SOAP, Sophia) ------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [3e-23, 1.0, 3e30], ids=["underflowing", "plain", "overflowing"])
+def test_tree_divide_by_norm_gives_a_unit_tree_whatever_the_scale(scale):
+    # float32 squares of 3e-23 underflow and of 3e30 overflow: the plain norm would be 0 or
+    # inf; the docstring's scaling by a power of two gives (0.6, 0.8) and 0 in every case.
+    tree = {"a": jnp.asarray([0.6 * scale, 0.0], jnp.float32), "b": jnp.float32(0.8 * scale)}
+    out = tree_divide_by_norm(tree, tree)
+    np.testing.assert_allclose(out["a"], [0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out["b"], 0.8, rtol=1e-6)
+    assert out["a"].dtype == jnp.float32
+
+
+def test_tree_divide_by_norm_of_a_zero_measure_leaves_the_tree_as_it_is():
+    zero = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    out = tree_divide_by_norm(zero, zero)  # 0, not 0 / 0
+    for leaf in jax.tree.leaves(out):
+        np.testing.assert_array_equal(leaf, np.zeros_like(leaf))
+        assert not np.any(np.signbit(leaf))
+    other = {"a": jnp.asarray([1.0, -2.0, 3.0]), "b": jnp.full((2, 2), 0.5)}
+    out = tree_divide_by_norm(other, zero)  # divided by 1
+    for got, want in zip(jax.tree.leaves(out), jax.tree.leaves(other)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_complex_leaf_is_refused_with_the_whole_message():
+    tree = {"w": jnp.ones(2), "c": jnp.ones(2, jnp.complex64)}
+    message = (
+        "scale_by_sophia: the leaf at ['c'] is complex; scale_by_sophia needs an ordering"
+        " and takes real leaves only (split complex params into real and imaginary parts)"
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        check_real_leaves(tree, "scale_by_sophia", "needs an ordering")
