@@ -51,7 +51,9 @@ else:  # Python 3.10
 from mutation_worker import PYTEST_OPTIONS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-COPIED = ("gradtx", "tests", "tools", "examples")
+# What the tests read besides the package: test_hybrid imports examples/, test_catalog the
+# documentation's optimizer_pages and the README's fidelity table.
+COPIED = ("gradtx", "tests", "tools", "examples", "docs/_ext", "README.md")
 WORKER = ROOT / "tools" / "mutation_worker.py"
 # mutmut's exit codes (mutmut.stats.status_by_exit_code).
 KILLED, SURVIVED, NO_TESTS, TIMEOUT, CRASHED = 1, 0, 33, 36, 3
@@ -82,18 +84,26 @@ def module_pyproject(text: str, module: str, tests: list[str]) -> str:
     return "\n".join(kept).rstrip() + f"\n\n[tool.mutmut]\n{section}\n"
 
 
+def _copy(source: Path, target: Path) -> None:
+    # copy2 keeps mtimes, so mutmut sees unchanged files as unchanged.
+    if source.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+        return
+    shutil.copytree(
+        source,
+        target,
+        dirs_exist_ok=True,
+        copy_function=shutil.copy2,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+
+
 def prepare(module: str, tests: list[str]) -> Path:
     work = ROOT / ".mutation" / module
     work.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
-        # copy2 keeps mtimes, so mutmut sees unchanged files as unchanged.
-        shutil.copytree(
-            ROOT / name,
-            work / name,
-            dirs_exist_ok=True,
-            copy_function=shutil.copy2,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-        )
+        _copy(ROOT / name, work / name)
     text = (ROOT / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(module_pyproject(text, module, tests))
     return work
@@ -119,7 +129,8 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
         )
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
-        shutil.copytree(ROOT / "tests", Path(scratch) / "tests")
+        for name in COPIED[1:]:  # the current tests and what they read
+            _copy(ROOT / name, Path(scratch) / name)
         shutil.copy2(mutants / "pyproject.toml", scratch)
         if not forked:
             names_file, log = Path(scratch) / "names.txt", Path(scratch) / "log.txt"
