@@ -89,6 +89,12 @@ def test_matches_live_cma(index, x64):
         # popsize 62 at n = 2 and 97 at n = 3 are the first whose full-covariance c_mu reaches
         # 1 - c_1: cma's first pass zeroes the negative weights, also for CMA_diagonal
         (2, 61, True), (2, 62, True), (3, 97, True), (2, 62, False),
+        # The other caps and table edges (tests/MUTATION.md, `_cma`):
+        (2, 64, False),  # c_mu = 1 - c_1: the positive-definiteness cap leaves no negative weight
+        (2, 20, False),  # the positive-definiteness cap binds, the others not
+        (3, 80, True),  # separable c_mu = 1 - c_1 (the full one does not reach it at popsize 80)
+        (101, None, True),  # E||N(0, I)|| from cma's expansion, exact up to n = 100 only
+        (2, 3, False),  # popsize 3: mu = 1, then a zero weight, then the one negative weight
     ],
 )  # fmt: skip
 def test_parameters_are_cma_defaults(n, popsize, separable):

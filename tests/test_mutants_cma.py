@@ -1,7 +1,7 @@
 """Tests that kill the mutants of gradtx/_cma.py the other test files let survive.
 
 The verdicts, mutant by mutant: tests/MUTATION.md (issue 20). The references are cma 4.5.0
-(the strategy parameters where its caps bind, through tests/test_cma.py's comparison; its
+(the strategy parameters where its caps bind: cases of tests/test_cma.py's live comparison; its
 covariance made symmetric at each eigendecomposition) and a NumPy float64 generation written
 from cma_es's and sep_cma_es's docstrings (with cma's ``(|C^(-1/2) y| + 1e-9)^2`` in the
 rescaling of the negative weights), fed populations chosen to put h_sigma on both sides of its
@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import test_cma
 
 import gradtx
 
@@ -129,22 +128,6 @@ def test_h_sigma_is_zero_exactly_at_its_threshold(x64):
         assert expected["h"] == h
         np.testing.assert_array_equal(told.p_sigma, [2.0, r, 0.0])
         np.testing.assert_allclose(told.scaling, expected["scaling"], rtol=1e-13)
-
-
-@pytest.mark.parametrize(
-    ("n", "popsize", "separable"),
-    [
-        (2, 64, False),  # c_mu = 1 - c_1: the positive-definiteness cap leaves no negative weight
-        (2, 20, False),  # the positive-definiteness cap binds, the others not
-        (3, 80, True),  # separable c_mu = 1 - c_1 (the full one does not reach it at popsize 80)
-        (101, None, True),  # E||N(0, I)|| from cma's expansion, exact up to n = 100 only
-        (2, 3, False),  # popsize 3: mu = 1, then a zero weight, then the one negative weight
-    ],
-)
-def test_parameters_are_cmas_at_its_caps_and_table_edges(n, popsize, separable):
-    # tests/test_cma.py's comparison with a live cma (skipped without it) at the edges its own
-    # cases do not reach.
-    test_cma.test_parameters_are_cma_defaults(n, popsize, separable)
 
 
 def _sphere(params):
