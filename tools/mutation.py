@@ -129,7 +129,9 @@ def check(module: str, names: list[str], tests: list[str], forked: bool) -> None
         )
     with tempfile.TemporaryDirectory() as scratch:
         shutil.copytree(mutants / "gradtx", Path(scratch) / "gradtx")
-        for name in COPIED[1:]:  # the current tests and what they read
+        for name in COPIED:  # the current tests and what they read; gradtx is the mutants'
+            if name == "gradtx":
+                continue
             _copy(ROOT / name, Path(scratch) / name)
         shutil.copy2(mutants / "pyproject.toml", scratch)
         if not forked:
