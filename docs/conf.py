@@ -63,6 +63,10 @@ html_theme_options = {
     "use_repository_button": False,
     "show_toc_level": 2,
     "navigation_with_keys": False,
+    # The sidebar expands only the current page's branch: with every branch open, each of the
+    # ~500 pages carried the whole navigation (all API entries), which was 60% of the build
+    # (pydata-sphinx-theme's toctree per page) and made the index page four times larger.
+    "collapse_navbar": True,
 }
 html_static_path: list[str] = []
 
