@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 import chex
+from errors import raises_whole
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,7 +62,7 @@ def test_max_to_keep_one_keeps_only_the_newest(tmp_path):
 def test_a_bad_max_to_keep_is_refused_naming_the_argument(tmp_path, value):
     # `not isinstance(max_to_keep, int) or max_to_keep < 1` and the message.
     message = f"Checkpointer(max_to_keep={value!r}): max_to_keep must be an int >= 1 or None"
-    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+    with raises_whole(ValueError, message):
         Checkpointer(tmp_path / "run", max_to_keep=value)
 
 

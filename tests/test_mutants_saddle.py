@@ -11,8 +11,7 @@ optax.sgd as an inner transform of the escape.
 
 from __future__ import annotations
 
-import re
-
+from errors import raises_whole
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -310,7 +309,7 @@ def test_an_update_without_value_fn_says_the_call_to_make(name):
         "value_fn=: call update(grads, state, params, value_fn=loss) (optax's convention; "
         "other keyword arguments that loss accepts are passed to it)"
     )
-    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+    with raises_whole(ValueError, message):
         tx.update(params, tx.init(params), params)
 
 

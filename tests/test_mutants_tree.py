@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from errors import raises_whole
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -242,5 +243,5 @@ def test_a_complex_leaf_is_refused_with_the_whole_message():
         "scale_by_sophia: the leaf at ['c'] is complex; scale_by_sophia needs an ordering"
         " and takes real leaves only (split complex params into real and imaginary parts)"
     )
-    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+    with raises_whole(TypeError, message):
         check_real_leaves(tree, "scale_by_sophia", "needs an ordering")
