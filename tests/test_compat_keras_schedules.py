@@ -134,6 +134,20 @@ def test_restarts_start_at_their_peak(x64):
     assert glitches > 0
 
 
+def test_restarts_of_a_fractional_period_start_at_their_peak_eager_and_jitted():
+    # In float32, jitted with its numbers as constants, XLA computes t / T_0 as t * (1 / T_0): at
+    # 1.7 * 10 = 17 that is an ulp below 10 (and 9 / 0.3 an ulp below 30 eagerly). The cycle is
+    # found by comparing t with T_0 times the cycle's start, so both ways give the peak.
+    for first, t_mul, restarts in ((1.7, 1.0, [17, 34, 51]), (0.3, 1.0, [9, 18]), (1.7, 3.0, [68])):
+        schedule = schedules.cosine_decay_restarts(1.0, first, t_mul=t_mul, alpha=0.25)
+        steps = jnp.asarray(restarts)
+        eager = [float(schedule(t)) for t in restarts]
+        jitted = jax.jit(jax.vmap(schedule))(steps)  # the schedule's numbers are constants
+        as_argument = jax.jit(jax.vmap(lambda s, t: s(t), (None, 0)))(schedule, steps)
+        for values in (eager, jitted, as_argument):
+            np.testing.assert_allclose(values, 1.0, rtol=1e-6)
+
+
 # A truncated boundary; a restart (steps 847 of T_0 = 7, t_mul = 3) and fractional periods.
 LIVE = {4: [0, 1, 2, 249, 250, 251, 252, 1199], 17: range(840, 850), 19: range(0, 1200, 37)}
 

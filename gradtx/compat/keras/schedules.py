@@ -324,15 +324,17 @@ class CosineDecayRestarts(_KerasSchedule):
         def start(i):  # the time before cycle i, in units of first_decay_steps (Keras's sum_r)
             return jnp.where(geometric, (1.0 - grow**i) / (1.0 - grow), i)
 
-        # Keras's closed form for the cycle i; its logarithm may land a rounding error below a
-        # whole number at a restart: step to the cycle that holds t.
+        # Keras's closed form for the cycle i; its logarithm may land a rounding error either
+        # side of a whole number near a restart: step to the cycle that holds t. t is compared
+        # with the cycle's first step, a product: jitted with constant numbers, XLA computes
+        # t / steps as t * (1 / steps), which can fall an ulp below a restart's whole number.
         i = jnp.where(
             geometric,
             jnp.floor(jnp.log(1.0 - fraction * (1.0 - grow)) / jnp.log(grow)),
             jnp.floor(fraction),
         )
-        i = jnp.where(fraction < start(i), i - 1, i)
-        i = jnp.where(fraction >= start(i + 1), i + 1, i)
+        i = jnp.where(t < steps * start(i), i - 1, i)
+        i = jnp.where(t >= steps * start(i + 1), i + 1, i)
         fraction = (fraction - start(i)) / jnp.where(geometric, grow**i, 1.0)
         cosine = 0.5 * m_mul**i * (1.0 + jnp.cos(jnp.pi * fraction))
         return init * ((1 - alpha) * cosine + alpha)
@@ -356,9 +358,12 @@ def cosine_decay_restarts(
     Keras finds i in closed form, ``floor(log(1 + (t / T_0) (t_mul - 1)) / log(t_mul))``;
     where that logarithm rounds down at a restart (jitted, T_0 = 1, t_mul = 2 at
     step 7) Keras gives the end of the previous cycle (x = 1, the value
-    ``I * alpha``) for that one step; which steps depends on how XLA evaluates the
-    logarithm. Here i is corrected to the cycle that holds t, so every cycle starts
-    at its peak; everywhere else the values are Keras's.
+    ``I * alpha``) for that one step, and where it rounds up a rounding error before
+    a restart (T_0 one ulp above 1, t_mul = 2 at step 3) the next peak; which steps
+    depends on how XLA evaluates the logarithm. Here i is the cycle that holds t,
+    t compared with each cycle's first step ``T_0 * (1 + t_mul + ... + t_mul**(i-1))``
+    computed as a product, so every cycle starts at its peak, eagerly and jitted;
+    everywhere else the values are Keras's.
 
     Args:
         initial_learning_rate: I, the first peak.
