@@ -240,6 +240,15 @@ def test_bad_base_options_are_named(kwargs, match):
         compat.keras.adam(**kwargs)
 
 
+def test_a_fractional_accumulation_count_is_refused_and_a_whole_float_taken():
+    # Keras takes 2.5 (its check is >= 2) and steps every fifth call, dividing by 2.5
+    with pytest.raises(
+        ValueError, match=r"keras\.sgd\(gradient_accumulation_steps=2\.5\): .* whole"
+    ):
+        compat.keras.sgd(0.1, gradient_accumulation_steps=2.5)
+    assert compat.keras.sgd(0.1, gradient_accumulation_steps=3.0).steps == 3
+
+
 def test_accumulation_evaluates_the_schedule_at_keras_raw_count(x64):
     rate = schedules.exponential_decay(0.1, 2, 0.5)
     tx = compat.keras.adamw(rate, gradient_accumulation_steps=3)

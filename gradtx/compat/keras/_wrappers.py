@@ -124,8 +124,8 @@ ema_momentum: in [0, 1] (checked with use_ema). Default 0.99.
 ema_overwrite_frequency: write the average into the params every this many
     steps, an integer >= 1, or None (or 0) for never. Default None.
 loss_scale_factor: the gradient is divided by it, > 0, or None. Default None.
-gradient_accumulation_steps: step every k-th call on the mean of k gradients, an
-    integer >= 2, or None. Default None.
+gradient_accumulation_steps: step every k-th call on the mean of k gradients, a
+    whole number >= 2 (Keras also takes a fraction), or None. Default None.
 name: accepted and ignored.
 exclude_from_weight_decay: regular expressions of leaf names the decay skips
     (Keras's ``var_names``; keyword only). Default None.
@@ -574,7 +574,10 @@ def with_base_options(
     A schedule ``learning_rate`` (the object inside ``step``) is evaluated where
     Keras does, at the raw call count (:class:`KerasRawIterations`).
     """
-    if gradient_accumulation_steps and not gradient_accumulation_steps >= 2:
+    # Keras takes 2.5 too (its check is >= 2) and then steps where (count + 1) % 2.5 == 0,
+    # every fifth call, dividing by 2.5: a fraction is refused rather than guessed at.
+    k = gradient_accumulation_steps
+    if k and not (k >= 2 and float(k).is_integer()):
         raise ValueError(
             f"keras.{label}(gradient_accumulation_steps={gradient_accumulation_steps!r}): "
             "gradient_accumulation_steps must be a whole number >= 2"
