@@ -9,6 +9,7 @@ in the recording are run live.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -164,6 +165,8 @@ BAD = [
     (L.one_cycle_lr, dict(max_lr=0.1, epochs=0, steps_per_epoch=5), r"\(epochs=0\)"),
     (L.one_cycle_lr, dict(max_lr=0.1, total_steps=9, pct_start=1.5), r"\(pct_start=1.5\)"),
     (L.one_cycle_lr, dict(max_lr=0.1, total_steps=9, anneal_strategy="exp"), r"strategy='exp'"),
+    # torch: ZeroDivisionError (the first phase is 0 / 0 at step 0); was NaN here
+    (L.one_cycle_lr, dict(max_lr=1, total_steps=10, pct_start=0.1), r"\(pct_start=0.1\): .*be 1"),
     (L.reduce_lr_on_plateau, dict(lr=0.1, mode="minimum"), r"on_plateau\(mode='minimum'\)"),
     (L.reduce_lr_on_plateau, dict(lr=0.1, threshold_mode="pct"), r"\(threshold_mode='pct'\)"),
     (L.reduce_lr_on_plateau, dict(lr=0.1, factor=1.0), r"\(factor=1.0\)"),
@@ -178,6 +181,21 @@ BAD = [
 def test_bad_arguments_are_refused_naming_them(factory, kwargs, message):
     with pytest.raises(ValueError, match=message):
         factory(**kwargs)
+
+
+def test_a_one_cycle_whose_first_phase_is_traced_to_no_length_starts_at_its_peak():
+    schedule = L.one_cycle_lr(max_lr=1.0, total_steps=2, pct_start=0.25)
+    rates = jax.jit(lambda pct, t: dataclasses.replace(schedule, pct_start=pct)(t))
+    assert float(rates(0.5, 0)) == 1.0  # not 0 / 0
+    assert float(rates(0.5, 1)) == pytest.approx(1.0 / 25 / 1e4)
+
+
+def test_a_chain_nested_first_in_a_chain_starts_from_its_own_first_rate(x64):
+    inner = L.chained_scheduler([L.exponential_lr(lr=0.3, gamma=0.5)])
+    outer = L.chained_scheduler([inner, L.constant_lr(lr=0.3, factor=0.5, total_iters=2)])
+    # torch's ChainedScheduler([ChainedScheduler([ExponentialLR(0.5)]), ConstantLR(0.5, 2)])
+    # on an optimizer at 0.3: 0.3 * 0.5**t, halved for t < 2 (was 0 at every step)
+    np.testing.assert_allclose([outer(t) for t in range(4)], [0.15, 0.075, 0.075, 0.0375])
 
 
 def test_sequential_milestones_and_children_are_checked():

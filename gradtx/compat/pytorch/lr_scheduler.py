@@ -47,7 +47,16 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ..._base import check_choice, check_range, fail, Schedule, static, Transform
+from ..._base import (
+    _concrete_numbers,
+    check_choice,
+    check_range,
+    fail,
+    Schedule,
+    shown,
+    static,
+    Transform,
+)
 from ..._parameter_free import require_value
 from ..._schedules import (
     cosine_warm_restarts_schedule,
@@ -730,6 +739,15 @@ class OneCycleLR(LRScheduler):
         check_range(self, "div_factor", low=0.0, low_open=True)
         check_range(self, "final_div_factor", low=0.0, low_open=True)
         _check_step_every(self)
+        steps, pct = _concrete_numbers(self.total_steps), _concrete_numbers(self.pct_start)
+        if steps is not None and pct is not None and float(pct * steps) == 1:
+            # torch: ZeroDivisionError in the constructor's first step, 0 / 0
+            fail(
+                self,
+                "pct_start",
+                f"pct_start * total_steps ({shown(self.total_steps)}) must not be 1: the "
+                "first phase would end where it starts, at step 0",
+            )
 
     @property
     def momentum(self) -> Momentum | None:
@@ -768,7 +786,10 @@ class OneCycleLR(LRScheduler):
         value, start, found = jnp.zeros_like(e), jnp.zeros_like(e), jnp.zeros(e.shape, bool)
         for i, (end, first, last) in enumerate(phases):
             here = ~found & ((e <= end) | (i == len(phases) - 1))
-            v = self._anneal(first[which], last[which], (e - start) / (end - start))
+            # A phase of no length (pct_start * total_steps traced to 1) is at its end.
+            span = jnp.asarray(end - start)
+            pct = jnp.where(span == 0, 1.0, (e - start) / jnp.where(span == 0, 1.0, span))
+            v = self._anneal(first[which], last[which], pct)
             value, found, start = jnp.where(here, v, value), found | here, end
         return value
 
@@ -950,10 +971,14 @@ class ChainedScheduler(LRScheduler):
     def __post_init__(self):
         _check_children(self)
 
+    @property
+    def lr(self) -> Any:
+        """The optimizer's rate before the first step: the first scheduler's (a nested
+        chain's own first one); 0 for one without (cyclic_lr, one_cycle_lr replace it)."""
+        return getattr(self.schedulers[0], "lr", 0.0)
+
     def at_epoch(self, e):
-        # The optimizer's rate before the first step; cyclic_lr and one_cycle_lr replace it.
-        initial = _f(getattr(self.schedulers[0], "lr", 0.0))
-        return jax.lax.fori_loop(0, jnp.asarray(e) + 1, lambda k, lr: self.step(lr, k), initial)
+        return jax.lax.fori_loop(0, jnp.asarray(e) + 1, lambda k, lr: self.step(lr, k), _f(self.lr))
 
     def step(self, lr, e):
         for child in self.schedulers:
