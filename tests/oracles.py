@@ -349,6 +349,18 @@ def amsgrad(
     return np.stack(out)
 
 
+def radam_rectification(t: int, b2: float) -> tuple[float, float | None]:
+    """RAdam's rho_t and rectification r_t at step t (Liu et al., arXiv:1908.03265,
+    Algorithm 2), in float64; r_t is None where rho_t < 4 (its square root has no value)."""
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho_t < 4:
+        return rho_t, None
+    return rho_t, np.sqrt(
+        (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    )
+
+
 def radam(
     x0,
     grad: Grad,
@@ -369,18 +381,14 @@ def radam(
     """
     x, out = _start(x0), []
     m, v = np.zeros_like(x), np.zeros_like(x)
-    rho_inf = 2 / (1 - b2) - 1
     for t in range(1, steps + 1):
         g = grad(x)
         v = b2 * v + (1 - b2) * g**2
         m = b1 * m + (1 - b1) * g
         m_hat = m / (1 - b1**t)
-        rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+        rho_t, r_t = radam_rectification(t, b2)
         if rho_t >= threshold:  # the variance is tractable
             l_t = 1 / (np.sqrt(v / (1 - b2**t) + eps_root) + eps)
-            r_t = np.sqrt(
-                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            )
             x = x - _rate(learning_rate, t) * r_t * m_hat * l_t
         else:
             x = x - _rate(learning_rate, t) * m_hat

@@ -8,6 +8,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 import optax
+from oracles import radam_rectification
 import pytest
 from replay import run_steps
 
@@ -99,16 +100,14 @@ def _nadam_reference(
 def _radam_reference(
     b1=0.9, b2=0.999, eps=1e-8, eps_root=0.0, threshold=5.0, eps_mode="corrected", grads=GRADS
 ):
-    ro_inf = 2 / (1 - b2) - 1
     m = v = np.zeros(grads.shape[1])
     out = []
     for t, g in enumerate(grads, 1):
         m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g**2
         bc2 = 1 - b2**t
-        ro = ro_inf - 2 * t * b2**t / bc2
+        ro, r = radam_rectification(t, b2)
         m_hat = m / (1 - b1**t)
         if ro >= threshold:
-            r = np.sqrt((ro - 4) * (ro - 2) * ro_inf / ((ro_inf - 4) * (ro_inf - 2) * ro))
             m_hat = r * m_hat / (np.sqrt(v / bc2 + eps_root) + _eps_at(eps, eps_mode, bc2))
         out.append(m_hat)
     return np.stack(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from errors import raises_whole
 import jax.numpy as jnp
 import numpy as np
+from oracles import radam_rectification
 import pytest
 from replay import run_steps
 
@@ -32,9 +33,7 @@ _B2_RHO5_IS_4 = 0.7733030257306824
 
 def _rect(t, b2):
     """RAdam's rectification r_t, the authors' formula, in NumPy float64."""
-    rho_inf = 2 / (1 - b2) - 1
-    rho = rho_inf - 2 * t * b2**t / (1 - b2**t)
-    return np.sqrt((rho - 4) * (rho - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho))
+    return radam_rectification(t, b2)[1]
 
 
 # -- _schedule_free -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_compat_lr_scheduler import plateau_rates
+from test_compat_lr_scheduler import plateau_rates, values
 
 from gradtx.compat.pytorch import lr_scheduler as L
 
@@ -24,14 +24,9 @@ PLATEAU_DEFAULTS = dict(mode="min", factor=0.1, patience=10, threshold=1e-4, thr
                         cooldown=0, min_lr=0.0, eps=1e-8)  # fmt: skip
 
 
-@jax.jit
-def _values(schedule, steps):
-    return jax.vmap(schedule)(steps)
-
-
 def _at(schedule, n=6):
     """The schedule at the optimizer steps 0..n-1 (those of E by default), as NumPy."""
-    return np.asarray(_values(schedule, jnp.arange(n)))
+    return np.asarray(values(schedule, jnp.arange(n)))
 
 
 def _build(name, **extra):
