@@ -10,6 +10,8 @@ closed form) and the argument checks the docstrings state.
 
 from __future__ import annotations
 
+import dataclasses
+
 from errors import raises_whole
 import jax
 import jax.numpy as jnp
@@ -302,6 +304,51 @@ def test_one_cycle_lr_needs_a_length():
     )
     with raises_whole(ValueError, message):
         L.one_cycle_lr(max_lr=0.1, epochs=2, steps_per_epoch=0)
+
+
+def test_one_cycle_lr_refuses_a_first_phase_of_no_length_in_whole():
+    message = (
+        "lr_scheduler.one_cycle_lr(pct_start=0.1): pct_start * total_steps (10) must not be 1: "
+        "the first phase would end where it starts, at step 0"
+    )
+    with raises_whole(ValueError, message):
+        L.one_cycle_lr(max_lr=0.1, total_steps=10, pct_start=0.1)
+
+
+def _torch_one_cycle(e, max_lr, total_steps, pct_start, div_factor, final_div_factor):
+    """torch 2.13's OneCycleLR.get_lr(), linear and three-phase, in float64."""
+    initial = max_lr / div_factor
+    phases = [
+        (float(pct_start * total_steps) - 1, initial, max_lr),
+        (float(2 * pct_start * total_steps) - 2, max_lr, initial),
+        (total_steps - 1, initial, initial / final_div_factor),
+    ]
+    start = 0.0
+    for i, (end, first, last) in enumerate(phases):
+        if e <= end or i == len(phases) - 1:  # a step at a phase's end is that phase's
+            return (last - first) * ((e - start) / (end - start)) + first
+        start = end
+
+
+def test_one_cycle_lr_takes_a_phase_end_from_the_phase_it_ends_to_the_bit(x64):
+    # (0.3 - 0.03) * 1 + 0.03 is 0.30000000000000004, the next phase's start 0.3: at steps 2
+    # and 4, the ends of the first two phases, torch's value is the ending phase's (torch 2.13
+    # gives these ten numbers to the bit). Step by step: vmapped or jitted, XLA may round the
+    # division by the phase's length otherwise (an ulp at steps 5 and 7).
+    numbers = dict(max_lr=0.3, total_steps=10, pct_start=0.3, div_factor=10.0,
+                   final_div_factor=1e4)  # fmt: skip
+    schedule = L.one_cycle_lr(**numbers, anneal_strategy="linear", three_phase=True)
+    expected = [_torch_one_cycle(e, **numbers) for e in range(10)]
+    assert expected[2] != 0.3
+    assert [float(schedule(e)) for e in range(10)] == expected
+
+
+def test_gradients_through_a_traced_pct_start_of_a_phase_of_no_length_are_finite():
+    # The phase's division by its length 0 is replaced by a division by 1 before the result is
+    # discarded: a 0 / 0 there would make the gradient NaN even where its value is not used.
+    schedule = L.one_cycle_lr(max_lr=1.0, total_steps=2, pct_start=0.25)
+    rate = lambda pct: dataclasses.replace(schedule, pct_start=pct)(0)  # noqa: E731
+    assert float(jax.grad(rate)(0.5)) == 0.0
 
 
 @pytest.mark.parametrize("name", ["sequential_lr", "chained_scheduler"])
