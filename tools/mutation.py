@@ -20,8 +20,9 @@ mutant after mutant with JAX's caches cleared between them), by ``--jobs`` worke
 plus a minute) is stopped, the mutant counted as a timeout, and a new worker goes on. The test
 modules are collected on the original code, so a mutant of a function that they call at import
 may survive in process and be killed in a fresh one: ``--recheck`` re-tests those survivors in a
-fresh process each (half a minute each), and survivors.md marks them. ``--forked`` runs mutmut's
-own runner instead (a fresh fork per mutant, about 30 times slower here).
+fresh process each (half a minute each, ``--jobs`` at once), and survivors.md marks them.
+``--forked`` runs mutmut's own runner instead (a fresh fork per mutant, about 30 times slower
+here).
 
 Show one mutant: ``cd .mutation/<module> && mutmut show <name>``. ``--check`` runs the current
 tests/test_mutants.py against mutants through mutmut's trampolines in a scratch copy (mutmut
@@ -31,6 +32,7 @@ tests/test_mutants.py against mutants through mutmut's trampolines in a scratch 
 from __future__ import annotations
 
 import argparse
+from concurrent.futures import as_completed, ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -294,16 +296,18 @@ def _run_in_process(
 
 
 def _recheck_forked(
-    work: Path, names: list[str], stats: dict, results: _Results, files: list[str]
+    work: Path, names: list[str], stats: dict, results: _Results, files: list[str], jobs: int
 ) -> None:
     """Re-tests mutants in a fresh process each, the mutant active while the tests are collected.
 
     A survivor runs the tests that call its function; a mutant with no such test (its function
     runs only at import: ``__init_subclass__``, a decorator) runs the module's test ``files``.
-    Each one done is listed in fresh-checked.txt and not re-tested again.
+    ``jobs`` processes at once. Each one done is listed in fresh-checked.txt and not re-tested
+    again.
     """
     done_file = work / "fresh-checked.txt"
-    for name in names:
+
+    def recheck(name: str) -> tuple[str, int, float]:
         tests = _tests_of(stats, name) or files
         run = [sys.executable, "-m", "pytest", "-x", *PYTEST_OPTIONS, *tests]
         env = {**os.environ, "MUTANT_UNDER_TEST": name}
@@ -315,11 +319,16 @@ def _recheck_forked(
             capture_output=True,
             text=True,
         )
-        code = KILLED if result.returncode else SURVIVED
-        results.set(name, code, time.monotonic() - began)
-        with open(done_file, "a") as done:
-            done.write(name + "\n")
-        print(f"  fresh process: {name} {'killed' if code else 'survived'}", flush=True)
+        return name, KILLED if result.returncode else SURVIVED, time.monotonic() - began
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        # The results are written here, in one thread, as each process ends.
+        futures = [pool.submit(recheck, name) for name in names]
+        for name, code, seconds in (future.result() for future in as_completed(futures)):
+            results.set(name, code, seconds)
+            with open(done_file, "a") as done:
+                done.write(name + "\n")
+            print(f"  fresh process: {name} {'killed' if code else 'survived'}", flush=True)
 
 
 def run_in_process(module: str, tests: list[str], jobs: int, recheck: bool) -> Path:
@@ -371,7 +380,7 @@ def run_in_process(module: str, tests: list[str], jobs: int, recheck: bool) -> P
         and name.rpartition("__mutmut_")[0] in calls_at_collection
     ]
     print(f"  {len(again)} mutants of functions run at collection, each in a fresh process")
-    _recheck_forked(work, again, stats, results, tests)
+    _recheck_forked(work, again, stats, results, tests, jobs)
     return work
 
 
