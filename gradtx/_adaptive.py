@@ -47,7 +47,8 @@ class ScaleByRms(Transform):
     mu_dtype: Any = static(None)
 
     def __post_init__(self):
-        check_range(self, "decay", low=0.0, high=1.0)
+        # Debiased, decay 1 divides the average by 1 - 1**t = 0 (optax: NaN from the first step).
+        check_range(self, "decay", low=0.0, high=1.0, high_open=self.bias_correction)
         check_range(self, "eps", low=0.0)
         check_range(self, "initial_scale", low=0.0)
         check_denominator(self, "eps", "initial_scale")
@@ -106,7 +107,8 @@ def scale_by_rms(
     ``nu_dtype`` and ``mu_dtype`` set the averages' storage dtypes.
 
     Args:
-        decay: decay of the average of squares, in [0, 1]. Default 0.9.
+        decay: decay of the average of squares, in [0, 1]; in [0, 1) with
+            ``bias_correction`` (optax takes 1 there and gives NaN). Default 0.9.
         eps: stability term, >= 0. Default 1e-8.
         initial_scale: v_0, >= 0; eps and initial_scale may not both be 0. Default 0.
         eps_in_sqrt: put eps inside the root (default True) or add it after.
@@ -135,6 +137,7 @@ def scale_by_rms(
     )
 
 
+@recipe
 def scale_by_stddev(
     decay: float = 0.9,
     eps: float = 1e-8,
@@ -147,7 +150,8 @@ def scale_by_stddev(
     Update rule: ``u_t <- u_t / sqrt(v_t - m_t**2 + eps)`` (see :func:`scale_by_rms`).
 
     Args:
-        decay: decay of both averages, in [0, 1]. Default 0.9.
+        decay: decay of both averages, in [0, 1]; in [0, 1) with ``bias_correction``.
+            Default 0.9.
         eps: stability term, >= 0. Default 1e-8.
         initial_scale: v_0, >= 0; eps and initial_scale may not both be 0. Default 0.
         eps_in_sqrt: put eps inside the root (default True) or add it after.

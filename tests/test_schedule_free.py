@@ -497,6 +497,11 @@ def test_update_needs_the_params():
             r"^pytorch\.radam_schedule_free\(betas=\(0\.9, 1\.0\)\): betas\[1\] must be in",
         ),
         (lambda: compat.pytorch.adamw_schedule_free(warmup_steps=1.5), r"\(warmup_steps=1\.5\)"),
+        (  # schedulefree takes b2 = 1 and gives NaN from the first step (1 - b2**t = 0)
+            lambda: compat.pytorch.adamw_schedule_free(betas=(0.9, 1.0)),
+            r"^pytorch\.adamw_schedule_free\(betas=\(0\.9, 1\.0\)\): betas\[1\] must be in "
+            r"\[0, 1\)$",
+        ),
         (
             lambda: compat.keras.schedule_free_adamw(gradient_accumulation_steps=1),
             r"keras\.schedule_free_adamw\(gradient_accumulation_steps=1\)",

@@ -47,6 +47,17 @@ BAD = [
     ),
     ("sgd", {"learning_rate": -1.0}, r"learning_rate=-1.0"),
     ("scale_by_rms", {"decay": 1.1}, r"scale_by_rms\(decay=1.1\): decay must be in \[0, 1\]"),
+    (  # debiased, decay 1 divides by 1 - 1**t = 0 (optax: NaN)
+        "scale_by_rms",
+        {"decay": 1.0, "bias_correction": True},
+        r"^scale_by_rms\(decay=1.0\): decay must be in \[0, 1\)$",
+    ),
+    (
+        "scale_by_stddev",
+        {"decay": 1.0, "bias_correction": True},
+        r"^scale_by_stddev\(decay=1.0\): decay must be in \[0, 1\)$",
+    ),
+    ("scale_by_stddev", {"eps": -1.0}, r"^scale_by_stddev\(eps=-1.0\): eps must be in \[0, inf\)$"),
     ("scale_by_rms", {"eps": -1e-8}, r"scale_by_rms\(eps=-1e-08\): eps must be in \[0, inf\)"),
     ("scale_by_rms", {"initial_scale": -1.0}, r"initial_scale must be in"),
     (

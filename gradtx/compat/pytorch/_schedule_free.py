@@ -189,8 +189,9 @@ def adamw_schedule_free(
 
     Args:
         lr: a number or a schedule, >= 0. Default 0.0025.
-        betas: ``(b1, b2)``, b1 the interpolation in (0, 1], b2 in [0, 1].
-            Default (0.9, 0.999).
+        betas: ``(b1, b2)``, b1 the interpolation in (0, 1], b2 in [0, 1)
+            (schedulefree takes b2 = 1 and gives NaN: ``1 - b2**t`` is 0). Default
+            (0.9, 0.999).
         eps: > 0. Default 1e-8.
         weight_decay: decoupled decay at y, >= 0. Default 0.0.
         warmup_steps: steps of linear warmup, an integer >= 0. Default 0.
