@@ -160,6 +160,9 @@ _GROWTH = "growth_rate must be >= 1 (inf: no limit)"
         ("dadapt_sgd", "growth_rate", 0.5, _GROWTH),
         ("dadapt_adagrad", "lr", 0.0, _LR),
         ("dadapt_adagrad", "momentum", 1.0, "momentum must be in [0, 1)"),
+        # NaN fails every comparison: the ports' own range check, not the transforms' finite one
+        ("dadapt_sgd", "momentum", float("nan"), "momentum must be in [0, 1)"),
+        ("dadapt_adagrad", "momentum", float("nan"), "momentum must be in [0, 1)"),
         ("dadapt_adagrad", "weight_decay", -0.1, "weight_decay must be >= 0"),
         ("dadapt_adagrad", "d0", 0.0, "d0 must be > 0"),
         ("dadapt_adagrad", "growth_rate", 0.5, _GROWTH),
@@ -340,6 +343,17 @@ def test_dadapt_adagrad_matches_numpy_with_every_option(x64):
         )
         state = _compare(tx, reference, _P, _G).states[-1]
         assert int(state[1].count) == 7  # the decay's state is [0]
+
+
+def test_dadapt_adagrad_sums_float32_leaves_into_its_float64_totals_under_x64(x64):
+    # The package adds each parameter's float32 `.sum().item()` to a Python float: with |s|_1
+    # of 1 and 2**-30, the total is 1 + 2**-30, which a float32 sum of the two would round to 1.
+    tx = gradtx.compat.pytorch.dadapt_adagrad(lr=1.0, d0=1.0)
+    params = {"a": jnp.ones(1, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+    grads = {"a": jnp.ones(1, jnp.float32), "b": jnp.full(1, 2.0**-30, jnp.float32)}
+    _, state = tx.update(grads, tx.init(params), params)
+    skl1 = gradtx.tree_get(state, "skl1")
+    assert skl1.dtype == jnp.float64 and float(skl1) == 1 + 2.0**-30
 
 
 @pytest.mark.parametrize("port", ["dadapt_sgd", "dadapt_adagrad"])
