@@ -65,6 +65,32 @@ def test_a_partition_members_value_fn_gets_the_whole_params_and_every_argument()
     np.testing.assert_array_equal(whole["t"], params["t"])
 
 
+class _UnreadableSignature:
+    """A loss whose signature inspect cannot read: ValueError as for a builtin (``max``,
+    ``operator.itemgetter``), TypeError for a ``__signature__`` that is not a Signature."""
+
+    def __init__(self, error):
+        self.error = error
+
+    @property
+    def __signature__(self):
+        raise self.error("no signature")
+
+    def __call__(self, p, scale, offset):
+        return scale * jnp.sum(p["w"] ** 2) + offset
+
+
+@pytest.mark.parametrize("error", [ValueError, TypeError])
+def test_a_partition_members_value_fn_of_no_readable_signature_gets_every_argument(error):
+    # _loss_of_whole_params copies the loss's signature onto its wrapper where inspect can read
+    # it; where it cannot, the wrapper keeps its own (*args, **kwargs) and passes everything on.
+    params = _params()
+    tx = gradtx.partition({"smooth": gradtx.sgd(0.5), "rough": _ScoreWithArguments()}, LABELS)
+    grads = {"w": jnp.array([1.0, 1.0]), "t": jnp.zeros(3)}
+    updates, _ = tx.update(grads, tx.init(params), params, value_fn=_UnreadableSignature(error))
+    np.testing.assert_array_equal(updates["t"], [11.0, 11.0, 11.0])  # 2 * (1 + 4) + 1
+
+
 def test_a_cma_es_partition_member_scores_its_population_with_the_other_leaves_broadcast():
     # The hybrid of examples/hybrid.py with population_value_fn=: each member's thresholds are
     # completed with the weights broadcast along the population axis, so the partition is
@@ -182,7 +208,10 @@ def test_a_chain_refuses_a_state_with_another_number_of_entries():
 
 
 def test_a_named_chain_prints_under_its_name():
-    # named_recipe labels the chain: scale_by_mars is no recipe, so nothing else does.
+    # named_recipe labels the chain. Every caller in gradtx is a recipe (scale_by_mars too),
+    # which labels its chain as well, so named_recipe is checked on its own.
+    tx = named_recipe("my_recipe", gradtx.scale(0.5))
+    assert tx.label == "my_recipe" and repr(tx) == "my_recipe(\n    Scale(step_size=0.5),\n)"
     tx = gradtx.scale_by_mars()
     assert tx.label == "scale_by_mars" and repr(tx).startswith("scale_by_mars(\n")
 
