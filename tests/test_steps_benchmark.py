@@ -19,6 +19,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks
 import steps  # noqa: E402
 
 MODELS = ("mlp", "transformer", "cnn")
+# One worker runs the module's quick benchmark (its fixture) for both tests: under xdist each
+# worker would run it again (36 s).
+pytestmark = pytest.mark.xdist_group("steps_benchmark")
 
 
 @pytest.fixture(scope="module")
