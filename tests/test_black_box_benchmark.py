@@ -16,6 +16,10 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 import black_box  # noqa: E402
 
+# One worker runs the module's tests, so the quick benchmark (its fixture, 15 s) runs once:
+# under xdist each worker would run it again.
+pytestmark = pytest.mark.xdist_group("black_box_benchmark")
+
 
 def test_outcome_counts_the_evaluations_of_the_first_generation_at_the_target():
     evals = np.array([6, 12, 18, 24])
@@ -59,10 +63,6 @@ def test_cma_reference_reaches_the_target_on_the_sphere():
     assert best[-1] <= black_box.TARGET and evals[-1] < 2000
 
 
-# The tests that read it run on one worker, which runs the quick benchmark once (15 s).
-on_the_quick_worker = pytest.mark.xdist_group("black_box_quick")
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("black_box")
@@ -76,7 +76,6 @@ def quick(tmp_path_factory):
     return out, results
 
 
-@on_the_quick_worker
 def test_the_quick_run_writes_results_summary_and_figure(quick):
     out, results = quick
     assert json.loads((out / "results.json").read_text())["config"] == results["config"]
@@ -87,7 +86,6 @@ def test_the_quick_run_writes_results_summary_and_figure(quick):
     assert "### Speed" in text and "### Goals" in text
 
 
-@on_the_quick_worker
 def test_every_method_and_function_runs_with_the_budget_and_monotone_curves(quick):
     _, results = quick
     config = results["config"]
@@ -103,7 +101,6 @@ def test_every_method_and_function_runs_with_the_budget_and_monotone_curves(quic
             assert np.all(np.diff(values) <= 0) and values[-1] == run["final"]
 
 
-@on_the_quick_worker
 def test_cma_es_reaches_the_target_on_the_2d_sphere(quick):
     # The harness counts generations right and the scan runs the transform: a broken
     # update or a wrong evaluation count would miss the target or exceed the budget.
@@ -113,7 +110,6 @@ def test_cma_es_reaches_the_target_on_the_2d_sphere(quick):
             assert record["gradtx"]["stats"]["success"] == 1.0
 
 
-@on_the_quick_worker
 def test_speed_has_only_the_gradtx_cases_without_references(quick):
     _, results = quick
     impls = {r["impl"] for r in results["speed"]}

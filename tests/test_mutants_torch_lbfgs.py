@@ -203,12 +203,16 @@ def _port_search(line, t, max_ls, gtd, scale):
     return _strong_wolfe(value_and_grad, x, t, jnp.full(1, scale), f, g, gtd, max_ls)
 
 
+def _start_slope(line, gtd, scale):
+    """``gtd`` if given, else the line's slope g.d at 0 along d = (scale,)."""
+    return float(_at(line, np.zeros(1), np, scale)[1][0] * scale) if gtd is None else gtd
+
+
 def _search(line, t, max_ls, gtd=None, scale=1.0):
     """(f, g, t, evaluations) of the port's and of torch's (NumPy's) search along ``line``
     from 0 along d = (scale,) (``gtd``, if given, for the slope there). A power of 2 as the
     scale leaves the steps and the slope along d as they are, and d_norm = scale."""
-    f, g = _at(line, np.zeros(1), np, scale)
-    gtd = float(g[0] * scale) if gtd is None else gtd
+    gtd = _start_slope(line, gtd, scale)
     with jax.enable_x64(True):
         ours = [np.asarray(v).tolist() for v in _port_search(line, t, max_ls, gtd, scale)]
     return ours, _numpy_search(line, t, max_ls, gtd, scale)
@@ -468,7 +472,7 @@ def test_the_numpy_cubic_and_search_are_torchs():
         assert float(theirs) == _torch_cubic(*points, bounds)
     for name, (pieces, t, max_ls, gtd, _, *scale) in SEARCHES.items():
         line, scale = _line(*pieces), (scale or [1.0])[0]
-        gtd = float(_at(line, np.zeros(1), np, scale)[1][0] * scale) if gtd is None else gtd
+        gtd = _start_slope(line, gtd, scale)
         theirs = _torch_search(line, t, max_ls, gtd, scale)
         ours = _numpy_search(line, t, max_ls, gtd, scale)
         assert theirs[3] == ours[3], name
