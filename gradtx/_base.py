@@ -488,7 +488,6 @@ def _guarded_init(init):
             return init(self, params.to_tree())
         return init(self, params)
 
-    checked_init.guarded = True
     return checked_init
 
 
@@ -515,7 +514,6 @@ def _guarded_update(update):
         finally:
             _calls.depth = depth
 
-    checked_update.guarded = True
     return checked_update
 
 
@@ -583,10 +581,10 @@ def _update_leaves(tx, update, flat, updates, state, params, extra_args):
 def _check_no_updates(tx: Transform, params: Any) -> None:
     """updates=None is for the gradient-free methods (and the combinators that pass it on)."""
     if params is None:
-        raise ValueError(f"{tx.name}.update: updates=None needs params (gradient-free methods)")
+        raise ValueError(f"{_called(tx)}.update: updates=None needs params (gradient-free methods)")
     if not tx.gradient_free and not tx.children_transforms():
         raise TypeError(
-            f"{tx.name}.update got updates=None: only a gradient-free method (value_fn=) "
+            f"{_called(tx)}.update got updates=None: only a gradient-free method (value_fn=) "
             "can start a step without a gradient; chain it before this transform"
         )
 
@@ -657,6 +655,11 @@ def _first_state_difference(expected: Any, given: Any, path: str) -> tuple | Non
     return None
 
 
+def _called(tx: Transform) -> str:
+    """The name the user called: a named optimizer's (``adam``), not its class's (``chain``)."""
+    return getattr(tx, "label", None) or tx.name
+
+
 def _check_state(tx: Transform, state: Any, params: Any, updates: Any) -> None:
     """Raises a TypeError when ``state`` is not what ``tx.init`` makes (another optimizer's).
 
@@ -677,7 +680,7 @@ def _check_state(tx: Transform, state: Any, params: Any, updates: Any) -> None:
     if found is None:
         return
     path, expected, given = found
-    name = getattr(tx, "label", None) or tx.name
+    name = _called(tx)
     raise TypeError(
         f"{name}.update: the state at {path} is {given} where {name}.init makes {expected}. "
         "Was it made by another optimizer's init? Call init of the optimizer that updates it."

@@ -10,7 +10,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import _format_value, _is_concrete, _leaf_equal, FrozenDict, static, Transform
+from ._base import (
+    _called,
+    _format_value,
+    _is_concrete,
+    _leaf_equal,
+    FrozenDict,
+    static,
+    Transform,
+)
 from ._state import tree_get_all_with_path, tree_set
 from ._tree import _first_container_difference
 
@@ -202,7 +210,7 @@ def _members(grid: dict[str, tuple], mode: str) -> list[dict[str, Any]]:
 def _name(tx: Any) -> str:
     """A factory's name, or a built transform's (a recipe's label: ``adam``)."""
     if isinstance(tx, Transform):
-        return getattr(tx, "label", None) or tx.name
+        return _called(tx)
     return getattr(tx, "__name__", None) or type(tx).__name__
 
 

@@ -155,6 +155,12 @@ def test_hyperparameters_in_two_8_bit_float_formats_with_the_same_bits_differ():
     half = jax.lax.bitcast_convert_type(one, jnp.float8_e4m3fnuz)  # the same byte reads 0.5
     assert float(half) == 0.5
     assert gradtx.scale(one) != gradtx.scale(half)
+    # Arrays are not made Python numbers: they compare by dtype and bytes (NumPy's kind "V").
+    ones = jnp.full(2, one)
+    halves = jax.lax.bitcast_convert_type(ones, jnp.float8_e4m3fnuz)
+    assert ones.tobytes() == halves.tobytes()
+    assert gradtx.scale(ones) != gradtx.scale(halves)
+    assert gradtx.scale(ones) == gradtx.scale(jnp.full(2, one))
 
 
 def test_different_hyperparameters_hash_differently():
@@ -377,16 +383,26 @@ def test_python_number_params_become_float32_arrays_and_integers_are_refused():
 @pytest.mark.parametrize("factory", [gradtx.adafactor, gradtx.adam])
 def test_numpy_float64_params_run_as_float32_without_a_warning(factory):
     # The suite turns warnings into errors: an astype(float64) under x64 off would fail here.
-    wide = {"w": np.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": np.float32([0.5, -0.5])}
-    narrow = jax.tree.map(jnp.float32, wide)
-    tx = factory(0.1)
-    state = tx.init(wide)
-    assert jax.tree.map(lambda x: x.dtype, state) == jax.tree.map(
-        lambda x: x.dtype, tx.init(narrow)
-    )
-    updates, _ = tx.update(wide, state, wide)
-    expected, _ = tx.update(narrow, tx.init(narrow), narrow)
-    chex.assert_trees_all_equal(updates, expected, strict=True)
+    # With a float32 NumPy leaf beside them, and alone.
+    mixed = {"w": np.linspace(-1.0, 1.0, 6).reshape(2, 3), "b": np.float32([0.5, -0.5])}
+    for wide in (mixed, {"w": mixed["w"]}):
+        narrow = jax.tree.map(jnp.float32, wide)
+        tx = factory(0.1)
+        state = tx.init(wide)
+        assert jax.tree.map(lambda x: x.dtype, state) == jax.tree.map(
+            lambda x: x.dtype, tx.init(narrow)
+        )
+        updates, _ = tx.update(wide, state, wide)
+        expected, _ = tx.update(narrow, tx.init(narrow), narrow)
+        chex.assert_trees_all_equal(updates, expected, strict=True)
+
+
+def test_numpy_arrays_of_a_dtype_jax_computes_in_are_passed_as_they_are():
+    # Not copied to the device on each call: identity hands back the very arrays.
+    updates = {"h": np.float16([1.0, 2.0]), "w": np.float32([1.0])}
+    tx = gradtx.identity()
+    out, _ = tx.update(updates, tx.init(updates))
+    assert out["h"] is updates["h"] and out["w"] is updates["w"]
 
 
 def test_a_schedule_function_is_no_leaf_and_survives_jit():
@@ -541,6 +557,18 @@ def test_integer_params_beside_float_updates_check_the_state_made_for_the_update
         adam.update(integers, gradtx.sgd(0.1).init(floats), integers)
 
 
+def test_params_leaves_with_no_dtype_leave_the_state_check_to_the_updates():
+    # A leaf that is no number (a string a user keeps among the params): adam ignores the
+    # params, so it steps; another optimizer's state is still refused, checked on the updates.
+    n = next(_fresh)
+    grads, params = {f"w{n}": jnp.asarray(1.0)}, {f"w{n}": "frozen"}
+    adam = gradtx.adam(0.1)
+    updates, _ = adam.update(grads, adam.init(grads), params)
+    np.testing.assert_allclose(updates[f"w{n}"], -0.1, rtol=1e-5)
+    with pytest.raises(TypeError, match=_ANOTHER):
+        adam.update(grads, gradtx.sgd(0.1).init(grads), params)
+
+
 def test_a_state_made_for_nested_tuple_params_is_refused_for_dict_params():
     adam = gradtx.adam(0.1)
     n = next(_fresh)
@@ -555,3 +583,139 @@ def test_a_state_made_for_other_params_is_refused_where_the_params_are_used():
     two, three = (jnp.ones(2),) * 2, (jnp.ones(2),) * 3
     with pytest.raises(ValueError, match=r"do not match the optimizer state at \[2\]"):
         adam.update(two, adam.init(three), two)
+
+
+def test_a_state_that_is_no_state_is_named_with_its_article():
+    # "an ArrayImpl", "an int": the article follows the type name's first letter, either case.
+    n = next(_fresh)
+    params = {f"w{n}": jnp.ones(2)}
+    tx = gradtx.scale_by_adam()
+    for state, shown in ((jnp.zeros(2), "an ArrayImpl"), (3, "an int"), ([1], "a list")):
+        with pytest.raises(TypeError, match=_ANOTHER) as error:
+            tx.update(params, state, params)
+        assert str(error.value).startswith(
+            f"scale_by_adam.update: the state at state is {shown} where scale_by_adam.init "
+            "makes ScaleByAdamState."
+        )
+
+
+# -- updates=None: only for the gradient-free methods -------------------------------------
+
+
+def _square(p):
+    return jnp.sum(p["w"] ** 2)
+
+
+def test_updates_none_needs_params_and_a_gradient_free_method():
+    params = {"w": jnp.ones(2)}
+    tx = gradtx.scale_by_adam()
+    with pytest.raises(ValueError) as error:
+        tx.update(None, tx.init(params))
+    assert str(error.value) == (
+        "scale_by_adam.update: updates=None needs params (gradient-free methods)"
+    )
+    with pytest.raises(TypeError) as error:
+        tx.update(None, tx.init(params), params)
+    assert str(error.value) == (
+        "scale_by_adam.update got updates=None: only a gradient-free method (value_fn=) can "
+        "start a step without a gradient; chain it before this transform"
+    )
+    # A gradient-free method takes it; so does a chain, which hands it to its first member.
+    free = gradtx.perturbation_gradient(num_samples=4, key=0)
+    step, _ = free.update(None, free.init(params), params, value_fn=_square)
+    chained = gradtx.chain(free, gradtx.scale(-1.0))
+    negated, _ = chained.update(None, chained.init(params), params, value_fn=_square)
+    np.testing.assert_allclose(negated["w"], -step["w"], rtol=1e-6)
+    # ...and the chain's later members get the method's updates, not None: a chain that
+    # starts with another transform names that one.
+    wrong = gradtx.chain(gradtx.scale(-1.0), free)
+    with pytest.raises(TypeError, match=r"^scale\.update got updates=None"):
+        wrong.update(None, wrong.init(params), params, value_fn=_square)
+    # Without value_fn the method names what it needs and the call that passes it.
+    with pytest.raises(ValueError) as error:
+        free.update(None, free.init(params), params)
+    assert str(error.value) == (
+        "perturbation_gradient.update needs value_fn= (the loss to minimise): call "
+        "update(None, state, params, value_fn=loss_fn) with loss_fn(params) -> scalar to "
+        "minimise (or population_value_fn=f, f(stacked params) -> one value per member)"
+    )
+
+
+def test_a_named_optimizer_given_updates_none_is_named_as_called():
+    # The name the user called (adam), not its class's (chain), as the state check says it.
+    params = {"w": jnp.ones(2)}
+    adam = gradtx.adam(0.1)
+    with pytest.raises(ValueError, match=r"^adam\.update: updates=None needs params"):
+        adam.update(None, adam.init(params))
+
+
+# -- objects: frozen, pickled, flattened with their field names ---------------------------
+
+
+def test_a_transform_is_frozen_and_its_leaves_carry_their_field_names():
+    tx = gradtx.scale_by_adam(b1=0.8)
+    with pytest.raises(AttributeError, match="cannot assign to field 'b1'"):
+        tx.b1 = 0.5
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(tx)]
+    assert paths == [".b1", ".b2", ".eps", ".eps_root"]
+
+
+def test_a_dict_hyperparameter_pickles_as_a_frozen_dict():
+    tx = gradtx.inject_hyperparams(gradtx.adam)(learning_rate=0.1)
+    back = pickle.loads(pickle.dumps(tx))
+    assert back == tx
+    assert type(back.numeric) is type(tx.numeric)
+    with pytest.raises(TypeError, match="immutable"):
+        back.numeric["learning_rate"] = 1.0
+
+
+def test_the_largest_float32_prints_as_float32_and_a_whole_number_bound_in_full():
+    largest = float(np.finfo(np.float32).max)
+    assert repr(gradtx.scale(largest)) == "Scale(step_size=3.4028235e+38)"
+    with pytest.raises(ValueError) as error:
+        gradtx.sam(gradtx.sgd(0.1), gradtx.sgd(0.1), sync_period=2**31)
+    assert str(error.value) == (
+        "sam(sync_period=2147483648): sync_period must be in [1, 2147483647]"
+    )
+
+
+# -- a user's transform that works per leaf, on FlatParams ---------------------------------
+
+
+class _PerLeaf(gradtx.Transform):
+    """Not elementwise and wrapping nothing: on FlatParams it runs on the leaves as trees."""
+
+    give_nothing: bool = False
+
+    def init(self, params):
+        return ()
+
+    def update(self, updates, state, params=None, value=None, grad=None, value_fn=None):
+        if self.give_nothing:
+            return None, state
+        assert isinstance(updates, dict) and isinstance(params, dict) and isinstance(grad, dict)
+        values = value_fn(params, 2.0, scale=3.0)
+        step = jax.tree.map(
+            lambda u, g, v, p: u + 10 * g + 100 * v + p, updates, grad, values, params
+        )
+        return jax.tree.map(lambda x: x + value, step), state
+
+
+def test_a_per_leaf_user_transform_on_flat_params_gets_trees_and_its_functions_flat_params():
+    tree = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+    fp = gradtx.FlatParams.from_tree(tree)
+    seen = []
+
+    def value_fn(p, factor, *, scale):  # called with FlatParams, as the user's loss is
+        seen.append(type(p))
+        return jax.tree.map(lambda x: factor * scale * x, p)
+
+    tx = _PerLeaf()
+    grad = jax.tree.map(lambda x: 2 * x, fp)
+    step, _ = tx.update(fp, tx.init(fp), fp, value=jnp.asarray(0.5), grad=grad, value_fn=value_fn)
+    assert isinstance(step, gradtx.FlatParams) and seen == [gradtx.FlatParams]
+    for key, x in tree.items():  # u + 10 g + 100 (6 p) + p + value = (1 + 20 + 600 + 1) p + 0.5
+        np.testing.assert_allclose(step.to_tree()[key], 622 * x + 0.5, rtol=1e-6)
+    # No updates come back as None, not as FlatParams of nothing.
+    quiet = _PerLeaf(give_nothing=True)
+    assert quiet.update(fp, quiet.init(fp), fp, grad=grad, value_fn=value_fn)[0] is None

@@ -211,6 +211,28 @@ def test_an_open_bound_reached_far_out_by_underflow_keeps_the_slack():
     assert message.endswith(f"it reaches 0 at step {far}")
 
 
+def test_a_sum_of_knots_past_the_first_steps_and_the_last_step_are_far_out():
+    # Sums of knots are sampled but keep the slack: 65 = 30 + 35 is the first step past the
+    # first 65 (0 to 64), where the bound has none.
+    gradtx.ftrl_proximal(_dip(65, [30, 35], low=0.0))
+    message = _refusal(lambda: gradtx.ftrl_proximal(_dip(64, [30, 34], low=0.0)))
+    assert message.endswith("it reaches 0 at step 64")
+    # A knot at 2**31 is no step of an int32 counter: its neighbour 2**31 - 1, the last step
+    # (always sampled), is not made a knot's by it; a knot at 2**31 - 2 makes it one.
+    gradtx.adam(0.1, b1=_OneAtTheLastStep(knot=2.0**31))
+    message = _refusal(lambda: gradtx.adam(0.1, b1=_OneAtTheLastStep(knot=2.0**31 - 2)))
+    assert message.endswith("b1 must be in [0, 1) at every step; it reaches 1 at step 2147483647")
+
+
+class _OneAtTheLastStep(gradtx.Schedule):
+    """A user's schedule: 0.9, and 1 at the last int32 step; its one number is ``knot``."""
+
+    knot: float
+
+    def __call__(self, count):
+        return jnp.where(count == 2**31 - 1, 1.0 + 0.0 * self.knot, 0.9)
+
+
 # -- how the schedule is evaluated ----------------------------------------------------------
 
 
