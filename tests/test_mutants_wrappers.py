@@ -500,3 +500,41 @@ def test_inject_hyperparams_accepts_any_static_args_for_a_factory_taking_keyword
     updates, state = tx.update(params, tx.init(params), params)
     np.testing.assert_allclose(updates["x"], [-0.5, -0.5])
     assert set(state.hyperparams) == {"learning_rate"}
+
+
+# -- session 18: the rerun's survivors ------------------------------------------------------
+
+
+class _NamelessFactory:
+    """A factory with no __name__ (a callable object), whose first argument is positional-only."""
+
+    def __call__(self, learning_rate, /, momentum=0.0):
+        return gradtx.sgd(learning_rate, momentum=momentum)
+
+    def __repr__(self):
+        return "NamelessFactory()"
+
+
+def test_inject_hyperparams_names_a_factory_with_no_name_by_its_repr():
+    message = (
+        "inject_hyperparams(NamelessFactory()): the factory is called with keywords, so its "
+        "positional-only argument learning_rate cannot be given"
+    )
+    with raises_whole(TypeError, message):
+        gradtx.inject_hyperparams(_NamelessFactory())(0.1)
+
+
+def test_a_partition_runs_on_the_buffers_where_its_labels_fit_them_and_on_the_leaves_where_not():
+    tree = {"w": jnp.array([3.0, 4.0]), "b": jnp.array([1.0])}
+    flat = gradtx.FlatParams.from_tree(tree)
+    # One label for the one buffer: adam's moments are FlatParams, as on the buffers.
+    whole = gradtx.partition({"a": gradtx.adam(0.1)}, {"w": "a", "b": "a"})
+    mu = whole.init(flat).inner_states["a"].inner_state[0].mu
+    assert isinstance(mu, gradtx.FlatParams)
+    # Two labels cut the buffer in two: each group runs on its leaves, and the numbers are
+    # the tree's.
+    cut = gradtx.partition({"a": gradtx.adam(0.1), "b": gradtx.scale(2.0)}, {"w": "a", "b": "b"})
+    updates, _ = cut.update(flat, cut.init(flat), flat)
+    expected, _ = cut.update(tree, cut.init(tree), tree)
+    for key in tree:
+        np.testing.assert_allclose(updates.to_tree()[key], expected[key], rtol=1e-6)
