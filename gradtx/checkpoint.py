@@ -476,7 +476,12 @@ def _describe_tx(tx: Any) -> list[list[str]]:
 def _static_text(value: Any) -> str:
     if isinstance(value, str) and isinstance(getattr(jax.numpy, value, None), type):
         value = getattr(jax.numpy, value)  # a dtype given by name: "bfloat16"
-    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
+    # A dtype, a scalar type (jnp.float32) or a Python type that NumPy reads as one (float is
+    # float64, as np.float64 and jnp.float64 are): recorded by the dtype's name.
+    if isinstance(value, np.dtype) or (
+        isinstance(value, type)
+        and (hasattr(value, "dtype") or value in (bool, int, float, complex))
+    ):
         return np.dtype(value).name
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{value.__module__}.{value.__qualname__}"  # repr would hold an address

@@ -243,6 +243,19 @@ def test_an_optax_optimizer_is_told_apart_by_its_functions(tmp_path):
     )
 
 
+def test_a_python_type_given_as_a_dtype_is_recorded_as_the_dtype_numpy_reads(tmp_path, x64):
+    # _static_text: mu_dtype=float is np.dtype(float), float64, as jnp.float64 is: a checkpoint
+    # saved with one restores with the other; bfloat16 is refused.
+    params = {"w": jnp.array([1.0, -2.0], jnp.float32)}
+    saved_tx = gradtx.adam(0.1, mu_dtype=float)
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, params, saved_tx.init(params), saved_tx)
+        restored = ckpt.restore(gradtx.adam(0.1, mu_dtype=jnp.float64), params)
+        chex.assert_trees_all_equal(restored.opt_state, saved_tx.init(params), strict=True)
+        with pytest.raises(ValueError, match="float64 in the checkpoint, bfloat16 in the given"):
+            ckpt.restore(gradtx.adam(0.1, mu_dtype=jnp.bfloat16), params)
+
+
 # -- _leaves, _leaf_text ------------------------------------------------------------------
 
 
@@ -259,6 +272,18 @@ def test_a_none_param_is_part_of_the_checkpoint(tmp_path):
         "the checkpoint: {['b']: None, ['w']: float32[2]}\n"
         "the given params: {['w']: float32[2]}"
     )
+
+
+def test_a_python_number_in_a_state_is_described_by_the_dtype_jax_gives_it(tmp_path):
+    # _leaf_text: a leaf with no dtype is described by jnp.result_type: a state whose count a
+    # user set to 0 matches tx.init's int32[], saves and restores.
+    params = {"w": jnp.array([1.0, -2.0])}
+    tx = gradtx.adam(0.1)
+    first, *rest = tx.init(params)
+    with Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, params, (first._replace(count=0), *rest), tx)
+        restored = ckpt.restore(tx, params)
+    chex.assert_trees_all_equal(restored.opt_state, tx.init(params), strict=True)
 
 
 def test_python_scalar_params_round_trip(tmp_path):
