@@ -245,8 +245,9 @@ def _validate(obj: Struct, own_checks: Any) -> None:
 def _normalise(obj: Struct) -> None:
     """Gives numeric hyperparameters one canonical form, so equal values compare equal.
 
-    Concrete scalar arrays become Python numbers (their exact value), an int
-    given where the default is a float becomes a float, a dict is frozen. So
+    Concrete real scalar arrays (integer and floating, bfloat16 and float8 too)
+    become Python numbers (their exact value; complex and boolean ones are kept),
+    an int given where the default is a float becomes a float, a dict is frozen. So
     ``adam(jnp.asarray(0.5)) == adam(0.5)``, both trace to the same jit
     signature, and a hashed object cannot be changed under its hash.
     """
