@@ -370,11 +370,18 @@ def _format_value(value: Any, indent: int) -> str:
         pad = " " * (indent + 4)
         items = "".join(f"\n{pad}{k!r}: {_format_value(v, indent + 4)}," for k, v in value.items())
         return f"{{{items}\n{' ' * indent}}}"
-    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
-        return np.dtype(value).name
+    if (name := _dtype_name(value)) is not None:
+        return name
     if callable(value) and hasattr(value, "__qualname__"):
         return value.__qualname__
     return repr(value)
+
+
+def _dtype_name(value: Any) -> str | None:
+    """A dtype's name (``float32``) for a dtype or a scalar type (``jnp.float32``), else None."""
+    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
+        return np.dtype(value).name
+    return None
 
 
 def _format_float(value: float) -> str:
@@ -728,8 +735,8 @@ class HyperparameterTypeError(HyperparameterError, TypeError):
 
 def shown(value: Any) -> str:
     """A hyperparameter as an error message shows it: its repr, a dtype's or function's name."""
-    if isinstance(value, np.dtype) or (isinstance(value, type) and hasattr(value, "dtype")):
-        return np.dtype(value).name
+    if (name := _dtype_name(value)) is not None:
+        return name
     if _is_opaque_callable(value) and hasattr(value, "__qualname__"):
         return value.__qualname__
     return repr(value)

@@ -35,7 +35,7 @@ import jax
 from jax.sharding import Sharding, SingleDeviceSharding
 import numpy as np
 
-from ._base import Schedule, Struct
+from ._base import _dtype_name, Schedule, Struct
 from ._flat import as_trees, like_flat
 from ._sharding import StateSharding
 from ._state import _children
@@ -476,13 +476,10 @@ def _describe_tx(tx: Any) -> list[list[str]]:
 def _static_text(value: Any) -> str:
     if isinstance(value, str) and isinstance(getattr(jax.numpy, value, None), type):
         value = getattr(jax.numpy, value)  # a dtype given by name: "bfloat16"
-    # A dtype, a scalar type (jnp.float32) or a Python type that NumPy reads as one (float is
-    # float64, as np.float64 and jnp.float64 are): recorded by the dtype's name.
-    if isinstance(value, np.dtype) or (
-        isinstance(value, type)
-        and (hasattr(value, "dtype") or value in (bool, int, float, complex))
-    ):
-        return np.dtype(value).name
+    if isinstance(value, type) and value in (bool, int, float, complex):
+        value = np.dtype(value)  # a Python type NumPy reads as a dtype: float is float64
+    if (name := _dtype_name(value)) is not None:
+        return name
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{value.__module__}.{value.__qualname__}"  # repr would hold an address
     return repr(value)

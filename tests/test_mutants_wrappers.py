@@ -502,7 +502,7 @@ def test_inject_hyperparams_accepts_any_static_args_for_a_factory_taking_keyword
     assert set(state.hyperparams) == {"learning_rate"}
 
 
-# -- session 18: the rerun's survivors ------------------------------------------------------
+# -- partition on FlatParams; inject_hyperparams names a factory with no __name__ ---------
 
 
 class _NamelessFactory:
